@@ -1,0 +1,5 @@
+"""`sac agents ...` commands."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="agents commands.")

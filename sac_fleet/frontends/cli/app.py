@@ -1,0 +1,63 @@
+"""The `sac` command: a thin typer layer over sac_fleet's API.
+
+Each command group lives in its own module; SacError is caught once, here.
+"""
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from sac_node.protocol.errors import SacError
+
+from . import agents_cmd, provider_cmd, spec_cmd
+
+app = typer.Typer(
+    name="sac",
+    help="Long-lived, sandboxed Claude Code agents from a spec.yaml; fleets of them over SSH.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(spec_cmd.app, name="spec")
+app.add_typer(agents_cmd.app, name="agents")
+app.add_typer(provider_cmd.app, name="provider")
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")):
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app.info.context_settings = {"obj": {"debug": debug}}
+    _State.debug = debug
+
+
+class _State:
+    debug = False
+
+
+def main():
+    """Entry point of the `sac` console script."""
+    try:
+        app(standalone_mode=False)
+    except SacError as exc:
+        if _State.debug:
+            raise
+        err_console.print("[red]error:[/red] " + exc.message, markup=True, highlight=False)
+        sys.exit(exc.data.get("exit_code", 2) if isinstance(exc.data, dict) else 2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("[red]aborted[/red]")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,76 @@
+"""msgpack-rpc framing, fed bytes, returning frames; it never does I/O.
+
+    request       [0, msgid, method, params]
+    response      [1, msgid, error, result]      error is None or {code, message, data}
+    notification  [2, method, params]
+"""
+
+import msgpack
+
+from .errors import ProtocolError
+
+REQUEST = 0
+RESPONSE = 1
+NOTIFICATION = 2
+
+# A frame larger than this is refused and the connection that sent it is closed:
+# it protects a daemon's memory from a broken or hostile peer.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+def encode_request(msgid, method, params):
+    return msgpack.packb([REQUEST, msgid, method, params], use_bin_type=True)
+
+
+def encode_response(msgid, error, result):
+    return msgpack.packb([RESPONSE, msgid, error, result], use_bin_type=True)
+
+
+def encode_notification(method, params):
+    return msgpack.packb([NOTIFICATION, method, params], use_bin_type=True)
+
+
+class FrameDecoder:
+    """Accumulates bytes and yields validated frames (lists) in order.
+
+    Raises ProtocolError on a frame that is not msgpack-rpc or is too large;
+    the caller must then close the connection (the stream cannot resync).
+    """
+
+    def __init__(self, max_frame_bytes=MAX_FRAME_BYTES):
+        self._max = max_frame_bytes
+        self._unpacker = msgpack.Unpacker(
+            raw=False,
+            max_buffer_size=max_frame_bytes,
+            strict_map_key=False,
+        )
+
+    def feed(self, data):
+        """Feed bytes; return the list of complete frames they finished."""
+        try:
+            self._unpacker.feed(data)
+        except msgpack.BufferFull as exc:
+            raise ProtocolError("frame larger than %d bytes" % self._max) from exc
+        frames = []
+        try:
+            for obj in self._unpacker:
+                frames.append(validate_frame(obj))
+        except ProtocolError:
+            raise
+        except Exception as exc:  # msgpack raises several unrelated types on garbage
+            raise ProtocolError("malformed msgpack frame: %s" % exc) from exc
+        return frames
+
+
+def validate_frame(obj):
+    """Check the shape of one decoded object; return it or raise ProtocolError."""
+    if not isinstance(obj, (list, tuple)) or not obj:
+        raise ProtocolError("frame is not an array")
+    kind = obj[0]
+    if kind == REQUEST and len(obj) == 4 and isinstance(obj[1], int) and isinstance(obj[2], str):
+        return list(obj)
+    if kind == RESPONSE and len(obj) == 4 and isinstance(obj[1], int):
+        return list(obj)
+    if kind == NOTIFICATION and len(obj) == 3 and isinstance(obj[1], str):
+        return list(obj)
+    raise ProtocolError("frame is not a msgpack-rpc request, response or notification")

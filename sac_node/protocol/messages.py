@@ -1,0 +1,38 @@
+"""Method names and the protocol version spoken between head and node.
+
+Every method is `noun.verb`; its params and result are documented in the
+docstring of its handler (sac_node/handlers/).
+"""
+
+PROTOCOL_VERSION = 1
+
+# The line a node prints before it switches a stream to framed msgpack
+# (the head scans past login-banner noise for it).
+READY_MARKER = "SAC-NODE READY"
+
+
+def ready_line(version, sha):
+    return "%s proto=%d version=%s sha=%s\n" % (READY_MARKER, PROTOCOL_VERSION, version, sha)
+
+
+# host
+HOST_FACTS = "host.facts"
+HOST_SHUTDOWN = "host.shutdown"
+# agents
+AGENTS_START = "agents.start"
+AGENTS_STOP = "agents.stop"
+AGENTS_RESTART = "agents.restart"
+AGENTS_DELETE = "agents.delete"
+AGENTS_LIST = "agents.list"
+AGENTS_STATUS = "agents.status"
+# turns
+TURNS_SUBMIT = "turns.submit"
+TURNS_GET = "turns.get"
+TURNS_WAIT = "turns.wait"
+TURNS_CANCEL = "turns.cancel"
+TURNS_LIST = "turns.list"
+# events (notifications flow back as EVENT)
+EVENTS_SUBSCRIBE = "events.subscribe"
+EVENTS_UNSUBSCRIBE = "events.unsubscribe"
+EVENTS_TAIL = "events.tail"
+EVENT = "event"
