@@ -1,0 +1,162 @@
+"""sac_fleet's Python API: every frontend (CLI, gateway, MCP) calls only this.
+
+    async with Fleet() as fleet:
+        await fleet.start("agents/reviewer")
+        turn = await fleet.send("reviewer", "Summarise README.md")
+        print(turn["reply"])
+
+For now a Fleet is this machine's node; hosts from an inventory come with the
+fleet transport.
+"""
+
+import asyncio
+import os
+from pathlib import Path
+
+from sac_node.protocol.errors import AgentNotFound, SpecError, TurnTimeout
+
+from .core.spec import parse_spec
+from .remote.local import connect_local
+
+TERMINAL = ("completed", "failed", "interrupted", "cancelled")
+
+
+def resolve_target(target, agents_dir):
+    """A spec path, an agent directory, or a name under the agents dir -> a path, or None."""
+    path = Path(target).expanduser()
+    if path.exists():
+        return path
+    candidate = Path(agents_dir) / target
+    if candidate.exists():
+        return candidate
+    return None
+
+
+class Fleet:
+    """The agents sac manages, and the calls that act on them."""
+
+    def __init__(self, state_dir=None, agents_dir=None):
+        self.state_dir = state_dir
+        self.agents_dir = agents_dir or os.environ.get("SAC_AGENTS_DIR") or "agents"
+        self._client = None
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def close(self):
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def node(self):
+        if self._client is None or self._client.peer.closed:
+            self._client = await connect_local(self.state_dir)
+        return self._client
+
+    # -- agents -------------------------------------------------------------------
+
+    async def start(self, target, restart=False):
+        """Start an agent from a spec file, an agent directory, or the name of a known agent."""
+        node = await self.node()
+        path = resolve_target(target, self.agents_dir)
+        if path is None:
+            known = {a["name"] for a in await node.list_agents()}
+            if target in known:
+                return await node.restart_agent(target) if restart else {
+                    "status": await self._start_known(node, target), "changed": False, "started": False}
+            raise SpecError("%s: no such spec file or agent directory, and no agent of that name under %s/ "
+                            "or on this host" % (target, self.agents_dir))
+        spec = parse_spec(path)
+        return await node.start_agent(spec.to_node(), restart=restart)
+
+    async def _start_known(self, node, name):
+        status = await node.agent_status(name)
+        if status["state"] in ("stopped", "failed"):
+            return (await node.restart_agent(name))["status"]
+        return status
+
+    async def stop(self, name):
+        return await (await self.node()).stop_agent(name)
+
+    async def restart(self, name):
+        return await (await self.node()).restart_agent(name)
+
+    async def delete(self, name):
+        return await (await self.node()).delete_agent(name)
+
+    async def list(self):
+        return await (await self.node()).list_agents()
+
+    async def status(self, name):
+        return await (await self.node()).agent_status(name)
+
+    async def health(self, name):
+        """Status plus a verdict: ok, or the reasons it is not."""
+        status = await self.status(name)
+        problems = []
+        if status["state"] in ("failed", "stopped"):
+            problems.append("state is %s" % status["state"])
+        age = status.get("heartbeat_age_s")
+        if status["state"] not in ("stopped",) and (age is None or age > 10):
+            problems.append("no heartbeat for %ss" % age if age is not None else "no heartbeat")
+        if status.get("last_error"):
+            problems.append("last error: %s" % status["last_error"])
+        return {"name": name, "ok": not problems, "problems": problems, "status": status}
+
+    # -- turns --------------------------------------------------------------------
+
+    async def send(self, name, text, wait=True, timeout=600.0, on_record=None, key=None):
+        """Submit a turn; with wait, stream its records to `on_record` and return the finished turn.
+
+        Raises TurnTimeout (carrying the turn id) when `timeout` passes first; the turn keeps running.
+        """
+        node = await self.node()
+        accepted = await node.submit(name, text, key)
+        turn = accepted["turn"]
+        if not wait:
+            return turn
+        sub = await node.subscribe(name, turn_id=turn["id"])
+        try:
+            await asyncio.wait_for(self._follow_turn(sub, on_record), timeout)
+        except asyncio.TimeoutError:
+            raise TurnTimeout("turn %s on agent %s is still running after %ss; it goes on: see "
+                              "`sac agents tail %s`" % (turn["id"], name, timeout, name),
+                              {"turn_id": turn["id"], "exit_code": 1}) from None
+        finally:
+            await sub.close()
+        return await node.get_turn(turn["id"])
+
+    async def _follow_turn(self, sub, on_record):
+        async for record in sub:
+            if on_record is not None:
+                on_record(record)
+            event = record.get("event") or {}
+            if event.get("type") == "sac" and event.get("subtype") == "turn_ended":
+                return
+
+    async def get_turn(self, turn_id):
+        return await (await self.node()).get_turn(turn_id)
+
+    async def cancel(self, turn_id):
+        return await (await self.node()).cancel_turn(turn_id)
+
+    async def tail(self, name, n=50):
+        node = await self.node()
+        await node.agent_status(name)  # AgentNotFound with the fix, before an empty tail
+        return await node.tail(name, n)
+
+    async def follow(self, name, from_seq=None):
+        """Live transcript records of an agent, after `from_seq`."""
+        node = await self.node()
+        sub = await node.subscribe(name, from_seq=from_seq)
+        try:
+            async for record in sub:
+                yield record
+        finally:
+            await sub.close()
+
+
+__all__ = ["Fleet", "AgentNotFound"]

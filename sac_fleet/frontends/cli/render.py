@@ -1,0 +1,123 @@
+"""Turning statuses, turns and transcript records into text a person reads."""
+
+import json
+import time
+
+from rich.table import Table
+from rich.text import Text
+
+STATE_STYLE = {"idle": "green", "working": "cyan", "starting": "yellow", "restarting": "yellow",
+               "stopped": "dim", "failed": "red"}
+
+
+def age(seconds):
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 120:
+        return "%ds" % seconds
+    if seconds < 7200:
+        return "%dm" % (seconds // 60)
+    return "%.1fh" % (seconds / 3600)
+
+
+def isolation_label(iso):
+    runtime = (iso or {}).get("runtime") or "-"
+    return "none (UNSANDBOXED)" if runtime == "none" else runtime
+
+
+def agents_table(statuses):
+    table = Table(box=None, header_style="bold")
+    for col in ("AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "TURNS ok/pend/fail", "LAST TURN", "SANDBOX",
+                "LAST ERROR"):
+        table.add_column(col, overflow="fold")
+    now = time.time()
+    for s in statuses:
+        turns = s.get("turns") or {}
+        last = s.get("last_turn_at")
+        table.add_row(
+            s["name"], Text(s["state"], style=STATE_STYLE.get(s["state"], "")), str(s.get("pid") or "-"),
+            age(s.get("uptime_s")), str(s.get("restarts", 0)),
+            "%d/%d/%d" % (turns.get("completed", 0), turns.get("pending", 0), turns.get("failed", 0)),
+            age(now - last) + " ago" if last else "-", isolation_label(s.get("isolation")),
+            (s.get("last_error") or "")[:120])
+    return table
+
+
+def status_lines(s):
+    """A one-agent status as `key: value` lines."""
+    turns = s.get("turns") or {}
+    usage = s.get("usage") or {}
+    iso = s.get("isolation") or {}
+    props = ", ".join("%s=%s" % (k, v) for k, v in sorted(iso.items()) if k != "runtime")
+    rows = [
+        ("agent", s["name"]), ("state", s["state"]), ("pid", s.get("pid") or "-"),
+        ("uptime", age(s.get("uptime_s"))), ("restarts", s.get("restarts", 0)),
+        ("session", s.get("session_id") or "-"),
+        ("turns", "%d completed, %d pending, %d failed, %d cancelled" % (
+            turns.get("completed", 0), turns.get("pending", 0), turns.get("failed", 0), turns.get("cancelled", 0))),
+        ("last turn", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["last_turn_at"]))
+         if s.get("last_turn_at") else "-"),
+        ("tokens", "%d in, %d out" % (usage.get("input_tokens", 0), usage.get("output_tokens", 0))),
+        ("sandbox", isolation_label(iso) + (" (%s)" % props if props else "")),
+        ("workdir", s.get("workdir") or "-"),
+        ("heartbeat", age(s.get("heartbeat_age_s")) + " ago" if s.get("heartbeat_age_s") is not None else "-"),
+        ("last error", s.get("last_error") or "-"),
+    ]
+    return "\n".join("%-11s %s" % (k + ":", v) for k, v in rows)
+
+
+def record_text(record):
+    """One transcript record as one or more readable lines, or None to skip it."""
+    event = record.get("event") or {}
+    kind = event.get("type")
+    stamp = time.strftime("%H:%M:%S", time.localtime(record.get("ts") or 0))
+    if kind == "sac":
+        return _supervisor_text(stamp, event)
+    if kind == "assistant":
+        lines = []
+        for block in (event.get("message") or {}).get("content") or []:
+            if block.get("type") == "text" and block.get("text", "").strip():
+                lines.append("%s assistant  %s" % (stamp, block["text"].strip()))
+            elif block.get("type") == "tool_use":
+                lines.append("%s tool call  %s %s" % (stamp, block.get("name"), _short(block.get("input"))))
+        return "\n".join(lines) or None
+    if kind == "user":
+        content = (event.get("message") or {}).get("content")
+        lines = []
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                mark = "tool error " if block.get("is_error") else "tool result"
+                lines.append("%s %s %s" % (stamp, mark, _short(_result_text(block.get("content")))))
+        return "\n".join(lines) or None
+    if kind == "result":
+        verdict = "error" if event.get("is_error") else "done"
+        return "%s result     %s in %sms" % (stamp, verdict, event.get("duration_ms", "?"))
+    if kind == "system" and event.get("subtype") == "init":
+        return "%s session    %s (model %s)" % (stamp, event.get("session_id"), event.get("model"))
+    return None
+
+
+def _supervisor_text(stamp, event):
+    sub = event.get("subtype")
+    if sub == "turn_started":
+        return "%s user       %s" % (stamp, event.get("text", ""))
+    if sub == "turn_ended":
+        extra = (": " + event["error"]) if event.get("error") else ""
+        return "%s turn       %s%s" % (stamp, event.get("status"), extra)
+    if sub == "turn_accepted":
+        return None
+    fields = ", ".join("%s=%s" % (k, v) for k, v in event.items() if k not in ("type", "subtype") and v is not None)
+    return "%s sac        %s %s" % (stamp, sub, fields)
+
+
+def _result_text(content):
+    if isinstance(content, list):
+        return " ".join(c.get("text", "") for c in content if isinstance(c, dict))
+    return str(content or "")
+
+
+def _short(value, limit=200):
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,227 @@
+"""The node daemon: one per (user, state dir), serving msgpack-rpc on <state>/node.sock.
+
+It holds no state beyond the state dir: it can be killed and restarted at any
+time; at start it re-attaches to the shims that are still running, and while it
+runs it respawns the shim of any agent that should run but whose shim died.
+"""
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+from . import __version__
+from .protocol.errors import AgentNotRunning, SacError
+from .rpc import RpcPeer, open_unix_peer
+from .state_dir import StateDir, write_atomic
+
+log = logging.getLogger("sac_node.daemon")
+
+SUPERVISE_EVERY_S = 1.0
+SHIM_START_TIMEOUT_S = 15.0
+
+
+def node_command():
+    """argv prefix that runs this node's code again (the pyz when we run from one)."""
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    archive = os.path.dirname(pkg)
+    if os.path.isfile(archive):  # running from node.pyz
+        return [sys.executable, archive]
+    return [sys.executable, "-m", "sac_node"]
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ShimHandle:
+    """The daemon's link to one running shim."""
+
+    def __init__(self, name, pid, peer, popen=None):
+        self.name, self.pid, self.peer, self.popen = name, pid, peer, popen
+
+
+class Node:
+    """The daemon's state: the state dir and a handle per live shim."""
+
+    def __init__(self, state, clock=time.time):
+        self.state = state
+        self.clock = clock
+        self.started_at = clock()
+        self.shims = {}
+        self.subs = {}
+        self._sub_ids = 0
+        self.shim_respawns = {}
+        self._lock_fh = None
+        self._server = None
+        self._stop = None
+
+    # -- shims --------------------------------------------------------------------
+
+    def _on_shim_event(self, method, params):
+        sub = self.subs.get(params.get("sub"))
+        if sub is not None:
+            client, agent, client_sub = sub
+            if client.closed:
+                self.subs.pop(params.get("sub"), None)
+            else:
+                client.notify(method, {"sub": client_sub, "agent": agent, "record": params["record"]})
+
+    def live_shim_pid(self, name):
+        try:
+            with open(self.state.agent(name).shim_info) as fh:
+                pid = json.load(fh).get("pid")
+        except (OSError, ValueError):
+            return None
+        return pid if pid and pid_alive(pid) else None
+
+    async def shim(self, name):
+        """A connected peer for the agent's shim; raises AgentNotRunning when it has none."""
+        handle = self.shims.get(name)
+        if handle is not None and not handle.peer.closed and pid_alive(handle.pid):
+            return handle.peer
+        pid = self.live_shim_pid(name)
+        if pid is None:
+            raise AgentNotRunning("agent %s is not running; start it with `sac agents start %s`" % (name, name))
+        peer = await self._connect_shim(name)
+        self.shims[name] = ShimHandle(name, pid, peer, handle.popen if handle else None)
+        return peer
+
+    async def _connect_shim(self, name):
+        try:
+            return await open_unix_peer(self.state.agent(name).socket, on_notification=self._on_shim_event,
+                                        name="shim:%s" % name)
+        except OSError as exc:
+            raise AgentNotRunning("agent %s: its shim does not answer (%s)" % (name, exc)) from exc
+
+    async def spawn_shim(self, name):
+        """Start the agent's shim and wait until it serves its socket."""
+        agent = self.state.agent(name)
+        for stale in (agent.shim_info, agent.socket):
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
+        logf = open(agent.shim_log, "ab")
+        popen = subprocess.Popen(node_command() + ["shim", agent.path], stdin=subprocess.DEVNULL, stdout=logf,
+                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        logf.close()
+        deadline = self.clock() + SHIM_START_TIMEOUT_S
+        while self.clock() < deadline:
+            if popen.poll() is not None:
+                raise AgentNotRunning("agent %s: its shim exited at start (code %s); see %s: %s"
+                                      % (name, popen.returncode, agent.shim_log, _last_line(agent.shim_log)))
+            if os.path.exists(agent.shim_info) and os.path.exists(agent.socket):
+                peer = await self._connect_shim(name)
+                self.shims[name] = ShimHandle(name, popen.pid, peer, popen)
+                return peer
+            await asyncio.sleep(0.02)
+        popen.kill()
+        raise AgentNotRunning("agent %s: its shim did not start within %ss; see %s"
+                              % (name, SHIM_START_TIMEOUT_S, agent.shim_log))
+
+    async def wait_shim_exit(self, name, timeout=15.0):
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            handle = self.shims.get(name)
+            if handle and handle.popen is not None:
+                handle.popen.poll()
+            if self.live_shim_pid(name) is None:
+                self.shims.pop(name, None)
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def supervise(self):
+        """Reap exited shims and respawn those of agents that should be running."""
+        while True:
+            for handle in list(self.shims.values()):
+                if handle.popen is not None:
+                    handle.popen.poll()
+            for name in self.state.agent_names():
+                if self.state.agent(name).read_desired() != "running" or self.live_shim_pid(name):
+                    continue
+                count = self.shim_respawns.get(name, 0) + 1
+                self.shim_respawns[name] = count
+                log.warning("[agent=%s] shim is gone; respawning (respawn %d)", name, count)
+                try:
+                    await self.spawn_shim(name)
+                except SacError as exc:
+                    log.error("[agent=%s] %s", name, exc.message)
+            await asyncio.sleep(SUPERVISE_EVERY_S)
+
+    # -- serving ------------------------------------------------------------------
+
+    def acquire_lock(self):
+        """Single instance per state dir; False when another daemon holds it."""
+        self.state.create()
+        self._lock_fh = open(self.state.lock, "a+")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_fh.close()
+            return False
+        return True
+
+    async def serve(self, on_ready=None):
+        from .handlers import table
+
+        handlers = table(self)
+        try:
+            os.unlink(self.state.socket)
+        except FileNotFoundError:
+            pass
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(
+                lambda r, w: self._serve_client(RpcPeer(r, w, handlers, name="client")), path=self.state.socket)
+        finally:
+            os.umask(old)
+        os.chmod(self.state.socket, 0o600)
+        write_atomic(os.path.join(self.state.root, "daemon.json"),
+                     json.dumps({"pid": os.getpid(), "version": __version__, "started_at": self.started_at}))
+        self._stop = asyncio.Event()
+        supervisor = asyncio.ensure_future(self.supervise())
+        if on_ready:
+            on_ready()
+        log.info("node daemon %s serving %s", __version__, self.state.socket)
+        await self._stop.wait()
+        supervisor.cancel()
+        self._server.close()
+        for handle in self.shims.values():
+            await handle.peer.close()
+
+    async def _serve_client(self, peer):
+        await peer.run()
+        for client_sub, sub in peer.context.get("subs", {}).items():
+            entry = self.subs.pop(sub, None)
+            handle = self.shims.get(entry[1]) if entry else None
+            if handle is not None and not handle.peer.closed:
+                try:
+                    await handle.peer.call("events.unsubscribe", {"sub": sub}, timeout=5)
+                except SacError:
+                    pass
+
+    def shutdown(self):
+        """Stop serving; shims and agents keep running."""
+        if self._stop is not None:
+            self._stop.set()
+
+
+def _last_line(path):
+    try:
+        with open(path, "rb") as fh:
+            lines = [l for l in fh.read()[-4000:].decode("utf-8", "replace").splitlines() if l.strip()]
+        return lines[-1] if lines else "(empty)"
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,163 @@
+"""The engine: Claude Code (or any program speaking its stream-json protocol).
+
+Pure parts: finding the binary, building argv and environment, turning a turn's
+text into an input line and reading the events that come back. The shim owns
+the process itself.
+"""
+
+import json
+import os
+import shutil
+
+from .protocol.errors import AgentError, SpecError
+
+STREAM_FLAGS = ["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+
+# Always set for agents: nothing may try to reach the internet on its own.
+QUIET_ENV = {
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+}
+
+CLAUDE_HELP = ("set SAC_CLAUDE_BIN, put `claude` on PATH, or run `make tools` "
+               "(installs the pinned Claude Code into the project's .tools/)")
+
+
+def find_claude(environ=None, which=shutil.which):
+    """Locate the Claude Code CLI: SAC_CLAUDE_BIN, then PATH, then <state>/tools, then the repo's .tools/."""
+    environ = os.environ if environ is None else environ
+    explicit = environ.get("SAC_CLAUDE_BIN")
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
+        raise AgentError("SAC_CLAUDE_BIN=%s is not an executable file; %s" % (explicit, CLAUDE_HELP))
+    found = which("claude", path=environ.get("PATH"))
+    if found:
+        return found
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    state = os.path.expanduser(environ.get("SAC_HOME") or "~/.sac")
+    for base in (os.path.join(state, "tools"), os.path.join(here, ".tools")):
+        candidate = os.path.join(base, "node_modules", ".bin", "claude")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise AgentError("the Claude Code CLI (`claude`) was not found on this host; " + CLAUDE_HELP)
+
+
+def install_paths(binary):
+    """Paths a sandbox must bind read-only so the binary runs (its real dir and the package around it)."""
+    real = os.path.realpath(binary)
+    paths = [os.path.dirname(real)]
+    marker = os.sep + "node_modules" + os.sep
+    if marker in real:
+        paths.append(real.split(marker)[0] + marker.rstrip(os.sep))
+    if binary != real:
+        paths.append(os.path.dirname(os.path.abspath(binary)))
+    seen = []
+    for path in paths:
+        if path not in seen:
+            seen.append(path)
+    return seen
+
+
+def build_argv(spec, binary, session_id=None, sandboxed=False):
+    """argv of the engine for a spec; `--resume` when a session is to be continued."""
+    engine = spec.get("engine") or {"kind": "claude"}
+    if engine.get("kind") == "command":
+        argv = list(engine["command"])
+        if not argv:
+            raise SpecError("%s: spec.engine.command is empty" % spec.get("source", "spec"))
+        return argv
+    claude = spec.get("claude") or {}
+    argv = [binary] + STREAM_FLAGS
+    if claude.get("model"):
+        argv += ["--model", claude["model"]]
+    tools = claude.get("allowed_tools") or []
+    if tools:
+        argv += ["--allowedTools", ",".join(tools)]
+    if sandboxed:
+        # Accepted only with a non-zero uid, which the sandbox's user namespace gives.
+        argv += ["--permission-mode", "bypassPermissions"]
+    if session_id:
+        argv += ["--resume", session_id]
+    return argv + list(claude.get("flags") or [])
+
+
+def build_env(spec, home, base_env=None):
+    """The non-secret environment of the engine."""
+    base_env = os.environ if base_env is None else base_env
+    env = {
+        "HOME": home,
+        "PATH": base_env.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": base_env.get("LANG", "C.UTF-8"),
+        "TERM": "dumb",
+        "USER": "agent",
+        "SAC_AGENT": spec["name"],
+    }
+    env.update(QUIET_ENV)
+    provider = (spec.get("claude") or {}).get("provider") or {}
+    if provider.get("base_url"):
+        env["ANTHROPIC_BASE_URL"] = provider["base_url"]
+    env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
+    return env
+
+
+def resolve_secrets(spec, host_secrets, environ=None):
+    """Secrets for the engine's environment, read on this host; never logged, never in argv."""
+    environ = os.environ if environ is None else environ
+    provider = (spec.get("claude") or {}).get("provider") or {}
+    var = provider.get("api_key_env")
+    if var:
+        value = host_secrets.get(var) or environ.get(var)
+        if not value:
+            raise AgentError("agent %s: spec.claude.provider.api_key_env names %s, which is not set on this host; "
+                             "export it before the node daemon starts or add it to <state_dir>/secrets.env (mode 0600)"
+                             % (spec["name"], var))
+        return {"ANTHROPIC_API_KEY": value}
+    if provider.get("base_url"):
+        # A local provider (the built-in one) needs some key to be sent.
+        return {"ANTHROPIC_API_KEY": environ.get("ANTHROPIC_API_KEY") or "sac-local"}
+    if environ.get("ANTHROPIC_API_KEY"):
+        return {"ANTHROPIC_API_KEY": environ["ANTHROPIC_API_KEY"]}
+    return {}
+
+
+def user_line(text):
+    """One stream-json input line carrying a user turn."""
+    msg = {"type": "user", "message": {"role": "user", "content": text}}
+    return (json.dumps(msg) + "\n").encode("utf-8")
+
+
+def parse_event(line):
+    """Decode one output line; None for blank or non-JSON noise."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return {"type": "sac", "subtype": "engine_noise", "text": line[:2000].decode("utf-8", "replace")
+                if isinstance(line, bytes) else line[:2000]}
+    return event if isinstance(event, dict) else None
+
+
+def assistant_text(event):
+    """The text blocks of an `assistant` event, joined."""
+    message = event.get("message") or {}
+    parts = [b.get("text", "") for b in message.get("content") or [] if isinstance(b, dict) and b.get("type") == "text"]
+    return "".join(parts)
+
+
+def result_outcome(event):
+    """(status, reply, error) for a `result` event."""
+    if event.get("is_error") or event.get("subtype") not in (None, "success"):
+        status = event.get("api_error_status")
+        error = "engine reported an error"
+        if status:
+            error = "provider returned HTTP %s" % status
+        detail = event.get("result") or event.get("subtype")
+        if detail:
+            error += ": %s" % str(detail)[:500]
+        return "failed", event.get("result"), error
+    return "completed", event.get("result", ""), None

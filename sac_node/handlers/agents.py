@@ -1,0 +1,161 @@
+"""agents.* on the node daemon: start, stop, restart, delete, list, status."""
+
+import hashlib
+import json
+import os
+import shutil
+
+from .. import launch
+from ..protocol.errors import AgentNotFound, AgentNotRunning, SpecError
+from ..state_dir import NAME_RE, ensure_private_dir, write_atomic
+from ..transcript import read_tail
+from ..journal import Journal
+
+
+def spec_hash(spec):
+    """A stable digest of a resolved spec (to_home included), so the head can tell 'changed'."""
+    def default(obj):
+        if isinstance(obj, bytes):
+            return hashlib.sha256(obj).hexdigest()
+        raise TypeError(type(obj).__name__)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=default).encode()).hexdigest()[:16]
+
+
+def _agent(node, name):
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise AgentNotFound("no agent named %r on this host" % (name,))
+    agent = node.state.agent(name)
+    if not agent.exists():
+        raise AgentNotFound("no agent named %s on this host (see `sac agents list`)" % name)
+    return agent
+
+
+def _load_spec(agent):
+    with open(agent.spec) as fh:
+        return json.load(fh)
+
+
+def _write_home(agent, files):
+    """Copy the spec's to_home/ files into the agent's home (paths were checked on the head; check again)."""
+    home = os.path.realpath(ensure_private_dir(agent.home))
+    for rel, content in sorted((files or {}).items()):
+        target = os.path.realpath(os.path.join(home, rel))
+        if not target.startswith(home + os.sep):
+            raise SpecError("to_home: %r escapes the agent's home" % rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        write_atomic(target, content, 0o600)
+
+
+async def start(node, peer, p):
+    """agents.start {spec: resolved spec dict, restart?: bool} -> {status, changed, started}
+
+    Writes the spec, checks that the engine can launch (claude found, sandbox
+    available, secrets present), then starts the shim unless it already runs
+    with the same spec. A fresh session (claude.session: fresh) on a new start
+    clears the last session id and queues startup_prompts.
+    """
+    spec = dict(p["spec"])
+    name = spec.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise SpecError("metadata.name %r is not a valid agent name (lowercase letters, digits, '-')" % (name,))
+    agent = node.state.agent(name)
+    files = spec.pop("to_home", None) or {}
+    digest = spec_hash(dict(spec, to_home=files))
+    running = node.live_shim_pid(name)
+    if running and agent.exists() and _load_spec(agent).get("hash") == digest and not p.get("restart"):
+        return {"status": await _status(node, name), "changed": False, "started": False}
+    if running:
+        await stop(node, peer, {"name": name})
+    ensure_private_dir(agent.path)
+    spec["hash"] = digest
+    launch.prepare(spec, agent, node.state)  # raises the user's fix before anything is running
+    fresh = (spec.get("claude") or {}).get("session", "fresh") == "fresh" or not os.path.exists(agent.session)
+    if fresh and os.path.exists(agent.session):
+        os.unlink(agent.session)
+    _write_home(agent, files)
+    write_atomic(agent.spec, json.dumps(spec, indent=1, sort_keys=True))
+    agent.write_desired("running")
+    shim = await node.spawn_shim(name)
+    if fresh:
+        for prompt in spec.get("startup_prompts") or []:
+            await shim.call("turns.submit", {"text": prompt, "source": "startup"})
+    return {"status": await _status(node, name), "changed": True, "started": True}
+
+
+async def stop(node, peer, p):
+    """agents.stop {name} -> status; pending turns stay in the journal and run after the next start"""
+    agent = _agent(node, p["name"])
+    agent.write_desired("stopped")
+    try:
+        shim = await node.shim(agent.name)
+        await shim.call("agents.stop", {})
+    except AgentNotRunning:
+        pass
+    await node.wait_shim_exit(agent.name)
+    return await _status(node, agent.name)
+
+
+async def restart(node, peer, p):
+    """agents.restart {name} -> {status, ...} with the spec it already has"""
+    agent = _agent(node, p["name"])
+    spec = _load_spec(agent)
+    spec.pop("hash", None)
+    await stop(node, peer, {"name": agent.name})
+    return await start(node, peer, {"spec": spec, "restart": True})
+
+
+async def delete(node, peer, p):
+    """agents.delete {name} -> {deleted: name}; stops it and removes its dir (journal, home, workdir under it)"""
+    agent = _agent(node, p["name"])
+    await stop(node, peer, {"name": agent.name})
+    shutil.rmtree(agent.path, ignore_errors=True)
+    return {"deleted": agent.name}
+
+
+async def list_agents(node, peer, p):
+    """agents.list {} -> [status]"""
+    return [await _status(node, name) for name in node.state.agent_names()]
+
+
+async def status(node, peer, p):
+    """agents.status {name} -> status"""
+    return await _status(node, _agent(node, p["name"]).name)
+
+
+async def _status(node, name):
+    try:
+        shim = await node.shim(name)
+        result = await shim.call("agents.status", {}, timeout=10)
+        result["desired"] = node.state.agent(name).read_desired()
+        result["shim_respawns"] = node.shim_respawns.get(name, 0)
+        return result
+    except AgentNotRunning:
+        return offline_status(node.state.agent(name), node.clock())
+
+
+def offline_status(agent, now):
+    """Status of an agent whose shim is not running, read from its dir."""
+    spec = _load_spec(agent)
+    journal = Journal(agent.journal)
+    counts = journal.counts()
+    desired = agent.read_desired()
+    try:
+        with open(agent.session) as fh:
+            session = json.load(fh).get("session_id")
+    except (OSError, ValueError):
+        session = None
+    return {
+        "name": agent.name, "state": "stopped" if desired == "stopped" else "failed", "desired": desired,
+        "pid": None, "shim_pid": None, "uptime_s": None, "restarts": 0, "session_id": session,
+        "turns": {"completed": counts["completed"], "pending": counts["pending"] + counts["running"],
+                  "failed": counts["failed"] + counts["interrupted"], "cancelled": counts["cancelled"]},
+        "current_turn": None, "last_turn_at": journal.last_turn_at(),
+        "last_error": None if desired == "stopped" else "the agent's shim is not running",
+        "usage": journal.usage_total(), "isolation": {"runtime": (spec.get("isolation") or {}).get("runtime")},
+        "heartbeat_age_s": None, "labels": spec.get("labels") or {},
+        "workdir": launch.resolve_workdir(spec, agent),
+    }
+
+
+def tail_offline(agent, n):
+    return read_tail(agent.transcript, n)

@@ -1,0 +1,25 @@
+"""host.* on the node daemon: facts about this host and shutting the daemon down."""
+
+import os
+import platform
+import socket
+import sys
+
+from .. import __version__
+from ..protocol.messages import PROTOCOL_VERSION
+
+
+async def facts(node, peer, p):
+    """host.facts {} -> {version, proto, python, hostname, platform, pid, state_dir, uptime_s, agents}"""
+    return {
+        "version": __version__, "proto": PROTOCOL_VERSION, "python": platform.python_version(),
+        "python_path": sys.executable, "hostname": socket.gethostname(), "platform": platform.platform(),
+        "pid": os.getpid(), "state_dir": node.state.root, "uptime_s": round(node.clock() - node.started_at, 1),
+        "agents": len(node.state.agent_names()),
+    }
+
+
+async def shutdown(node, peer, p):
+    """host.shutdown {} -> {stopping: true}; the daemon exits, shims and agents keep running"""
+    node.shutdown()
+    return {"stopping": True}

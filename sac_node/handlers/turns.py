@@ -1,0 +1,97 @@
+"""turns.* and events.* on the node daemon: forwarded to the agent's shim.
+
+Reads (get, list, tail) fall back to the agent's dir when its shim is not running.
+"""
+
+from ..journal import Journal
+from ..protocol.errors import AgentNotRunning, TurnNotFound
+from .agents import _agent, tail_offline
+
+
+def _agent_of(node, p):
+    name = p.get("agent")
+    if name is None and isinstance(p.get("id"), str) and "." in p["id"]:
+        name = p["id"].split(".", 1)[0]
+    return _agent(node, name)
+
+
+def _forward(method):
+    async def handler(node, peer, p):
+        agent = _agent_of(node, p)
+        shim = await node.shim(agent.name)
+        params = dict(p)
+        params.pop("agent", None)
+        return await shim.call(method, params)
+    handler.__doc__ = "%s {agent, ...}: forwarded to the agent's shim (see handlers/shim_side.py)" % method
+    return handler
+
+
+submit = _forward("turns.submit")
+wait = _forward("turns.wait")
+cancel = _forward("turns.cancel")
+
+
+async def get(node, peer, p):
+    """turns.get {id, agent?} -> turn (the agent is also encoded in the id: '<agent>.<hex>')"""
+    agent = _agent_of(node, p)
+    try:
+        shim = await node.shim(agent.name)
+        return await shim.call("turns.get", {"id": p["id"]})
+    except AgentNotRunning:
+        turn = Journal(agent.journal).turns.get(p["id"])
+        if turn is None:
+            raise TurnNotFound("turn %s not found on agent %s" % (p["id"], agent.name))
+        return turn
+
+
+async def list_turns(node, peer, p):
+    """turns.list {agent, limit?, status?} -> [turn]"""
+    agent = _agent_of(node, p)
+    try:
+        shim = await node.shim(agent.name)
+        return await shim.call("turns.list", {"limit": p.get("limit"), "status": p.get("status")})
+    except AgentNotRunning:
+        turns = list(Journal(agent.journal).turns.values())
+        if p.get("status"):
+            turns = [t for t in turns if t["status"] == p["status"]]
+        return turns[-int(p.get("limit") or 50):]
+
+
+async def subscribe(node, peer, p):
+    """events.subscribe {agent, sub, turn_id?, from_seq?} -> {seq}; then `event` notifications {sub, agent, record}
+
+    `sub` is chosen by the client (unique on its connection), so that replayed
+    records, which are sent before this reply, already carry an id it knows.
+    """
+    agent = _agent_of(node, p)
+    shim = await node.shim(agent.name)
+    node._sub_ids += 1
+    sub = "s%d" % node._sub_ids
+    node.subs[sub] = (peer, agent.name, p["sub"])
+    peer.context.setdefault("subs", {})[p["sub"]] = sub
+    result = await shim.call("events.subscribe", {"sub": sub, "turn_id": p.get("turn_id"),
+                                                  "from_seq": p.get("from_seq")})
+    return {"seq": result["seq"]}
+
+
+async def unsubscribe(node, peer, p):
+    """events.unsubscribe {sub} -> {} (the client's sub id)"""
+    sub = peer.context.get("subs", {}).pop(p["sub"], None)
+    entry = node.subs.pop(sub, None)
+    if entry is not None:
+        try:
+            shim = await node.shim(entry[1])
+            await shim.call("events.unsubscribe", {"sub": sub})
+        except AgentNotRunning:
+            pass
+    return {}
+
+
+async def tail(node, peer, p):
+    """events.tail {agent, n} -> [record]"""
+    agent = _agent_of(node, p)
+    try:
+        shim = await node.shim(agent.name)
+        return await shim.call("events.tail", {"n": p.get("n", 50)})
+    except AgentNotRunning:
+        return tail_offline(agent, int(p.get("n") or 50))

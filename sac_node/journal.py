@@ -1,0 +1,128 @@
+"""The turn journal: an append-only, fsynced JSONL log per agent.
+
+Every accepted turn is appended and fsynced before the caller hears "accepted".
+Records:
+    {"op": "accepted", "id", "text", "ts", "key", "source"}
+    {"op": "started", "id", "ts", "attempt"}
+    {"op": "completed" | "failed" | "interrupted" | "cancelled", "id", "ts", "text",
+     "session_id", "usage", "timings", "error"}
+Replaying the log rebuilds every turn; a torn last line (a crash mid-write) is ignored.
+A turn ends in exactly one terminal state: a second terminal record for it is ignored.
+"""
+
+import json
+import os
+import time
+import uuid
+
+TERMINAL = ("completed", "failed", "interrupted", "cancelled")
+
+
+def new_turn_id(agent):
+    return "%s.%s" % (agent, uuid.uuid4().hex[:16])
+
+
+class Journal:
+    """One agent's journal; `turns` is the replayed state, id -> dict, in order."""
+
+    def __init__(self, path, clock=time.time):
+        self.path = path
+        self._clock = clock
+        self.turns = {}
+        self._by_key = {}
+        self._replay()
+        self._fd = None
+
+    def _replay(self):
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with fh:
+            for raw in fh:
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    continue  # torn write at the end of a crash
+                self._apply(rec)
+
+    def _apply(self, rec):
+        op, tid = rec.get("op"), rec.get("id")
+        if op == "accepted":
+            turn = {"id": tid, "status": "pending", "text": rec.get("text", ""), "accepted_at": rec.get("ts"),
+                    "key": rec.get("key"), "source": rec.get("source", "user"), "attempts": 0}
+            self.turns[tid] = turn
+            if rec.get("key"):
+                self._by_key[rec["key"]] = tid
+            return
+        turn = self.turns.get(tid)
+        if turn is None or turn["status"] in TERMINAL:
+            return
+        if op == "started":
+            turn["status"] = "running"
+            turn["started_at"] = rec.get("ts")
+            turn["attempts"] = rec.get("attempt", turn["attempts"] + 1)
+        elif op in TERMINAL:
+            turn["status"] = op
+            turn["ended_at"] = rec.get("ts")
+            for field in ("reply", "session_id", "usage", "timings", "error"):
+                if rec.get(field) is not None:
+                    turn[field] = rec[field]
+
+    def _append(self, rec):
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.write(self._fd, (json.dumps(rec, separators=(",", ":")) + "\n").encode("utf-8"))
+        os.fsync(self._fd)
+        self._apply(rec)
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def accept(self, agent, text, key=None, source="user"):
+        """Append a new turn (or return the existing one for a known idempotency key)."""
+        if key and key in self._by_key:
+            return self.turns[self._by_key[key]], False
+        tid = new_turn_id(agent)
+        self._append({"op": "accepted", "id": tid, "text": text, "ts": self._clock(), "key": key, "source": source})
+        return self.turns[tid], True
+
+    def start(self, tid):
+        self._append({"op": "started", "id": tid, "ts": self._clock(), "attempt": self.turns[tid]["attempts"] + 1})
+
+    def finish(self, tid, status, reply=None, session_id=None, usage=None, timings=None, error=None):
+        """Record the one terminal state of a turn; a no-op if it already has one."""
+        if status not in TERMINAL:
+            raise ValueError("not a terminal status: %r" % status)
+        if self.turns[tid]["status"] in TERMINAL:
+            return False
+        self._append({"op": status, "id": tid, "ts": self._clock(), "reply": reply, "session_id": session_id,
+                      "usage": usage, "timings": timings, "error": error})
+        return True
+
+    def pending(self):
+        return [t for t in self.turns.values() if t["status"] == "pending"]
+
+    def running(self):
+        return [t for t in self.turns.values() if t["status"] == "running"]
+
+    def counts(self):
+        counts = {"pending": 0, "running": 0, "completed": 0, "failed": 0, "interrupted": 0, "cancelled": 0}
+        for turn in self.turns.values():
+            counts[turn["status"]] += 1
+        return counts
+
+    def last_turn_at(self):
+        times = [t.get("ended_at") or t.get("started_at") or t.get("accepted_at") for t in self.turns.values()]
+        times = [t for t in times if t]
+        return max(times) if times else None
+
+    def usage_total(self):
+        total = {}
+        for turn in self.turns.values():
+            for key, value in (turn.get("usage") or {}).items():
+                if isinstance(value, (int, float)):
+                    total[key] = total.get(key, 0) + value
+        return total

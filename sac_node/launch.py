@@ -1,0 +1,63 @@
+"""From a resolved spec to the engine's launch: binary, argv, env, secrets, sandbox.
+
+The shim calls `prepare` before every engine start; the daemon calls it once before
+spawning a shim so that a missing `claude`, a missing secret or an unavailable
+sandbox is a clear error at `agents start`, not at the first turn.
+"""
+
+import ctypes
+import os
+import signal
+
+from . import engine, sandbox
+from .state_dir import ensure_private_dir
+
+
+def resolve_workdir(spec, agent_dir):
+    """The agent's workdir on this host: relative paths are taken from the agent's dir."""
+    workdir = os.path.expanduser(spec.get("workdir") or "work")
+    if not os.path.isabs(workdir):
+        workdir = os.path.join(agent_dir.path, workdir)
+    return os.path.normpath(workdir)
+
+
+def prepare(spec, agent_dir, state_dir, session_id=None, environ=None):
+    """Everything needed to start the engine; raises SacError with the fix when something is missing."""
+    environ = os.environ if environ is None else environ
+    runtime = sandbox.choose_runtime((spec.get("isolation") or {}).get("runtime", "auto"))
+    is_claude = (spec.get("engine") or {}).get("kind", "claude") == "claude"
+    binary = engine.find_claude(environ) if is_claude else None
+    workdir = resolve_workdir(spec, agent_dir)
+    os.makedirs(workdir, exist_ok=True)
+    ensure_private_dir(agent_dir.home)
+    sandboxed = runtime != "none"
+    argv = engine.build_argv(spec, binary, session_id=session_id, sandboxed=sandboxed and is_claude)
+    env = engine.build_env(spec, agent_dir.home, environ)
+    secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ)
+    ro_paths = engine.install_paths(binary) if binary else _command_paths(argv)
+    return sandbox.build_launch(
+        runtime, argv, workdir=workdir, home=agent_dir.home, env=env, secrets=secrets,
+        isolation=spec.get("isolation") or {}, ro_paths=ro_paths, agent_dir=agent_dir.path)
+
+
+def _command_paths(argv):
+    """Read-only paths a custom engine command needs: the directories of its files."""
+    paths = []
+    for arg in argv:
+        if os.path.isabs(arg) and os.path.exists(arg):
+            parent = os.path.dirname(os.path.realpath(arg))
+            if parent not in paths:
+                paths.append(parent)
+    return paths
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """In the child before exec: die when the shim dies (Linux), so no engine is orphaned."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass

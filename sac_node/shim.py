@@ -1,0 +1,382 @@
+"""The shim: one small process per agent that owns its engine (containerd's model).
+
+It owns the engine's process group, stdin/stdout, the journal, the transcript
+and the heartbeat, and it outlives the node daemon: the daemon talks to it over
+<agent>/shim.sock with the same msgpack-rpc framing, and re-attaches after a
+restart. Turns run one at a time, in the order they were accepted.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+
+from . import __version__, engine, launch
+from .journal import Journal
+from .protocol.errors import AgentNotRunning, SacError, TurnNotFound
+from .rpc import RpcPeer
+from .state_dir import StateDir, write_atomic
+from .supervision import states
+from .supervision.restart_policy import RestartTracker
+from .transcript import Transcript
+
+log = logging.getLogger("sac_node.shim")
+
+HEARTBEAT_S = 2.0
+STOP_GRACE_S = 5.0
+
+
+class EngineExited(Exception):
+    """The engine process ended while a turn waited for it."""
+
+
+class Shim:
+    """Supervises one engine and serves its agent's turns."""
+
+    def __init__(self, agent_dir, state_dir, clock=time.time):
+        self.dir = agent_dir
+        self.state_dir = state_dir
+        self.clock = clock
+        with open(agent_dir.spec) as fh:
+            self.spec = json.load(fh)
+        self.name = self.spec["name"]
+        self.journal = Journal(agent_dir.journal, clock)
+        self.transcript = Transcript(agent_dir.transcript, clock)
+        self.tracker = RestartTracker.from_spec(self.spec.get("restart") or {})
+        self.state = states.STARTING
+        self.proc = None
+        self.current = None
+        self.last_error = None
+        self.started_at = clock()
+        self.engine_started_at = None
+        self.last_output_at = None
+        self.isolation = {}
+        self.session_id = self._load_session()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._kill_reason = None
+        self._result = None
+        self._waiters = {}
+        self._stderr_tail = []
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def run(self):
+        """Serve until asked to stop; returns the process exit code."""
+        for turn in self.journal.running():
+            self._finish(turn["id"], "interrupted", error="the agent's shim restarted while this turn ran")
+        server = await asyncio.start_unix_server(self._on_client, path=self._fresh_socket())
+        os.chmod(self.dir.socket, 0o600)
+        write_atomic(self.dir.shim_info, json.dumps({"pid": os.getpid(), "socket": self.dir.socket,
+                                                     "started_at": self.started_at, "version": __version__}))
+        beat = asyncio.ensure_future(self._heartbeat())
+        try:
+            await self._supervise()
+        finally:
+            beat.cancel()
+            server.close()
+            self.transcript.close()
+            self.journal.close()
+            self._write_heartbeat()
+        return 0 if self.state == states.STOPPED else 1
+
+    def _fresh_socket(self):
+        try:
+            os.unlink(self.dir.socket)
+        except FileNotFoundError:
+            pass
+        return self.dir.socket
+
+    async def _heartbeat(self):
+        while True:
+            self._write_heartbeat()
+            await asyncio.sleep(HEARTBEAT_S)
+
+    def _write_heartbeat(self):
+        write_atomic(self.dir.heartbeat, json.dumps({"ts": self.clock(), "state": self.state, "pid": os.getpid()}))
+
+    def _load_session(self):
+        try:
+            with open(self.dir.session) as fh:
+                return json.load(fh).get("session_id")
+        except (OSError, ValueError):
+            return None
+
+    def _save_session(self, session_id):
+        if session_id and session_id != self.session_id:
+            self.session_id = session_id
+            write_atomic(self.dir.session, json.dumps({"session_id": session_id}))
+
+    def supervisor_event(self, subtype, **fields):
+        fields.update({"type": "sac", "subtype": subtype})
+        self.transcript.append(self.current, fields)
+
+    # -- supervision ----------------------------------------------------------------
+
+    async def _supervise(self):
+        while not self._stopping:
+            try:
+                await self._spawn()
+            except SacError as exc:
+                self.state, self.last_error = states.FAILED, exc.message
+                self.supervisor_event("engine_failed", error=exc.message)
+                await self._wait_stop()
+                return
+            code = await self._serve_turns()
+            ran = self.clock() - self.engine_started_at
+            requested, reason = self._stopping, self._kill_reason
+            self._kill_reason = None
+            if reason and not requested:
+                self.supervisor_event("engine_restart", reason=reason)
+                self.state = states.RESTARTING
+                continue
+            decision = self.tracker.record_exit(code, ran, requested)
+            if not requested:
+                self.last_error = decision.reason + self._stderr_hint()
+            self.supervisor_event("engine_exited", code=code, decision=decision.state, reason=decision.reason)
+            self.state = decision.state
+            if decision.state != states.RESTARTING:
+                if decision.state == states.FAILED:
+                    await self._wait_stop()
+                return
+            await self._sleep_unless_stopped(decision.delay)
+
+    async def _sleep_unless_stopped(self, delay):
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wait_stop(), delay)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _wait_stop(self):
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _stderr_hint(self):
+        return (" (stderr: %s)" % self._stderr_tail[-1][:300]) if self._stderr_tail else ""
+
+    async def _spawn(self):
+        plan = launch.prepare(self.spec, self.dir, self.state_dir, session_id=self.session_id)
+        self.isolation = plan.properties
+        for path, content in plan.secret_files.items():
+            write_atomic(path, content, 0o600)
+        self._stderr_tail = []
+        self.proc = await asyncio.create_subprocess_exec(
+            *plan.argv, env=plan.env, cwd=plan.cwd, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True, preexec_fn=launch.die_with_parent, limit=64 * 1024 * 1024)
+        self.engine_started_at = self.last_output_at = self.clock()
+        self.state = states.IDLE
+        self.supervisor_event("engine_started", pid=self.proc.pid, runtime=plan.properties.get("runtime"),
+                              resume=self.session_id)
+
+    async def _serve_turns(self):
+        """Run pending turns until the engine exits; return its exit code."""
+        reader = asyncio.ensure_future(self._read_stdout())
+        errs = asyncio.ensure_future(self._read_stderr())
+        exited = asyncio.ensure_future(self.proc.wait())
+        while not exited.done() and not self._stopping:
+            pending = self.journal.pending()
+            if not pending:
+                self._wake.clear()
+                await asyncio.wait([exited, asyncio.ensure_future(self._wake.wait())],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                continue
+            await self._run_turn(pending[0], exited)
+        if self._stopping and not exited.done():
+            await self._terminate()
+        code = await exited
+        await asyncio.wait([reader, errs], timeout=2)
+        if self.current:
+            self._finish(self.current, "interrupted", error="engine exited (code %s) during the turn" % code)
+        return code
+
+    async def _run_turn(self, turn, exited):
+        tid = turn["id"]
+        self.current, self._result, self.state = tid, asyncio.get_event_loop().create_future(), states.WORKING
+        self.journal.start(tid)
+        started = self.clock()
+        self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
+        try:
+            self.proc.stdin.write(engine.user_line(turn["text"]))
+            await self.proc.stdin.drain()
+            event = await self._await_result(exited, started)
+        except (BrokenPipeError, ConnectionResetError, EngineExited):
+            return  # _serve_turns marks the turn interrupted once the exit code is known
+        except asyncio.TimeoutError as exc:
+            self._finish(tid, "failed", error=str(exc))
+            self._kill_reason = str(exc)
+            await self._terminate()
+            return
+        status, reply, error = engine.result_outcome(event)
+        timings = {"queued_s": round(started - (turn.get("accepted_at") or started), 3),
+                   "run_s": round(self.clock() - started, 3), "engine_ms": event.get("duration_ms")}
+        self._finish(tid, status, reply=reply, session_id=event.get("session_id"), usage=event.get("usage"),
+                     timings=timings, error=error)
+        if status == "completed":
+            self.tracker.record_success()
+        else:
+            self.last_error = error
+
+    async def _await_result(self, exited, started):
+        health = self.spec.get("health") or {}
+        stall = float(health.get("stall_timeout_s") or 300)
+        limit = float(health.get("turn_timeout_s") or 600)
+        while True:
+            now = self.clock()
+            budget = min(limit - (now - started), stall - (now - self.last_output_at))
+            if budget <= 0:
+                if now - started >= limit:
+                    raise asyncio.TimeoutError("timeout: no result within turn_timeout_s=%gs" % limit)
+                raise asyncio.TimeoutError("stalled: no engine output for stall_timeout_s=%gs" % stall)
+            done, _ = await asyncio.wait([self._result, exited], timeout=budget,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if self._result in done:
+                return self._result.result()
+            if exited in done:
+                raise EngineExited()
+
+    def _finish(self, tid, status, **fields):
+        if self.journal.finish(tid, status, **fields):
+            turn = self.journal.turns[tid]
+            self.transcript.append(tid, {"type": "sac", "subtype": "turn_ended", "status": status,
+                                         "error": fields.get("error")})
+            for fut in self._waiters.pop(tid, []):
+                if not fut.done():
+                    fut.set_result(turn)
+        if tid == self.current:
+            self.current = None
+            if self.state == states.WORKING:
+                self.state = states.IDLE
+
+    async def _read_stdout(self):
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                return
+            self.last_output_at = self.clock()
+            event = engine.parse_event(line)
+            if event is None:
+                continue
+            self.transcript.append(self.current, event)
+            if event.get("session_id"):
+                self._save_session(event["session_id"])
+            if event.get("type") == "result" and self._result is not None and not self._result.done():
+                self._result.set_result(event)
+
+    async def _read_stderr(self):
+        while True:
+            line = await self.proc.stderr.readline()
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self._stderr_tail = (self._stderr_tail + [text])[-20:]
+                log.info("[agent=%s] engine stderr: %s", self.name, text)
+
+    async def _terminate(self):
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            self.proc.stdin.close()
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+        try:
+            await asyncio.wait_for(self.proc.wait(), STOP_GRACE_S)
+        except asyncio.TimeoutError:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    # -- control socket -----------------------------------------------------------
+
+    async def _on_client(self, reader, writer):
+        from .handlers import shim_side
+
+        peer = RpcPeer(reader, writer, shim_side.handlers(self), name="daemon")
+        await peer.run()
+        for sub in [s for s, (p, _) in self.transcript.subscribers.items() if p is peer]:
+            self.transcript.unsubscribe(sub)
+
+    def submit(self, text, key=None, source="user"):
+        turn, created = self.journal.accept(self.name, text, key, source)
+        if created:
+            self.transcript.append(turn["id"], {"type": "sac", "subtype": "turn_accepted", "source": source})
+            self._wake.set()
+        return turn, created
+
+    def get_turn(self, tid):
+        turn = self.journal.turns.get(tid)
+        if turn is None:
+            raise TurnNotFound("turn %s not found on agent %s" % (tid, self.name))
+        return turn
+
+    async def wait_turn(self, tid, timeout):
+        turn = self.get_turn(tid)
+        if turn["status"] in ("pending", "running"):
+            fut = asyncio.get_event_loop().create_future()
+            self._waiters.setdefault(tid, []).append(fut)
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self.get_turn(tid)
+
+    async def cancel_turn(self, tid):
+        turn = self.get_turn(tid)
+        if turn["status"] == "pending":
+            self._finish(tid, "cancelled", error="cancelled before it started")
+        elif turn["status"] == "running":
+            self._finish(tid, "cancelled", error="cancelled while running; the engine was restarted")
+            self._kill_reason = "turn %s cancelled" % tid
+            await self._terminate()
+        return self.get_turn(tid)
+
+    def stop(self):
+        """Stop the engine (a running turn ends interrupted; pending turns stay pending) and exit."""
+        self._stopping = True
+        self._wake.set()
+        asyncio.ensure_future(self._terminate())
+
+    def status(self):
+        counts = self.journal.counts()
+        hb = None
+        try:
+            hb = max(0.0, self.clock() - os.stat(self.dir.heartbeat).st_mtime)
+        except OSError:
+            pass
+        running = self.proc is not None and self.proc.returncode is None
+        return {
+            "name": self.name, "state": self.state, "pid": self.proc.pid if running else None,
+            "shim_pid": os.getpid(), "uptime_s": round(self.clock() - self.started_at, 1),
+            "engine_uptime_s": round(self.clock() - self.engine_started_at, 1) if running else None,
+            "restarts": self.tracker.restarts, "session_id": self.session_id,
+            "turns": {"completed": counts["completed"], "pending": counts["pending"] + counts["running"],
+                      "failed": counts["failed"] + counts["interrupted"], "cancelled": counts["cancelled"]},
+            "current_turn": self.current, "last_turn_at": self.journal.last_turn_at(),
+            "last_error": self.last_error, "usage": self.journal.usage_total(),
+            "isolation": self.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
+            "labels": self.spec.get("labels") or {}, "workdir": launch.resolve_workdir(self.spec, self.dir),
+        }
+
+
+def main(agent_path):
+    """Entry point: `python -m sac_node shim <agent dir>`."""
+    agent_path = os.path.abspath(agent_path)
+    state = StateDir(os.path.dirname(os.path.dirname(agent_path)))
+    name = os.path.basename(agent_path)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    shim = Shim(state.agent(name), state)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shim.stop)
+    try:
+        return loop.run_until_complete(shim.run())
+    finally:
+        loop.close()

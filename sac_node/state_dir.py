@@ -1,0 +1,133 @@
+"""The layout of a node's state dir, the only place a host keeps sac's facts.
+
+    <state>/                      0700
+      daemon.lock  daemon.log  node.sock (0600)  secrets.env (0600, optional, KEY=VALUE)
+      node/<sha>.pyz              cached node helper (fleet bootstrap)
+      agents/<name>/              0700, one per agent
+        spec.json                 the resolved spec the head sent
+        desired                   "running" | "stopped"
+        journal.jsonl             every accepted turn and its outcome (fsynced)
+        transcript.jsonl          engine and supervisor events
+        session.json              the engine's last session id
+        heartbeat                 touched by the shim
+        shim.json  shim.sock  shim.log
+        home/  work/              the agent's HOME and default workdir
+"""
+
+import os
+import re
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def default_state_dir():
+    return os.path.expanduser(os.environ.get("SAC_HOME") or "~/.sac")
+
+
+def ensure_private_dir(path):
+    """Create `path` (and parents) and make it 0700; return it."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+class StateDir:
+    """Paths inside one node state dir; creating them is explicit."""
+
+    def __init__(self, root):
+        self.root = os.path.abspath(os.path.expanduser(root))
+
+    @property
+    def socket(self):
+        return os.path.join(self.root, "node.sock")
+
+    @property
+    def lock(self):
+        return os.path.join(self.root, "daemon.lock")
+
+    @property
+    def log(self):
+        return os.path.join(self.root, "daemon.log")
+
+    @property
+    def agents(self):
+        return os.path.join(self.root, "agents")
+
+    def agent(self, name):
+        return AgentDir(os.path.join(self.agents, name), name)
+
+    def agent_names(self):
+        try:
+            names = os.listdir(self.agents)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if NAME_RE.match(n) and os.path.isfile(os.path.join(self.agents, n, "spec.json")))
+
+    def create(self):
+        ensure_private_dir(self.root)
+        ensure_private_dir(self.agents)
+        return self
+
+    def secrets(self):
+        """KEY=VALUE pairs from <state>/secrets.env (ignored unless mode 0600 or stricter)."""
+        path = os.path.join(self.root, "secrets.env")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return {}
+        if st.st_mode & 0o077:
+            return {}
+        values = {}
+        with open(path) as fh:
+            for line in fh:
+                line = line.strip()
+                if not line or line.startswith("#") or "=" not in line:
+                    continue
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip().strip("'\"")
+        return values
+
+
+class AgentDir:
+    """Paths of one agent's directory."""
+
+    def __init__(self, path, name):
+        self.path = path
+        self.name = name
+        join = os.path.join
+        self.spec = join(path, "spec.json")
+        self.desired = join(path, "desired")
+        self.journal = join(path, "journal.jsonl")
+        self.transcript = join(path, "transcript.jsonl")
+        self.session = join(path, "session.json")
+        self.heartbeat = join(path, "heartbeat")
+        self.shim_info = join(path, "shim.json")
+        self.socket = join(path, "shim.sock")
+        self.shim_log = join(path, "shim.log")
+        self.home = join(path, "home")
+        self.default_work = join(path, "work")
+
+    def exists(self):
+        return os.path.isfile(self.spec)
+
+    def read_desired(self):
+        try:
+            with open(self.desired) as fh:
+                return fh.read().strip() or "stopped"
+        except FileNotFoundError:
+            return "stopped"
+
+    def write_desired(self, value):
+        write_atomic(self.desired, value + "\n")
+
+
+def write_atomic(path, text, mode=0o600):
+    """Write a small file atomically (tmp + fsync + rename)."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, text.encode("utf-8") if isinstance(text, str) else text)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,105 @@
+"""An agent's transcript: every engine and supervisor event, numbered, on disk and live.
+
+Each record is {"seq", "ts", "turn", "event"}; subscribers get them as notifications.
+"""
+
+import json
+import os
+import time
+from collections import deque
+
+RECENT = 2000
+
+
+class Transcript:
+    """Append-only event log with live subscribers (peer, sub id, optional turn filter)."""
+
+    def __init__(self, path, clock=time.time):
+        self.path = path
+        self._clock = clock
+        self.recent = deque(maxlen=RECENT)
+        self.seq = 0
+        self._load_tail()
+        self._fh = open(path, "a", encoding="utf-8")
+        self.subscribers = {}
+
+    def _load_tail(self):
+        try:
+            with open(self.path, "rb") as fh:
+                for raw in fh:
+                    try:
+                        rec = json.loads(raw)
+                    except ValueError:
+                        continue
+                    self.recent.append(rec)
+                    self.seq = max(self.seq, rec.get("seq", 0))
+        except FileNotFoundError:
+            pass
+
+    def append(self, turn_id, event):
+        """Record one event and push it to matching subscribers; return the record."""
+        self.seq += 1
+        rec = {"seq": self.seq, "ts": self._clock(), "turn": turn_id, "event": event}
+        self._fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self._fh.flush()
+        self.recent.append(rec)
+        for sub_id, (peer, turn_filter) in list(self.subscribers.items()):
+            if peer.closed:
+                self.subscribers.pop(sub_id, None)
+            elif turn_filter is None or turn_filter == turn_id:
+                peer.notify("event", {"sub": sub_id, "record": rec})
+        return rec
+
+    def records_since(self, from_seq=0, turn_id=None):
+        """Past records after `from_seq` (from memory when possible, else from disk)."""
+        if self.recent and self.recent[0]["seq"] <= from_seq + 1:
+            source = list(self.recent)
+        else:
+            source = self._read_all()
+        return [r for r in source if r["seq"] > from_seq and (turn_id is None or r.get("turn") == turn_id)]
+
+    def _read_all(self):
+        out = []
+        try:
+            with open(self.path, "rb") as fh:
+                for raw in fh:
+                    try:
+                        out.append(json.loads(raw))
+                    except ValueError:
+                        continue
+        except FileNotFoundError:
+            pass
+        return out
+
+    def tail(self, n):
+        return list(self.recent)[-n:] if n else list(self.recent)
+
+    def subscribe(self, peer, sub_id, turn_id=None, from_seq=None):
+        """Replay past records (synchronously, so none is missed), then stream live ones."""
+        if from_seq is not None or turn_id is not None:
+            for rec in self.records_since(from_seq or 0, turn_id):
+                peer.notify("event", {"sub": sub_id, "record": rec})
+        self.subscribers[sub_id] = (peer, turn_id)
+
+    def unsubscribe(self, sub_id):
+        self.subscribers.pop(sub_id, None)
+
+    def close(self):
+        self._fh.close()
+
+
+def read_tail(path, n):
+    """The last n records of a transcript file, for an agent whose shim is not running."""
+    out = deque(maxlen=n or None)
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                try:
+                    out.append(json.loads(raw))
+                except ValueError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return list(out)
+
+
