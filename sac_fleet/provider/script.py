@@ -1,0 +1,212 @@
+"""The provider's script: rules matched on the prompt, tool calls and faults.
+
+A script is plain data (YAML or JSON); `parse_script` validates it into a
+`Script`, and every error names the file and the field in one line:
+
+    prefix: "echo: "                        # the default reply is prefix + prompt
+    rules:
+      - match: "make a file"                # substring of the prompt (or regex: ...)
+        tool: Bash
+        input: {command: "touch hello.txt", description: "Create hello.txt"}
+        then: "Done. The tool said: {tool_result}"
+      - regex: "^slow"
+        reply: "one two three"
+        fault: {chunk_delay: 0.2}
+      - match: "flaky"
+        fault: {status: 529}
+        times: 1                            # fires once, then the next rule answers
+    keys:
+      key-a: {fault: {status: 429, retry_after: 1}, times: 2}
+"""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sac_node.protocol.errors import ConfigError
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Fault(_Strict):
+    """What goes wrong with a reply: an HTTP error, slow chunks, or no answer at all."""
+
+    status: int | None = Field(None, ge=400, le=599, description="answer with this HTTP error status")
+    retry_after: float | None = Field(None, ge=0, description="seconds, sent as the retry-after header")
+    message: str | None = Field(None, description="the error message in the body")
+    should_retry: bool | None = Field(None, description="sent as the x-should-retry header")
+    chunk_delay: float | None = Field(None, ge=0, description="seconds to wait before each streamed chunk")
+    hang: bool = Field(False, description="never answer, until the client disconnects")
+    stall: bool = Field(False, description="start the stream, send one chunk, then never finish")
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        kinds = [name for name in ("status", "hang", "stall") if getattr(self, name)]
+        if len(kinds) > 1:
+            raise ValueError("choose one of status, hang, stall (got %s)" % ", ".join(kinds))
+        if self.retry_after is not None and self.status is None:
+            raise ValueError("retry_after needs a status (e.g. status: 429)")
+        if not kinds and self.chunk_delay is None:
+            raise ValueError("a fault needs one of status, hang, stall, chunk_delay")
+        return self
+
+    def error_type(self):
+        """The Anthropic error type for this fault's status."""
+        return ERROR_TYPES.get(self.status, "api_error" if (self.status or 0) >= 500 else "invalid_request_error")
+
+
+class ToolCall(_Strict):
+    """One tool_use block the provider asks the client to run."""
+
+    tool: str = Field(min_length=1)
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rule(_Strict):
+    """A reply, tool calls and/or a fault for prompts that match."""
+
+    name: str | None = None
+    match: str | None = Field(None, description="substring of the prompt")
+    regex: str | None = Field(None, description="regular expression searched in the prompt")
+    model: str | None = Field(None, description="substring of the requested model")
+    reply: str | None = None
+    tool: str | None = None
+    input: dict[str, Any] | None = None
+    tools: list[ToolCall] | None = None
+    then: str | None = None
+    fault: Fault | None = None
+    times: int | None = Field(None, ge=1, description="fire at most this many times, then fall through")
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value):
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError("not a valid regular expression: %s" % exc) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.match is not None and self.regex is not None:
+            raise ValueError("use match or regex, not both")
+        if self.tool is not None and self.tools is not None:
+            raise ValueError("use tool (one call) or tools (a list), not both")
+        if self.input is not None and self.tool is None:
+            raise ValueError("input belongs to tool; add tool: NAME")
+        if self.then is not None and not self.calls():
+            raise ValueError("then is the text after a tool call; add tool: NAME")
+        if self.reply is None and not self.calls() and self.fault is None:
+            raise ValueError("a rule needs one of reply, tool, tools, fault")
+        return self
+
+    def calls(self):
+        """The tool calls of this rule, in order."""
+        if self.tool is not None:
+            return [ToolCall(tool=self.tool, input=self.input or {})]
+        return list(self.tools or [])
+
+    def search(self, prompt, model):
+        """The match object (or True) when this rule applies to the prompt and model, else None."""
+        if self.model is not None and self.model not in (model or ""):
+            return None
+        if self.regex is not None:
+            return re.search(self.regex, prompt)
+        if self.match is not None:
+            return True if self.match in prompt else None
+        return True
+
+
+class KeyFault(_Strict):
+    """A fault for every request made with one API key."""
+
+    fault: Fault
+    times: int | None = Field(None, ge=1, description="fail this many requests, then clear")
+
+
+class Script(_Strict):
+    """A whole script; the empty script replies `prefix + prompt` to everything."""
+
+    prefix: str = "echo: "
+    rules: list[Rule] = Field(default_factory=list)
+    keys: dict[str, KeyFault] = Field(default_factory=dict)
+
+    def rule_label(self, index):
+        """How the log names rule `index`: its name, else `rules[i]`."""
+        rule = self.rules[index]
+        return rule.name or "rules[%d]" % index
+
+
+def parse_script(data, source="<script>"):
+    """Validate plain data into a Script; raise ConfigError naming `source` and the field."""
+    if data is None:
+        data = {}
+    try:
+        return Script.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = _field_path(first.get("loc", ()), data)
+        msg = first.get("msg", "invalid").removeprefix("Value error, ")
+        if first.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        raise ConfigError("%s: %s: %s" % (source, where or "(top level)", msg)) from exc
+
+
+def load_script(path):
+    """Read and validate a YAML or JSON script file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("%s: cannot read the provider script: %s" % (path, exc.strerror or exc)) from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        detail = str(exc).replace("\n", " ")
+        raise ConfigError("%s: not valid %s: %s" % (path, "JSON" if path.suffix == ".json" else "YAML", detail)) from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError("%s: (top level): expected a mapping with prefix, rules, keys" % path)
+    return parse_script(data, str(path))
+
+
+def coerce_script(script):
+    """A Script from a Script, a mapping, a path, or None (the default script)."""
+    if script is None:
+        return Script()
+    if isinstance(script, Script):
+        return script
+    if isinstance(script, dict):
+        return parse_script(script)
+    return load_script(script)
+
+
+def _field_path(loc, data):
+    """`rules[2].fault.status`; an API key under `keys` is named by its position, never by its value."""
+    out = ""
+    for depth, part in enumerate(loc):
+        if depth == 1 and loc[0] == "keys" and isinstance(data, dict) and isinstance(data.get("keys"), dict):
+            names = list(data["keys"])
+            out += "[entry %d]" % (names.index(part) + 1 if part in names else 0)
+        elif isinstance(part, int):
+            out += "[%d]" % part
+        else:
+            out += ("." if out else "") + str(part)
+    return out
