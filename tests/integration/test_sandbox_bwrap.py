@@ -205,3 +205,33 @@ def test_auto_refuses_without_apptainer_and_a_working_bwrap(bwrap_bin):
     msg = info.value.message
     assert "no sandbox on this host: `apptainer` is not on PATH and bwrap does not work here" in msg
     assert "isolation: {runtime: none}" in msg
+
+
+def test_claude_bash_tool_is_confined(layout, claude_bin, provider, planted_ssh):
+    """The real CLI, told by the built-in provider to run Bash, writes its workdir and nothing else."""
+    path, content = planted_ssh
+    escape = os.path.join(os.path.expanduser("~"), "sac-claude-escape-" + uuid.uuid4().hex[:8])
+    command = "echo made > hello.txt; cat %s; cat %s; touch %s; id -u" % (path, layout.other, escape)
+    provider.load_script({"rules": [{"match": "go", "tool": "Bash",
+                                     "input": {"command": command, "description": "probe"},
+                                     "then": "Done. The tool said: {tool_result}"}]})
+    real = os.path.realpath(claude_bin)
+    env = dict(ENV, HOME=layout.home, **provider.client_env())
+    secrets = {"ANTHROPIC_API_KEY": env.pop("ANTHROPIC_API_KEY")}
+    plan = sandbox.build_launch(
+        "bwrap", [real, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
+                  "--allowedTools", "Bash", "--permission-mode", "bypassPermissions"],
+        workdir=layout.work, home=layout.home, env=env, secrets=secrets, isolation={"runtime": "bwrap"},
+        ro_paths=[os.path.dirname(real)], agent_dir=layout.agent, host_home=layout.host_home)
+    line = b'{"type":"user","message":{"role":"user","content":"go"}}\n'
+    done = subprocess.run(plan.argv, env=plan.env, cwd=plan.cwd, input=line, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=120)
+    out = done.stdout.decode("utf-8", "replace")
+    assert '"type":"result"' in out, done.stderr.decode("utf-8", "replace")[-2000:]
+    with open(os.path.join(layout.work, "hello.txt")) as f:
+        assert f.read() == "made\n"
+    assert not os.path.exists(escape)
+    sent = repr(provider.requests)  # every tool result went back to the provider
+    assert "No such file or directory" in sent
+    assert content not in sent and content not in out
+    assert layout.other_secret not in sent and layout.other_secret not in out
