@@ -53,9 +53,8 @@ def count_words(value):
     if isinstance(value, dict):
         total = 0
         for key in ("text", "content", "input"):
-            if key in value:
-                inner = value[key]
-                total += count_words(inner if not isinstance(inner, dict) else str(inner))
+            inner = value.get(key)
+            total += count_words(list(inner.values()) if isinstance(inner, dict) else inner)
         return total
     return 0
 

@@ -162,7 +162,7 @@ async def start_site(provider, host="127.0.0.1", port=0):
     """Serve `provider` on host:port (0 = a free port); return (runner, url)."""
     runner = web.AppRunner(provider.app(), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_GRACE_S)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     bound_host, bound_port = runner.addresses[0][:2]
     shown = "[%s]" % bound_host if ":" in bound_host else bound_host
