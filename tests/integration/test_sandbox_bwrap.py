@@ -235,3 +235,10 @@ def test_claude_bash_tool_is_confined(layout, claude_bin, provider, planted_ssh)
     assert "No such file or directory" in sent
     assert content not in sent and content not in out
     assert layout.other_secret not in sent and layout.other_secret not in out
+
+
+def test_site_self_check_reports_a_confined_agent(bwrap_bin):
+    output, properties = sandbox.self_check("bwrap")
+    assert properties["runtime"] == "bwrap" and properties["read_only_root"] is True
+    assert output.splitlines() == ["uid inside: 1000", "host home: hidden", "root: read-only",
+                                   "workdir: writable", "secret via env: yes"]
