@@ -24,9 +24,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sac_fleet.core.documents import Document, describe, load_document, validation_error
 from sac_node.protocol.errors import ConfigError
 
 ERROR_TYPES = {
@@ -156,35 +156,37 @@ class Script(_Strict):
 
 
 def parse_script(data, source="<script>"):
-    """Validate plain data into a Script; raise ConfigError naming `source` and the field."""
-    if data is None:
-        data = {}
+    """Validate plain data (or a Document) into a Script; raise ConfigError naming the file, line and field."""
+    doc = data if isinstance(data, Document) else Document(path=Path(source), data={} if data is None else data, lines={})
+    if not isinstance(doc.data, dict):
+        raise ConfigError("%s:1 document: expected a mapping with prefix, rules, keys, got %s" % (doc.path, describe(doc.data)))
     try:
-        return Script.model_validate(data)
+        return Script.model_validate(doc.data)
+    except ValidationError:
+        pass
+    # Explain the failure on a copy whose API keys are renamed, so no key is ever printed.
+    masked = _mask_keys(doc)
+    try:
+        Script.model_validate(masked.data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = _field_path(first.get("loc", ()), data)
-        msg = first.get("msg", "invalid").removeprefix("Value error, ")
-        if first.get("type") == "extra_forbidden":
-            msg = "unknown field"
-        raise ConfigError("%s: %s: %s" % (source, where or "(top level)", msg)) from exc
+        raise validation_error(masked, exc, ConfigError, Script) from None
+    raise ConfigError("%s:1 document: invalid provider script" % doc.path)
 
 
 def load_script(path):
     """Read and validate a YAML or JSON script file."""
     path = Path(path)
+    if path.suffix != ".json":
+        return parse_script(load_document(path, ConfigError))
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("%s: cannot read the provider script: %s" % (path, exc.strerror or exc)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("%s: cannot read the provider script: %s" % (path, getattr(exc, "strerror", None) or exc)) from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        detail = str(exc).replace("\n", " ")
-        raise ConfigError("%s: not valid %s: %s" % (path, "JSON" if path.suffix == ".json" else "YAML", detail)) from exc
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError("%s: (top level): expected a mapping with prefix, rules, keys" % path)
-    return parse_script(data, str(path))
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError("%s:%d syntax: %s (check commas, quotes and brackets)" % (path, exc.lineno, exc.msg)) from None
+    return parse_script(data, path)
 
 
 def coerce_script(script):
@@ -198,15 +200,16 @@ def coerce_script(script):
     return load_script(script)
 
 
-def _field_path(loc, data):
-    """`rules[2].fault.status`; an API key under `keys` is named by its position, never by its value."""
-    out = ""
-    for depth, part in enumerate(loc):
-        if depth == 1 and loc[0] == "keys" and isinstance(data, dict) and isinstance(data.get("keys"), dict):
-            names = list(data["keys"])
-            out += "[entry %d]" % (names.index(part) + 1 if part in names else 0)
-        elif isinstance(part, int):
-            out += "[%d]" % part
-        else:
-            out += ("." if out else "") + str(part)
-    return out
+def _mask_keys(doc):
+    """`doc` with each entry under `keys` renamed `key-1`, `key-2`... (lines kept)."""
+    keys = doc.data.get("keys")
+    if not isinstance(keys, dict):
+        return doc
+    names = {key: "key-%d" % number for number, key in enumerate(keys, 1)}
+    data = dict(doc.data, keys={names[key]: value for key, value in keys.items()})
+    lines = {}
+    for loc, line in doc.lines.items():
+        if len(loc) > 1 and loc[0] == "keys" and loc[1] in names:
+            loc = ("keys", names[loc[1]]) + tuple(loc[2:])
+        lines[loc] = line
+    return Document(path=doc.path, data=data, lines=lines)

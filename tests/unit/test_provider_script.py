@@ -136,22 +136,23 @@ def test_tool_rule_is_skipped_where_the_request_offers_no_such_tool():
 @pytest.mark.parametrize(
     "data, where, words",
     [
-        ({"rulez": []}, "rulez", "unknown field"),
+        ({"rulez": []}, "rulez", "unknown field (did you mean 'rules'?)"),
         ({"rules": [{"match": "x"}]}, "rules[0]", "needs one of reply, tool"),
         ({"rules": [{"match": "x", "regex": "y", "reply": "r"}]}, "rules[0]", "not both"),
         ({"rules": [{"regex": "(", "reply": "r"}]}, "rules[0].regex", "regular expression"),
         ({"rules": [{"reply": "r", "then": "t"}]}, "rules[0]", "then is the text after a tool call"),
-        ({"rules": [{"reply": "r", "fault": {"status": 200}}]}, "rules[0].fault.status", "greater than or equal to 400"),
+        ({"rules": [{"reply": "r", "fault": {"status": 200}}]}, "rules[0].fault.status", "at least 400"),
+        ({"rules": [{"reply": "r", "fault": {"stauts": 429}}]}, "rules[0].fault.stauts", "did you mean 'status'?"),
         ({"rules": [{"fault": {"status": 429, "hang": True}}]}, "rules[0].fault", "choose one of status, hang, stall"),
-        ({"rules": [{"reply": "r", "times": 0}]}, "rules[0].times", "greater than or equal to 1"),
-        ({"keys": {"secret-key": {"fault": {"retry_after": 1}}}}, "keys[entry 1].fault", "retry_after needs a status"),
+        ({"rules": [{"reply": "r", "times": 0}]}, "rules[0].times", "at least 1"),
+        ({"keys": {"secret-key": {"fault": {"retry_after": 1}}}}, "keys.key-1.fault", "retry_after needs a status"),
     ],
 )
 def test_bad_scripts_name_the_file_and_the_field_in_one_line(data, where, words):
     with pytest.raises(ConfigError) as caught:
         parse_script(data, "play.yaml")
     message = caught.value.message
-    assert message.startswith("play.yaml: %s: " % where) and words in message and "\n" not in message
+    assert message.startswith("play.yaml:1 %s: " % where) and words in message and "\n" not in message
     assert "secret-key" not in message
 
 
@@ -162,13 +163,24 @@ def test_load_script_reads_yaml_and_json(tmp_path):
     assert load_script(tmp_path / "s.json").prefix == "J "
 
 
-def test_load_script_errors_name_the_file(tmp_path):
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("rules: [\n")
-    for path, words in ((broken, "not valid YAML"), (tmp_path / "missing.yaml", "cannot read"), (tmp_path / "l.json", "(top level)")):
-        if path.suffix == ".json":
-            path.write_text("[1, 2]")
-        with pytest.raises(ConfigError) as caught:
-            load_script(path)
-        assert caught.value.message.startswith(str(path)) and words in caught.value.message
-        assert "\n" not in caught.value.message
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("p.yaml", "rules:\n  - match: x\n    reply: y\nkeys:\n  sk-live-123:\n    fault: {status: 4291}\n",
+         "p.yaml:6 keys.key-1.fault.status: must be at most 599, got 4291"),
+        ("p.yaml", "rules: [\n", "p.yaml:2 syntax:"),
+        ("p.json", '{"rules": [\n{"reply": }]}', "p.json:2 syntax: Expecting value"),
+        ("p.json", "[1, 2]", "p.json:1 document: expected a mapping with prefix, rules, keys, got a list"),
+    ],
+)
+def test_bad_script_files_name_file_line_and_field_but_never_the_key(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_script(tmp_path / name)
+    assert caught.value.message.startswith("%s/%s" % (tmp_path, message))
+    assert "\n" not in caught.value.message and "sk-live" not in caught.value.message
+
+
+def test_missing_script_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="missing.yaml: no such file"):
+        load_script(tmp_path / "missing.yaml")

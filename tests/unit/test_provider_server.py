@@ -180,4 +180,4 @@ def test_cli_bad_script_is_one_line_naming_file_and_field(tmp_path):
     process = _sac("provider", "serve", "--port", "0", "--script", str(bad))
     out, err = process.communicate(timeout=30)
     assert process.returncode != 0 and out == ""
-    assert err.strip() == "error: %s: rules[0].fault.retry_afterr: unknown field" % bad
+    assert err.strip() == "error: %s:3 rules[0].fault.retry_afterr: unknown field (did you mean 'retry_after'?)" % bad
