@@ -15,7 +15,6 @@ from pathlib import Path
 
 from sac_node.protocol.errors import AgentNotFound, SpecError, TurnTimeout
 
-from .core.spec import parse_spec
 from .remote.local import connect_local
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
@@ -69,6 +68,8 @@ class Fleet:
                     "status": await self._start_known(node, target), "changed": False, "started": False}
             raise SpecError("%s: no such spec file or agent directory, and no agent of that name under %s/ "
                             "or on this host" % (target, self.agents_dir))
+        from .core.spec import parse_spec  # pydantic is slow to import; only `start` needs it
+
         spec = parse_spec(path)
         return await node.start_agent(spec.to_node(), restart=restart)
 

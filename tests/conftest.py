@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.tools",
     "tests.fixtures.provider",
     "tests.fixtures.sshd",
+    "tests.fixtures.agents",
 ]

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import typer
 
-from sac_fleet.provider.script import load_script
 from sac_node.protocol.errors import SacError
-from sac_fleet.provider.server import Provider, start_site, stop_site
 
 app = typer.Typer(no_args_is_help=True, help="provider commands.")
 
@@ -21,6 +19,8 @@ def serve(
     script: Path = typer.Option(None, "--script", help="YAML or JSON script: replies, tool calls, faults."),
 ):
     """Serve an Anthropic-Messages-compatible provider (echoes prompts unless scripted)."""
+    from sac_fleet.provider.script import load_script  # aiohttp and pydantic load only for this command
+
     parsed = load_script(script) if script is not None else None
     try:
         asyncio.run(_serve(host, port, parsed))
@@ -29,6 +29,8 @@ def serve(
 
 
 async def _serve(host, port, script):
+    from sac_fleet.provider.server import Provider, start_site, stop_site
+
     provider = Provider(script, on_request=lambda record: _say(record.line()))
     try:
         runner, url = await start_site(provider, host, port)

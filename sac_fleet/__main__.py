@@ -1,0 +1,5 @@
+"""`python -m sac_fleet` is the `sac` command."""
+
+from .frontends.cli.app import main
+
+main()
