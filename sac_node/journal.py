@@ -69,9 +69,21 @@ class Journal:
                 if rec.get(field) is not None:
                     turn[field] = rec[field]
 
+    def _open_for_append(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        size = os.fstat(fd).st_size
+        if size:
+            # A crash mid-write leaves a line without its newline: cut it off, or
+            # the next record would be glued to it and lost on replay.
+            tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+            if not tail.endswith(b"\n"):
+                keep = size - len(tail) + tail.rfind(b"\n") + 1
+                os.ftruncate(fd, keep)
+        return fd
+
     def _append(self, rec):
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fd = self._open_for_append()
         os.write(self._fd, (json.dumps(rec, separators=(",", ":")) + "\n").encode("utf-8"))
         os.fsync(self._fd)
         self._apply(rec)

@@ -1,0 +1,72 @@
+"""Engine argv, environment and secrets: what Claude Code is started with."""
+
+import pytest
+
+from sac_node import engine
+from sac_node.protocol.errors import AgentError
+
+SPEC = {"name": "rev", "engine": {"kind": "claude"}, "env": {"PROJECT": "demo"},
+        "claude": {"model": "sonnet", "provider": {"base_url": "http://127.0.0.1:9", "api_key_env": "MY_KEY"},
+                   "allowed_tools": ["Bash", "Read"], "flags": ["--add-dir", "/data"], "session": "fresh"}}
+
+
+def test_argv_for_a_sandboxed_resumed_claude():
+    argv = engine.build_argv(SPEC, "/opt/claude", session_id="abc", sandboxed=True)
+    assert argv[:7] == ["/opt/claude", "-p", "--input-format", "stream-json", "--output-format", "stream-json",
+                        "--verbose"]
+    assert argv[7:] == ["--model", "sonnet", "--allowedTools", "Bash,Read", "--permission-mode",
+                        "bypassPermissions", "--resume", "abc", "--add-dir", "/data"]
+
+
+def test_unsandboxed_claude_never_bypasses_permissions():
+    assert "bypassPermissions" not in engine.build_argv(SPEC, "/opt/claude", sandboxed=False)
+
+
+def test_command_engine_is_used_verbatim():
+    spec = dict(SPEC, engine={"kind": "command", "command": ["python3", "fake.py", "-x"]})
+    assert engine.build_argv(spec, None) == ["python3", "fake.py", "-x"]
+
+
+def test_env_is_quiet_and_has_no_secret():
+    env = engine.build_env(SPEC, "/h", base_env={"PATH": "/bin", "MY_KEY": "sk-secret", "HOME": "/root"})
+    assert env["HOME"] == "/h" and env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1" and env["DISABLE_TELEMETRY"] == "1"
+    assert env["PROJECT"] == "demo" and "sk-secret" not in env.values()
+
+
+def test_secret_comes_from_the_named_variable_or_secrets_file():
+    assert engine.resolve_secrets(SPEC, {}, {"MY_KEY": "k1"}) == {"ANTHROPIC_API_KEY": "k1"}
+    assert engine.resolve_secrets(SPEC, {"MY_KEY": "k2"}, {"MY_KEY": "k1"}) == {"ANTHROPIC_API_KEY": "k2"}
+
+
+def test_missing_secret_names_the_variable_not_a_value():
+    with pytest.raises(AgentError) as info:
+        engine.resolve_secrets(SPEC, {}, {})
+    assert "MY_KEY" in info.value.message and "secrets.env" in info.value.message
+
+
+def test_local_provider_gets_a_placeholder_key():
+    spec = {"name": "x", "claude": {"provider": {"base_url": "http://127.0.0.1:1"}}}
+    assert engine.resolve_secrets(spec, {}, {}) == {"ANTHROPIC_API_KEY": "sac-local"}
+
+
+def test_find_claude_order(tmp_path):
+    binary = tmp_path / "claude"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert engine.find_claude({"SAC_CLAUDE_BIN": str(binary)}) == str(binary)
+    with pytest.raises(AgentError, match="SAC_CLAUDE_BIN"):
+        engine.find_claude({"SAC_CLAUDE_BIN": str(tmp_path / "nope")})
+    assert engine.find_claude({"PATH": str(tmp_path)}) == str(binary)
+
+
+def test_result_outcomes():
+    assert engine.result_outcome({"type": "result", "subtype": "success", "result": "hi"}) == ("completed", "hi", None)
+    status, _, error = engine.result_outcome({"type": "result", "is_error": True, "api_error_status": 429,
+                                              "result": "rate limited"})
+    assert status == "failed" and "HTTP 429" in error
+
+
+def test_user_line_is_one_json_line():
+    line = engine.user_line('say "hi"\nplease')
+    assert line.endswith(b"\n") and line.count(b"\n") == 1

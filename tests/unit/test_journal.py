@@ -1,0 +1,67 @@
+"""The journal: accepted turns are durable, end exactly once, and survive torn writes."""
+
+import json
+
+import pytest
+
+from sac_node.journal import Journal
+
+
+def test_replay_rebuilds_turns(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    j = Journal(str(path), clock=lambda: 100.0)
+    t1, created = j.accept("a", "one")
+    t2, _ = j.accept("a", "two")
+    j.start(t1["id"])
+    j.finish(t1["id"], "completed", reply="r1", session_id="s", usage={"input_tokens": 3, "output_tokens": 2})
+    j.close()
+    again = Journal(str(path))
+    assert created and [t["status"] for t in again.turns.values()] == ["completed", "pending"]
+    assert again.turns[t1["id"]]["reply"] == "r1"
+    assert [t["id"] for t in again.pending()] == [t2["id"]]
+    assert again.usage_total() == {"input_tokens": 3, "output_tokens": 2}
+
+
+def test_a_turn_ends_exactly_once(tmp_path):
+    j = Journal(str(tmp_path / "j"))
+    t, _ = j.accept("a", "x")
+    assert j.finish(t["id"], "interrupted", error="engine died")
+    assert not j.finish(t["id"], "completed", reply="late")
+    j.close()
+    lines = [json.loads(l) for l in (tmp_path / "j").read_text().splitlines()]
+    assert [l["op"] for l in lines] == ["accepted", "interrupted"]
+    assert Journal(str(tmp_path / "j")).turns[t["id"]]["status"] == "interrupted"
+
+
+def test_torn_last_line_is_ignored(tmp_path):
+    path = tmp_path / "j"
+    j = Journal(str(path))
+    t, _ = j.accept("a", "kept")
+    j.close()
+    with open(path, "ab") as fh:
+        fh.write(b'{"op": "accepted", "id": "a.torn", "te')
+    again = Journal(str(path))
+    assert list(again.turns) == [t["id"]]
+    t2, _ = again.accept("a", "after the tear")
+    again.close()
+    # The torn fragment does not swallow the next record.
+    replayed = Journal(str(path)).turns
+    assert replayed[t["id"]]["text"] == "kept"
+    assert replayed[t2["id"]]["text"] == "after the tear"
+
+
+def test_idempotency_key_returns_the_same_turn(tmp_path):
+    j = Journal(str(tmp_path / "j"))
+    first, created = j.accept("a", "x", key="k1")
+    second, created_again = j.accept("a", "different text", key="k1")
+    assert created and not created_again and first["id"] == second["id"]
+    j.close()
+    third, created_third = Journal(str(tmp_path / "j")).accept("a", "x", key="k1")
+    assert not created_third and third["id"] == first["id"]
+
+
+def test_finish_requires_a_terminal_status(tmp_path):
+    j = Journal(str(tmp_path / "j"))
+    t, _ = j.accept("a", "x")
+    with pytest.raises(ValueError):
+        j.finish(t["id"], "running")
