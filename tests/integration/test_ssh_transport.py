@@ -7,8 +7,17 @@ import subprocess
 
 import pytest
 
+import sac_node
+from sac_fleet.remote.pyz import build_pyz
 from sac_fleet.remote.ssh import SSHTarget, StreamLocalRefused, connect_host, shell_path, translate_error
-from sac_node.protocol.errors import AuthFailed, BootstrapFailed, HostKeyChanged, HostKeyUnknown, HostUnreachable
+from sac_node.protocol.errors import (
+    AuthFailed,
+    BootstrapFailed,
+    HostKeyChanged,
+    HostKeyUnknown,
+    HostUnreachable,
+    RpcError,
+)
 from sac_node.protocol.messages import ready_line
 from sac_node.rpc import RpcPeer
 
@@ -109,6 +118,7 @@ async def test_silent_host_times_out_within_connect_timeout(sshd_hosts):
     (host,) = sshd_hosts.start(1)
     host.stop()
     with socket.socket() as silent:  # accepts TCP, never speaks SSH
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         silent.bind((host.address, host.port))
         silent.listen(8)
         loop = asyncio.get_running_loop()
@@ -246,3 +256,51 @@ def test_dns_failure_is_named_as_such():
 def test_shell_path_keeps_home_and_quotes_the_rest():
     assert shell_path("~/.sac/node") == '"$HOME"/.sac/node'
     assert shell_path("/tmp/a b") == "'/tmp/a b'"
+
+
+async def _facts(stream):
+    peer = RpcPeer(stream.reader, stream.writer, name="head")
+    runner = asyncio.ensure_future(peer.run())
+    try:
+        return await peer.call("host.facts", {}, timeout=10)
+    finally:
+        await peer.close()
+        runner.cancel()
+
+
+async def test_real_node_pyz_answers_over_exec_and_stream_local(sshd_hosts):
+    """The built node.pyz, uploaded and run on a host, serves RPC through both channel kinds."""
+    (host,) = sshd_hosts.start(1)
+    data, sha = build_pyz()
+    pyz = "%s/node/%s.pyz" % (host.state_dir, sha)
+    async with await connect_host(target_for(host), timeout=10) as conn:
+        await conn.upload(pyz, data)
+        stream = await conn.open_exec("SAC_NODE_SHA=%s python3 -I %s attach --state-dir %s"
+                                      % (sha, pyz, host.state_dir), ready_timeout=20)
+        assert stream.ready["sha"] == sha and stream.ready["version"] == sac_node.__version__
+        via_exec = await _facts(stream)
+        via_socket = await _facts(await conn.open_unix_connection(str(host.state_dir / "node.sock")))
+    assert via_exec and via_exec.keys() == via_socket.keys()
+    assert host.session_pids(), "the detached daemon should still run after the SSH connection closed"
+    host.close()
+    assert host.session_pids() == []
+
+
+async def test_a_host_going_down_closes_its_stream_instead_of_hanging(sshd_hosts):
+    (host,) = sshd_hosts.start(1)
+    path = str(host.state_dir / "node.sock")
+    server = await _serve_rpc(path)
+    try:
+        conn = await connect_host(target_for(host), timeout=10)
+        stream = await conn.open_unix_connection(path)
+        peer = RpcPeer(stream.reader, stream.writer, name="head")
+        runner = asyncio.ensure_future(peer.run())
+        assert await peer.call("ping", {"n": 1}, timeout=5) == {"pong": 1}
+        host.stop()
+        await asyncio.wait_for(peer.wait_closed(), 5)
+        with pytest.raises(RpcError):
+            await peer.call("ping", {"n": 2}, timeout=5)
+        await runner
+        conn.close()
+    finally:
+        server.close()
