@@ -92,12 +92,8 @@ test: venv tools system
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests, which counts as a failure" >&2; fi; \
 	exit $$rc
 
-# >>> demo recipe: placeholder, to be replaced by the real demo <<<
 demo: venv tools system
-	@export SAC_CLAUDE_BIN="$${SAC_CLAUDE_BIN:-$(CLAUDE)}"; \
-	$(VENV)/bin/sac --help; \
-	echo "TODO(demo): start the built-in provider and a local agent, send turns, show status"
-# >>> end of demo recipe <<<
+	SAC=$(CURDIR)/.venv/bin/sac bash examples/demo.sh
 
 # --- Checks and cleanup -------------------------------------------------------------------
 
