@@ -27,6 +27,7 @@ from sac_node.protocol.errors import ConfigError, SacError
 
 _MAX_DEPTH = 64
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_KEY = re.compile(r"^[\w@/+-]{1,63}$")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,23 @@ class Document:
 
     def error(self, loc, message: str, error_cls: type[SacError] = ConfigError) -> SacError:
         """An error ``FILE:LINE FIELD.PATH: message`` for the field at ``loc``."""
-        return error_cls("%s:%d %s: %s" % (self.path, self.line_of(loc), format_loc(loc), message))
+        return error_cls("%s:%d %s: %s" % (self.path, self.line_of(loc), self.field_path(loc), message))
+
+    def field_path(self, loc) -> str:
+        """``loc`` written as in the file: ``spec.env.1`` for a key, ``spec.binds[1]`` for a list item."""
+        out, node = "", self.data
+        for part in loc:
+            if part == "[key]":
+                continue
+            if isinstance(part, int) and not isinstance(part, bool) and not isinstance(node, dict):
+                out += "[%d]" % part
+            else:
+                out += ("." if out else "") + _key_text(part)
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                node = None
+        return out or "document"
 
 
 def load_document(path, error_cls: type[SacError] = ConfigError) -> Document:
@@ -81,8 +98,9 @@ def parse_document(raw, path, error_cls: type[SacError] = ConfigError) -> Docume
     text = _decode(raw, path, error_cls)
     if not text.strip() or all(_is_comment(line) for line in text.splitlines()):
         raise error_cls("%s:1 document: the file is empty (see docs/spec-reference.md for an example)" % path)
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         lines = {}
         if node is not None:
@@ -92,13 +110,14 @@ def parse_document(raw, path, error_cls: type[SacError] = ConfigError) -> Docume
         raise _syntax_error(exc, path, error_cls) from None
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
-        raise error_cls("%s:%d syntax: character %r is not allowed in YAML (remove it)" % (path, line, exc.character)) from None
+        raise error_cls("%s:%d syntax: character %r is not allowed in YAML (remove it)" % (path, line, _char(exc.character))) from None
     except yaml.YAMLError as exc:
         raise error_cls("%s:1 syntax: %s" % (path, _one_line(str(exc)))) from None
     except RecursionError:
         raise error_cls("%s:1 document: nested too deeply (simplify the document)" % path) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         raise error_cls("%s:1 document: the file is empty (see docs/spec-reference.md for an example)" % path)
     if not isinstance(data, dict):
@@ -122,7 +141,7 @@ def validation_error(doc: Document, exc: ValidationError, error_cls: type[SacErr
     for err in exc.errors():
         loc = tuple(err.get("loc", ()))
         line = doc.line_of(loc)
-        message = "%s:%d %s: %s" % (doc.path, line, format_loc(loc), _describe_error(err, loc, model))
+        message = "%s:%d %s: %s" % (doc.path, line, doc.field_path(loc), _describe_error(err, loc, model))
         # A missing field is often the echo of a misspelt one: show the misspelling first.
         found.append((err.get("type") == "missing", line, message))
     found.sort(key=lambda item: item[:2])
@@ -144,8 +163,15 @@ def format_loc(loc) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             out += "[%d]" % part
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + _key_text(part)
     return out or "document"
+
+
+def _key_text(key) -> str:
+    """A key as written in a field path: plain when it is a simple word, quoted otherwise."""
+    if isinstance(key, str) and _PLAIN_KEY.match(key):
+        return key
+    return describe(key)
 
 
 def did_you_mean(word, choices) -> str:
@@ -193,6 +219,10 @@ def _decode(raw, path, error_cls):
         raise error_cls("%s:%d document: not UTF-8 text (byte 0x%02x; save the file as UTF-8)" % (path, line, raw[exc.start])) from None
 
 
+def _char(character):
+    return chr(character) if isinstance(character, int) else character
+
+
 def _is_comment(line):
     stripped = line.strip()
     return not stripped or stripped.startswith("#") or stripped in ("---", "...")
@@ -202,7 +232,10 @@ def _syntax_error(exc, path, error_cls):
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark else 1
     column = " at column %d" % (mark.column + 1) if mark else ""
-    problem = _one_line(exc.problem or exc.context or "invalid YAML")
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and problem.startswith("but "):
+        problem = exc.context + " " + problem
+    problem = _one_line(problem)
     return error_cls("%s:%d syntax: %s%s (check indentation, colons and quotes)" % (path, line, problem, column))
 
 
@@ -245,7 +278,10 @@ def _describe_error(err, loc, model):
         return "invalid key: " + _describe_error(err, loc[:-1], None)
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1]) if model else []
-        return "unknown field" + did_you_mean(loc[-1], allowed) if loc else "unknown field"
+        key = loc[-1] if loc else ""
+        if isinstance(key, str) and ":" in key and key.split(":", 1)[0] in allowed:
+            return "unknown field (put a space after the colon: '%s: %s')" % tuple(part.strip() for part in key.split(":", 1))
+        return "unknown field" + did_you_mean(key, allowed) if loc else "unknown field"
     if kind == "missing":
         example = _field_example(model, loc) if model else None
         if example is not None:
@@ -292,7 +328,7 @@ _SIMPLE = {
 
 
 def _unquote_hint(kind, value):
-    """`` (remove the quotes)`` when a quoted scalar would have had the right type."""
+    """`` (write 600, without quotes)`` when a quoted scalar would have had the right type."""
     if not isinstance(value, str) or kind not in ("int_type", "float_type", "bool_type"):
         return ""
     try:
@@ -301,7 +337,7 @@ def _unquote_hint(kind, value):
         return ""
     wanted = {"int_type": (int,), "float_type": (int, float), "bool_type": (bool,)}[kind]
     if isinstance(unquoted, wanted) and (kind == "bool_type") == isinstance(unquoted, bool):
-        return " (remove the quotes)"
+        return " (write %s, without quotes)" % describe(unquoted)
     return ""
 
 
