@@ -10,6 +10,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,6 +63,7 @@ class Node:
         self.subs = {}
         self._sub_ids = 0
         self.shim_respawns = {}
+        self.sha = os.environ.get("SAC_NODE_SHA") or "-"
         self._lock_fh = None
         self._server = None
         self._stop = None
@@ -189,8 +191,11 @@ class Node:
             os.umask(old)
         os.chmod(self.state.socket, 0o600)
         write_atomic(os.path.join(self.state.root, "daemon.json"),
-                     json.dumps({"pid": os.getpid(), "version": __version__, "started_at": self.started_at}))
+                     json.dumps({"pid": os.getpid(), "version": __version__, "sha": self.sha,
+                                "started_at": self.started_at}))
         self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_event_loop().add_signal_handler(sig, self.shutdown)
         supervisor = asyncio.ensure_future(self.supervise())
         if on_ready:
             on_ready()

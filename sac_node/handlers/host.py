@@ -10,9 +10,9 @@ from ..protocol.messages import PROTOCOL_VERSION
 
 
 async def facts(node, peer, p):
-    """host.facts {} -> {version, proto, python, hostname, platform, pid, state_dir, uptime_s, agents}"""
+    """host.facts {} -> {version, sha, proto, python, hostname, platform, pid, state_dir, uptime_s, agents}"""
     return {
-        "version": __version__, "proto": PROTOCOL_VERSION, "python": platform.python_version(),
+        "version": __version__, "sha": node.sha, "proto": PROTOCOL_VERSION, "python": platform.python_version(),
         "python_path": sys.executable, "hostname": socket.gethostname(), "platform": platform.platform(),
         "pid": os.getpid(), "state_dir": node.state.root, "uptime_s": round(node.clock() - node.started_at, 1),
         "agents": len(node.state.agent_names()),
