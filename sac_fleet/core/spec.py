@@ -354,30 +354,18 @@ class Spec(_Model):
     def to_node(self) -> dict:
         """The plain dict the node receives (see the contract in docs/spec-reference.md)."""
         body = self.spec
-        claude = body.claude
-        restart = body.restart
-        isolation = body.isolation
-        engine = {"kind": "claude"} if body.engine.kind == "claude" else {"kind": "command", "command": list(body.engine.command)}
+        engine = body.engine.model_dump(exclude_none=True)
         return {
             "name": self.metadata.name,
             "labels": dict(self.metadata.labels),
             "workdir": body.workdir,
             "engine": engine,
-            "claude": {
-                "model": claude.model,
-                "provider": {"base_url": claude.provider.base_url, "api_key_env": claude.provider.api_key_env},
-                "allowed_tools": list(claude.allowed_tools),
-                "flags": list(claude.flags),
-                "session": claude.session,
-            },
+            "claude": body.claude.model_dump(),
             "env": dict(body.env),
             "startup_prompts": list(body.startup_prompts),
-            "restart": {"policy": restart.policy, "max_retries": restart.max_retries,
-                        "backoff": {"initial": restart.backoff.initial, "max": restart.backoff.max,
-                                    "multiplier": restart.backoff.multiplier}},
-            "health": {"turn_timeout_s": body.health.turn_timeout_s, "stall_timeout_s": body.health.stall_timeout_s},
-            "isolation": {"runtime": isolation.runtime, "image": isolation.image, "binds": list(isolation.binds),
-                          "network": isolation.network, "gpus": isolation.gpus},
+            "restart": body.restart.model_dump(),
+            "health": body.health.model_dump(),
+            "isolation": body.isolation.model_dump(),
             "placement": body.placement.model_dump(),
             "to_home": dict(self._to_home),
             "source": self._source,
