@@ -334,7 +334,8 @@ class _Planner:
             pending.note = "moved from %s (not sticky)" % pending.current
         parts = [rule.describe()]
         if len(candidates) > 1:
-            parts.append("least loaded of %d matching hosts" % len(candidates))
+            how = "spread over" if rule.replicas > 1 else "least loaded of"
+            parts.append("%s %d matching hosts" % (how, len(candidates)))
         parts.append(self._slots(host))
         if pending.note:
             parts.append(pending.note)

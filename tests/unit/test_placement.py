@@ -1,6 +1,7 @@
 """Placement: example decisions with their reasons, and hypothesis properties of its invariants."""
 
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -353,3 +354,24 @@ def test_shuffled_example_is_stable_across_many_orders():
         rnd.shuffle(desired)
         rnd.shuffle(observed)
         assert place(desired, observed, hosts) == expected
+
+
+def doc_blocks():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "inventory.md").read_text()
+    section = text.split("### Reading a plan", 1)[1]
+    return [block.strip().splitlines() for block in section.split("```")[1::2]][:2]
+
+
+def test_plan_lines_in_the_docs_are_what_placement_prints():
+    hosts = [HostSlot("login1", {"site": "hpc"}, 8, {"hpc"}), HostSlot("login2", {"site": "hpc"}, 4, {"hpc"}),
+             HostSlot("bastion", jump_only=True), HostSlot("laptop")]
+    desired = [DesiredAgent("reviewer", Rule(hosts=("login1",))),
+               DesiredAgent("lead", Rule(labels={"site": "hpc"}, singleton=True)),
+               DesiredAgent("worker", Rule(group="hpc", replicas=3)), DesiredAgent("monitor", Rule(per_host=True)),
+               DesiredAgent("trainer", Rule(labels={"gpu": "a100"}))]
+    up, down = doc_blocks()
+    observed = [HostState("login1", True, ("lead", "reviewer", "x")), HostState("login2", True, ("worker-0", "old")),
+                HostState("laptop", True, ())]
+    assert set(up) <= set(place(desired, observed, hosts).lines())
+    observed[0] = HostState("login1", False, None, "timed out")
+    assert set(down) <= set(place(desired, observed, hosts).lines())
