@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -119,15 +120,20 @@ def check_reply(reply, prompt, how):
 
 
 async def measure_api(fleet, n, timeout):
-    """n turns through Fleet.send, each timed from submit to the finished turn."""
-    samples = []
+    """n turns through Fleet.send, each timed from submit to the finished turn.
+
+    Also returns sac's own share of each turn: the total minus the shim's `run_s`
+    (engine line written -> `result` read), i.e. RPC hops, journal fsyncs, transcript.
+    """
+    samples, overhead = [], []
     for i in range(n):
         prompt = "api turn %d" % i
         began = time.perf_counter()
         turn = await fleet.send(AGENT, prompt, timeout=timeout)
         samples.append(time.perf_counter() - began)
         check_reply(turn.get("reply"), prompt, "Fleet.send")
-    return samples
+        overhead.append(samples[-1] - ((turn.get("timings") or {}).get("run_s") or 0.0))
+    return samples, overhead
 
 
 def measure_cli(env, n, timeout):
@@ -145,13 +151,61 @@ def measure_cli(env, n, timeout):
     return samples
 
 
-def measure_naive(claude, provider, root, n, timeout):
-    """n turns, each one `claude -p PROMPT --output-format json` process (what a naive wrapper does)."""
-    home, work = root / "naive-home", root / "naive-work"
+def claude_env(provider, root, label):
+    """The naive wrapper's environment: the provider, a temp HOME, no telemetry; plus its cwd."""
+    home, work = root / (label + "-home"), root / (label + "-work")
     home.mkdir()
     work.mkdir()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(home)}
     env.update(provider.client_env(api_key="sac-bench-key"))
+    return env, work
+
+
+def measure_engine_alone(claude, provider, root, n, timeout):
+    """n turns written straight to one `claude -p` stream-json process: the floor under sac's path.
+
+    One warm-up turn first (start-up), not counted. No sandbox, no daemon, no shim, no journal.
+    """
+    env, work = claude_env(provider, root, "engine")
+    argv = [claude, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+    proc = subprocess.Popen(argv, env=env, cwd=str(work), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    watchdog = threading.Timer(timeout * (n + 1), proc.kill)  # a hung engine ends the read with EOF
+    watchdog.start()
+    try:
+        samples = []
+        for i in range(n + 1):
+            prompt = "engine turn %d" % i
+            began = time.perf_counter()
+            line = {"type": "user", "message": {"role": "user", "content": prompt}}
+            proc.stdin.write((json.dumps(line) + "\n").encode())
+            proc.stdin.flush()
+            result = read_result(proc)
+            if i:
+                samples.append(time.perf_counter() - began)
+            check_reply(result.get("result"), prompt, "claude stream-json")
+        return samples
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait()
+
+
+def read_result(proc):
+    """Read stream-json events until the `result` one."""
+    for raw in iter(proc.stdout.readline, b""):
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if event.get("type") == "result":
+            return event
+    raise SystemExit("claude stream-json exited (%s) before its result, or the watchdog killed it" % proc.poll())
+
+
+def measure_naive(claude, provider, root, n, timeout):
+    """n turns, each one `claude -p PROMPT --output-format json` process (what a naive wrapper does)."""
+    env, work = claude_env(provider, root, "naive")
     samples = []
     for i in range(n):
         prompt = "naive turn %d" % i
@@ -240,13 +294,13 @@ async def run_agent_side(args, root, provider, env):
         first = await fleet.send(AGENT, "first turn", timeout=args.timeout)
         first_s = time.perf_counter() - began
         check_reply(first.get("reply"), "first turn", "Fleet.send")
-        api = await measure_api(fleet, args.turns, args.timeout)
+        api, overhead = await measure_api(fleet, args.turns, args.timeout)
         cli = await asyncio.get_event_loop().run_in_executor(None, measure_cli, env, args.cli_turns, args.timeout)
         status = await fleet.status(AGENT)
         daemon_pid = json.loads((Path(state_dir) / "daemon.json").read_text())["pid"]
         rss = {"daemon": rss_entry(daemon_pid), "shim": rss_entry(status["shim_pid"]),
                "engine": rss_entry(status["pid"], tree=True)}
-        return {"start_and_first_turn_s": first_s, "api": api, "cli": cli, "rss": rss,
+        return {"start_and_first_turn_s": first_s, "api": api, "sac_overhead": overhead, "cli": cli, "rss": rss,
                 "restarts": status.get("restarts")}
     finally:
         await stop_everything(fleet, state_dir)
@@ -262,6 +316,7 @@ def run(args):
     try:
         agent = asyncio.run(run_agent_side(args, root, provider, env))
         naive = measure_naive(claude, provider, root, args.naive_turns, args.timeout)
+        agent["engine_alone"] = measure_engine_alone(claude, provider, root, args.turns, args.timeout)
     finally:
         provider.stop()
         for pid in processes_mentioning(str(root)):
@@ -275,7 +330,8 @@ def run(args):
 def build_report(args, claude, agent, naive):
     version = subprocess.run([claude, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
     rows = {"sac API (Fleet.send)": summarise(agent["api"]), "sac CLI (agents send)": summarise(agent["cli"]),
-            "naive (claude -p per turn)": summarise(naive)}
+            "naive (claude -p per turn)": summarise(naive),
+            "claude stream-json alone (floor, no sac)": summarise(agent["engine_alone"])}
     naive_median = rows["naive (claude -p per turn)"]["median_s"]
     for row in rows.values():
         row["speed_up"] = naive_median / row["median_s"]
@@ -288,6 +344,7 @@ def build_report(args, claude, agent, naive):
                                                          "kernel": platform.release()},
             "claude_version": version, "runtime": args.runtime, "rows": rows,
             "start_and_first_turn_s": agent["start_and_first_turn_s"], "rss": rss,
+            "sac_overhead": summarise(agent["sac_overhead"]),
             "bare_python_rss_mb": bare_python_rss(), "engine_restarts": agent["restarts"], "goals": goals}
 
 
@@ -302,7 +359,10 @@ def render(report):
     for name, row in report["rows"].items():
         lines.append("| %s | %.1f | %.1f | %.1f | %d | %.1fx |" % (
             name, row["median_s"] * 1e3, row["p95_s"] * 1e3, row["mean_s"] * 1e3, row["n"], row["speed_up"]))
-    lines += ["", "agent start + first turn: %.2f s (not in the rows above)" % report["start_and_first_turn_s"], "",
+    overhead = report["sac_overhead"]
+    lines += ["", "sac's own share of an API turn (total - shim run_s): median %.1f ms, p95 %.1f ms" % (
+        overhead["median_s"] * 1e3, overhead["p95_s"] * 1e3),
+        "agent start + first turn: %.2f s (not in the rows above)" % report["start_and_first_turn_s"], "",
               "| process | RSS MB | peak (VmHWM) MB |", "|---|---:|---:|"]
     for name in ("daemon", "shim"):
         lines.append("| %s | %.1f | %.1f |" % (name, report["rss"][name]["rss_mb"], report["rss"][name]["hwm_mb"]))
