@@ -2,14 +2,15 @@
 
     python bench/turn_latency.py [--turns 30] [--cli-turns 10] [--naive-turns 10] [--runtime bwrap|none] [--json]
 
-Everything runs in one process tree against the built-in provider (instant,
-deterministic replies) on loopback, so the numbers measure orchestration and
-process cost, not a model. Measured in the same run:
+Everything runs against the built-in provider (instant, deterministic replies) on
+loopback, so the numbers measure orchestration and process cost, not a model.
+Measured in the same run, interleaved round by round:
 
-  sac API    `Fleet.send` to one long-lived agent (daemon -> shim -> claude stream-json)
-  sac CLI    `python -m sac_fleet agents send` per turn (includes Python start-up)
-  naive      `claude -p PROMPT --output-format json`, a fresh process per turn
-  RSS        VmRSS of the node daemon, the agent's shim and the engine (from /proc)
+  sac API     `Fleet.send` to one long-lived agent (daemon -> shim -> sandboxed claude stream-json)
+  sac CLI     `python -m sac_fleet agents send` per turn (includes Python start-up)
+  naive       `claude -p PROMPT --output-format json`, a fresh process per turn
+  floor       the same stream-json claude fed directly (no sac, no sandbox), for context
+  RSS         VmRSS of the node daemon, the agent's shim and the engine (from /proc)
 
 State lives in a temporary SAC_HOME; every process started here is stopped at the end.
 """
@@ -38,6 +39,8 @@ AGENT = "bench"
 REPLY_PREFIX = "echo: "
 SPEED_UP_GOAL = 5.0
 RSS_GOAL_MB = 30.0
+API_ROW = "sac API (Fleet.send)"
+NAIVE_ROW = "naive (claude -p per turn)"
 
 
 # -- numbers --------------------------------------------------------------------------
@@ -111,7 +114,10 @@ def bare_python_rss():
         proc.wait()
 
 
-# -- the three ways to run a turn -----------------------------------------------------
+# -- the ways to run a turn ----------------------------------------------------------
+#
+# Each function runs one turn and returns its latency in seconds; the run interleaves
+# them round by round, so load from elsewhere on the machine hits every path alike.
 
 
 def check_reply(reply, prompt, how):
@@ -119,36 +125,30 @@ def check_reply(reply, prompt, how):
         raise SystemExit("%s: unexpected reply %r to %r; the measurement would be meaningless" % (how, reply, prompt))
 
 
-async def measure_api(fleet, n, timeout):
-    """n turns through Fleet.send, each timed from submit to the finished turn.
+async def api_turn(fleet, prompt, timeout, overhead):
+    """One turn through Fleet.send, timed from submit to the finished turn.
 
-    Also returns sac's own share of each turn: the total minus the shim's `run_s`
+    Appends sac's own share to `overhead`: the total minus the shim's `run_s`
     (engine line written -> `result` read), i.e. RPC hops, journal fsyncs, transcript.
     """
-    samples, overhead = [], []
-    for i in range(n):
-        prompt = "api turn %d" % i
-        began = time.perf_counter()
-        turn = await fleet.send(AGENT, prompt, timeout=timeout)
-        samples.append(time.perf_counter() - began)
-        check_reply(turn.get("reply"), prompt, "Fleet.send")
-        overhead.append(samples[-1] - ((turn.get("timings") or {}).get("run_s") or 0.0))
-    return samples, overhead
+    began = time.perf_counter()
+    turn = await fleet.send(AGENT, prompt, timeout=timeout)
+    took = time.perf_counter() - began
+    check_reply(turn.get("reply"), prompt, "Fleet.send")
+    overhead.append(took - ((turn.get("timings") or {}).get("run_s") or 0.0))
+    return took
 
 
-def measure_cli(env, n, timeout):
-    """n turns through `python -m sac_fleet agents send`, each a fresh Python process."""
-    samples = []
-    for i in range(n):
-        prompt = "cli turn %d" % i
-        began = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "sac_fleet", "agents", "send", AGENT, prompt, "--json"],
-                              env=env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
-        samples.append(time.perf_counter() - began)
-        if proc.returncode != 0:
-            raise SystemExit("sac agents send exited %d: %s" % (proc.returncode, proc.stderr.strip()))
-        check_reply(json.loads(proc.stdout).get("reply"), prompt, "sac agents send")
-    return samples
+def cli_turn(env, prompt, timeout):
+    """One turn through `python -m sac_fleet agents send`, a fresh Python process."""
+    began = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "sac_fleet", "agents", "send", AGENT, prompt, "--json"],
+                          env=env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+    took = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise SystemExit("sac agents send exited %d: %s" % (proc.returncode, proc.stderr.strip()))
+    check_reply(json.loads(proc.stdout).get("reply"), prompt, "sac agents send")
+    return took
 
 
 def claude_env(provider, root, label):
@@ -161,62 +161,52 @@ def claude_env(provider, root, label):
     return env, work
 
 
-def measure_engine_alone(claude, provider, root, n, timeout):
-    """n turns written straight to one `claude -p` stream-json process: the floor under sac's path.
+def naive_turn(claude, env, work, prompt, timeout):
+    """One `claude -p PROMPT --output-format json` process (what a naive wrapper does per turn)."""
+    began = time.perf_counter()
+    proc = subprocess.run([claude, "-p", prompt, "--output-format", "json"], env=env, cwd=str(work),
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    took = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise SystemExit("claude -p exited %d: %s" % (proc.returncode, (proc.stderr or proc.stdout).strip()))
+    check_reply(json.loads(proc.stdout).get("result"), prompt, "claude -p")
+    return took
 
-    One warm-up turn first (start-up), not counted. No sandbox, no daemon, no shim, no journal.
+
+class BareEngine:
+    """One `claude -p` stream-json process fed directly: the floor under sac's path.
+
+    No sandbox, daemon, shim or journal. A watchdog kills it after `deadline_s`, which
+    ends a read that would otherwise hang.
     """
-    env, work = claude_env(provider, root, "engine")
-    argv = [claude, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
-    proc = subprocess.Popen(argv, env=env, cwd=str(work), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    watchdog = threading.Timer(timeout * (n + 1), proc.kill)  # a hung engine ends the read with EOF
-    watchdog.start()
-    try:
-        samples = []
-        for i in range(n + 1):
-            prompt = "engine turn %d" % i
-            began = time.perf_counter()
-            line = {"type": "user", "message": {"role": "user", "content": prompt}}
-            proc.stdin.write((json.dumps(line) + "\n").encode())
-            proc.stdin.flush()
-            result = read_result(proc)
-            if i:
-                samples.append(time.perf_counter() - began)
-            check_reply(result.get("result"), prompt, "claude stream-json")
-        return samples
-    finally:
-        watchdog.cancel()
-        proc.kill()
-        proc.wait()
 
+    def __init__(self, claude, env, work, deadline_s):
+        argv = [claude, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+        self.proc = subprocess.Popen(argv, env=env, cwd=str(work), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        self.watchdog = threading.Timer(deadline_s, self.proc.kill)
+        self.watchdog.start()
 
-def read_result(proc):
-    """Read stream-json events until the `result` one."""
-    for raw in iter(proc.stdout.readline, b""):
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            continue
-        if event.get("type") == "result":
-            return event
-    raise SystemExit("claude stream-json exited (%s) before its result, or the watchdog killed it" % proc.poll())
-
-
-def measure_naive(claude, provider, root, n, timeout):
-    """n turns, each one `claude -p PROMPT --output-format json` process (what a naive wrapper does)."""
-    env, work = claude_env(provider, root, "naive")
-    samples = []
-    for i in range(n):
-        prompt = "naive turn %d" % i
+    def turn(self, prompt):
         began = time.perf_counter()
-        proc = subprocess.run([claude, "-p", prompt, "--output-format", "json"], env=env, cwd=str(work),
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        samples.append(time.perf_counter() - began)
-        if proc.returncode != 0:
-            raise SystemExit("claude -p exited %d: %s" % (proc.returncode, (proc.stderr or proc.stdout).strip()))
-        check_reply(json.loads(proc.stdout).get("result"), prompt, "claude -p")
-    return samples
+        line = {"type": "user", "message": {"role": "user", "content": prompt}}
+        self.proc.stdin.write((json.dumps(line) + "\n").encode())
+        self.proc.stdin.flush()
+        for raw in iter(self.proc.stdout.readline, b""):
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if event.get("type") == "result":
+                check_reply(event.get("result"), prompt, "claude stream-json")
+                return time.perf_counter() - began
+        raise SystemExit("claude stream-json exited (%s) before its result, or its watchdog killed it"
+                         % self.proc.poll())
+
+    def close(self):
+        self.watchdog.cancel()
+        self.proc.kill()
+        self.proc.wait()
 
 
 # -- setup and teardown ---------------------------------------------------------------
@@ -284,26 +274,44 @@ def find_claude():
 # -- the run --------------------------------------------------------------------------
 
 
-async def run_agent_side(args, root, provider, env):
-    """Start the agent, time its first turn, the API and CLI turns, and read RSS while it idles."""
+async def measure(args, root, provider, env, claude):
+    """Start the agent, then interleave rounds of every path; read RSS while the agent idles."""
     state_dir = env["SAC_HOME"]
     fleet = Fleet(state_dir=state_dir)
+    naive_env, naive_work = claude_env(provider, root, "naive")
+    bare_env, bare_work = claude_env(provider, root, "bare")
+    bare = BareEngine(claude, bare_env, bare_work, args.timeout * (args.turns + 1))
+    loop = asyncio.get_event_loop()
+    samples = {"api": [], "cli": [], "naive": [], "bare": [], "sac_overhead": []}
     try:
         began = time.perf_counter()
         await fleet.start(str(write_spec(root, provider.url, args.runtime)))
-        first = await fleet.send(AGENT, "first turn", timeout=args.timeout)
-        first_s = time.perf_counter() - began
-        check_reply(first.get("reply"), "first turn", "Fleet.send")
-        api, overhead = await measure_api(fleet, args.turns, args.timeout)
-        cli = await asyncio.get_event_loop().run_in_executor(None, measure_cli, env, args.cli_turns, args.timeout)
-        status = await fleet.status(AGENT)
-        daemon_pid = json.loads((Path(state_dir) / "daemon.json").read_text())["pid"]
-        rss = {"daemon": rss_entry(daemon_pid), "shim": rss_entry(status["shim_pid"]),
-               "engine": rss_entry(status["pid"], tree=True)}
-        return {"start_and_first_turn_s": first_s, "api": api, "sac_overhead": overhead, "cli": cli, "rss": rss,
-                "restarts": status.get("restarts")}
+        check_reply((await fleet.send(AGENT, "first", timeout=args.timeout)).get("reply"), "first", "Fleet.send")
+        samples["start_and_first_turn_s"] = time.perf_counter() - began
+        await loop.run_in_executor(None, bare.turn, "first")  # its start-up, not counted
+        for i in range(max(args.turns, args.cli_turns, args.naive_turns)):
+            if i < args.turns:
+                samples["api"].append(await api_turn(fleet, "api %d" % i, args.timeout, samples["sac_overhead"]))
+                samples["bare"].append(await loop.run_in_executor(None, bare.turn, "bare %d" % i))
+            if i < args.cli_turns:
+                samples["cli"].append(await loop.run_in_executor(None, cli_turn, env, "cli %d" % i, args.timeout))
+            if i < args.naive_turns:
+                samples["naive"].append(await loop.run_in_executor(
+                    None, naive_turn, claude, naive_env, naive_work, "naive %d" % i, args.timeout))
+        samples["rss"], samples["restarts"] = await read_rss(fleet, state_dir)
+        return samples
     finally:
+        bare.close()
         await stop_everything(fleet, state_dir)
+
+
+async def read_rss(fleet, state_dir):
+    """RSS of the daemon, the shim and the engine's process tree; and the engine's restart count."""
+    status = await fleet.status(AGENT)
+    daemon_pid = json.loads((Path(state_dir) / "daemon.json").read_text())["pid"]
+    rss = {"daemon": rss_entry(daemon_pid), "shim": rss_entry(status["shim_pid"]),
+           "engine": rss_entry(status["pid"], tree=True)}
+    return rss, status.get("restarts")
 
 
 def run(args):
@@ -314,38 +322,33 @@ def run(args):
     os.environ.update(SAC_HOME=env["SAC_HOME"], SAC_CLAUDE_BIN=claude)
     provider = ProviderServer().start()
     try:
-        agent = asyncio.run(run_agent_side(args, root, provider, env))
-        naive = measure_naive(claude, provider, root, args.naive_turns, args.timeout)
-        agent["engine_alone"] = measure_engine_alone(claude, provider, root, args.turns, args.timeout)
+        samples = asyncio.run(measure(args, root, provider, env, claude))
     finally:
         provider.stop()
         for pid in processes_mentioning(str(root)):
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(str(root), ignore_errors=True)
-    report = build_report(args, claude, agent, naive)
+    report = build_report(args, claude, samples)
     report["machine"]["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return report
 
 
-def build_report(args, claude, agent, naive):
+def build_report(args, claude, samples):
     version = subprocess.run([claude, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
-    rows = {"sac API (Fleet.send)": summarise(agent["api"]), "sac CLI (agents send)": summarise(agent["cli"]),
-            "naive (claude -p per turn)": summarise(naive),
-            "claude stream-json alone (floor, no sac)": summarise(agent["engine_alone"])}
-    naive_median = rows["naive (claude -p per turn)"]["median_s"]
+    rows = {API_ROW: summarise(samples["api"]), "sac CLI (agents send)": summarise(samples["cli"]),
+            NAIVE_ROW: summarise(samples["naive"]), "claude stream-json alone (floor, no sac)": summarise(samples["bare"])}
     for row in rows.values():
-        row["speed_up"] = naive_median / row["median_s"]
-    speed_up = rows["sac API (Fleet.send)"]["speed_up"]
-    rss = agent["rss"]
-    goals = {"speed_up_ge_5x": speed_up >= SPEED_UP_GOAL,
+        row["speed_up"] = rows[NAIVE_ROW]["median_s"] / row["median_s"]
+    rss = samples["rss"]
+    goals = {"speed_up_ge_5x": rows[API_ROW]["speed_up"] >= SPEED_UP_GOAL,
              "daemon_rss_le_30mb": rss["daemon"]["rss_mb"] <= RSS_GOAL_MB,
              "shim_rss_le_30mb": rss["shim"]["rss_mb"] <= RSS_GOAL_MB}
-    return {"date": time.strftime("%Y-%m-%d"), "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                                                         "kernel": platform.release()},
+    return {"date": time.strftime("%Y-%m-%d"),
+            "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
             "claude_version": version, "runtime": args.runtime, "rows": rows,
-            "start_and_first_turn_s": agent["start_and_first_turn_s"], "rss": rss,
-            "sac_overhead": summarise(agent["sac_overhead"]),
-            "bare_python_rss_mb": bare_python_rss(), "engine_restarts": agent["restarts"], "goals": goals}
+            "sac_overhead": summarise(samples["sac_overhead"]),
+            "start_and_first_turn_s": samples["start_and_first_turn_s"], "rss": rss,
+            "bare_python_rss_mb": bare_python_rss(), "engine_restarts": samples["restarts"], "goals": goals}
 
 
 def render(report):
@@ -370,7 +373,7 @@ def render(report):
     lines.append("| engine (%d processes, for context) | %.1f | |" % (engine["processes"], engine["rss_mb"]))
     lines.append("| bare `python -c` (floor, for context) | %.1f | |" % report["bare_python_rss_mb"])
     goals = report["goals"]
-    speed_up = report["rows"]["sac API (Fleet.send)"]["speed_up"]
+    speed_up = report["rows"][API_ROW]["speed_up"]
     lines += ["", "goal: long-lived >= %.0fx faster per turn: %.1fx  %s" % (SPEED_UP_GOAL, speed_up,
                                                                              met(goals["speed_up_ge_5x"])),
               "goal: daemon <= %.0f MB RSS: %.1f MB  %s" % (RSS_GOAL_MB, report["rss"]["daemon"]["rss_mb"],
