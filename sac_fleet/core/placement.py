@@ -265,7 +265,8 @@ class _Planner:
         if good:
             self._release(name, good[0], agent)
             return _Pending(name, agent, current=good[0])
-        seen, maybe = self._unreachable_homes(name, rule)
+        # A copy live on a host that answered cannot also be live on one that did not.
+        seen, maybe = self._unreachable_homes(name, rule) if not running_on else ([], [])
         if rule.singleton and (seen or maybe) and not self.reschedule:
             self._hold_singleton(name, agent, seen, maybe)
             return None

@@ -233,7 +233,7 @@ def singleton_copies(desired):
             for name in replica_names(agent.name, agent.rule.replicas)}
 
 
-PROPERTY = settings(max_examples=100, deadline=None)
+PROPERTY = settings(max_examples=75, deadline=None)
 
 
 @PROPERTY
@@ -375,3 +375,10 @@ def test_plan_lines_in_the_docs_are_what_placement_prints():
     assert set(up) <= set(place(desired, observed, hosts).lines())
     observed[0] = HostState("login1", False, None, "timed out")
     assert set(down) <= set(place(desired, observed, hosts).lines())
+
+
+def test_singleton_moving_off_a_host_that_no_longer_matches_is_not_held_by_a_down_host():
+    observed = [HostState("login1", False, None, "timed out"), HostState("login2", True, ()),
+                HostState("laptop", True, ("lead",))]
+    plan = place([DesiredAgent("lead", Rule(group="hpc", singleton=True))], observed, login_fleet())
+    assert [(a.kind, a.host) for a in plan.changes] == [(ActionKind.STOP, "laptop"), (ActionKind.START, "login2")]
