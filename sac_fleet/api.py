@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sac_node.protocol.errors import AgentNotFound, SpecError, TurnTimeout
 
+from .control import fleet_ops
 from .remote.local import connect_local
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
@@ -32,12 +33,22 @@ def resolve_target(target, agents_dir):
 
 
 class Fleet:
-    """The agents sac manages, and the calls that act on them."""
+    """The agents sac manages, and the calls that act on them.
 
-    def __init__(self, state_dir=None, agents_dir=None):
+    Without an inventory a Fleet is this machine's node (`sac agents ...`); with
+    one it is every host of the inventory (`sac fleet ...`), each reached over
+    its own connection, all at once, and turns are routed to wherever an agent runs.
+    """
+
+    def __init__(self, inventory=None, state_dir=None, agents_dir=None, accept_new_host_keys=False):
+        self.inventory_path = inventory
+        self.inventory = None
         self.state_dir = state_dir
         self.agents_dir = agents_dir or os.environ.get("SAC_AGENTS_DIR") or "agents"
+        self.accept_new_host_keys = accept_new_host_keys
         self._client = None
+        self.links = {}
+        self._where = {}
 
     async def __aenter__(self):
         return self
@@ -49,11 +60,16 @@ class Fleet:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        await asyncio.gather(*(link.close() for link in self.links.values()))
+        self.links = {}
 
-    async def node(self):
-        if self._client is None or self._client.peer.closed:
-            self._client = await connect_local(self.state_dir)
-        return self._client
+    async def node(self, agent=None):
+        """The NodeClient for `agent` (or this machine's node when there is no inventory)."""
+        if self.inventory_path is None:
+            if self._client is None or self._client.peer.closed:
+                self._client = await connect_local(self.state_dir)
+            return self._client
+        return await self._route(agent)
 
     # -- agents -------------------------------------------------------------------
 
@@ -80,31 +96,30 @@ class Fleet:
         return status
 
     async def stop(self, name):
-        return await (await self.node()).stop_agent(name)
+        return await (await self.node(name)).stop_agent(name)
 
     async def restart(self, name):
-        return await (await self.node()).restart_agent(name)
+        return await (await self.node(name)).restart_agent(name)
 
     async def delete(self, name):
-        return await (await self.node()).delete_agent(name)
+        return await (await self.node(name)).delete_agent(name)
 
     async def list(self):
         return await (await self.node()).list_agents()
 
     async def status(self, name):
-        return await (await self.node()).agent_status(name)
+        return await (await self.node(name)).agent_status(name)
 
     async def health(self, name):
         """Status plus a verdict: ok, or the reasons it is not."""
         status = await self.status(name)
         problems = []
-        if status["state"] in ("failed", "stopped"):
-            problems.append("state is %s" % status["state"])
+        if status["state"] in ("failed", "stopped", "restarting"):
+            problems.append("state is %s" % status["state"] + (
+                " (%s)" % status["last_error"] if status.get("last_error") else ""))
         age = status.get("heartbeat_age_s")
-        if status["state"] not in ("stopped",) and (age is None or age > 10):
+        if status["state"] != "stopped" and (age is None or age > 10):
             problems.append("no heartbeat for %ss" % age if age is not None else "no heartbeat")
-        if status.get("last_error"):
-            problems.append("last error: %s" % status["last_error"])
         return {"name": name, "ok": not problems, "problems": problems, "status": status}
 
     # -- turns --------------------------------------------------------------------
@@ -114,7 +129,7 @@ class Fleet:
 
         Raises TurnTimeout (carrying the turn id) when `timeout` passes first; the turn keeps running.
         """
-        node = await self.node()
+        node = await self.node(name)
         accepted = await node.submit(name, text, key)
         turn = accepted["turn"]
         if not wait:
@@ -139,25 +154,78 @@ class Fleet:
                 return
 
     async def get_turn(self, turn_id):
-        return await (await self.node()).get_turn(turn_id)
+        return await (await self.node(turn_id.split(".", 1)[0])).get_turn(turn_id)
 
     async def cancel(self, turn_id):
-        return await (await self.node()).cancel_turn(turn_id)
+        return await (await self.node(turn_id.split(".", 1)[0])).cancel_turn(turn_id)
 
     async def tail(self, name, n=50):
-        node = await self.node()
+        node = await self.node(name)
         await node.agent_status(name)  # AgentNotFound with the fix, before an empty tail
         return await node.tail(name, n)
 
     async def follow(self, name, from_seq=None):
         """Live transcript records of an agent, after `from_seq`."""
-        node = await self.node()
+        node = await self.node(name)
         sub = await node.subscribe(name, from_seq=from_seq)
         try:
             async for record in sub:
                 yield record
         finally:
             await sub.close()
+
+
+    # -- the fleet (inventory) -------------------------------------------------------
+
+    def load(self):
+        """Load and validate the inventory (and every spec it names)."""
+        if self.inventory is None:
+            from .core.inventory import load_inventory, resolve_inventory_path
+
+            self.inventory = load_inventory(resolve_inventory_path(self.inventory_path))
+        return self.inventory
+
+    async def connect(self, hosts=None, deadline=None, on_host=None):
+        """Connect to every node host concurrently (per-host timeouts under one deadline)."""
+        self.links = await fleet_ops.connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
+                                                 self.links, on_host)
+        return self.links
+
+    async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None):
+        """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report."""
+        await self.connect(on_host=on_host)
+        return await fleet_ops.up(self.load(), self.links, dry_run, prune, reschedule)
+
+    async def plan(self, reschedule=False, prune=False):
+        await self.connect()
+        return await fleet_ops.plan_report(self.load(), self.links, reschedule, prune)
+
+    async def fleet_status(self, host=None):
+        """Desired and actual side by side, per host; hosts that did not answer say why."""
+        await self.connect(hosts=[host] if host else None)
+        return await fleet_ops.status_report(self.load(), self.links, only=host)
+
+    async def down(self, agents_only=False):
+        """Stop the inventory's agents everywhere; unless agents_only, also stop the node daemons."""
+        await self.connect()
+        return await fleet_ops.down(self.load(), self.links, agents_only)
+
+    async def _route(self, agent):
+        """The client of the host that runs `agent` (asks every host when not known yet)."""
+        if not self.links:
+            await self.connect()
+        if agent is None:
+            raise AgentNotFound("say which agent")
+        host = self._where.get(agent)
+        if host is None or not self.links[host].ok:
+            self._where.update(await fleet_ops.locate(self.links))
+            host = self._where.get(agent)
+        if host is None:
+            down = [l.name for l in self.links.values() if not l.ok]
+            hint = " (hosts that did not answer: %s)" % ", ".join(down) if down else ""
+            raise AgentNotFound("no agent named %s runs on any host of %s%s; see `sac fleet status`"
+                                % (agent, self.inventory.path, hint))
+        return self.links[host].client
 
 
 __all__ = ["Fleet", "AgentNotFound"]

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.provider",
     "tests.fixtures.sshd",
     "tests.fixtures.agents",
+    "tests.fixtures.fleet",
 ]

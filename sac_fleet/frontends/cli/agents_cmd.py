@@ -84,12 +84,8 @@ def status(name: str = typer.Argument(None), as_json: bool = typer.Option(False,
         out.print(render.agents_table(result))
 
 
-@app.command()
-def send(name: str, text: str,
-         no_wait: bool = typer.Option(False, "--no-wait", help="Return once the turn is accepted."),
-         timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the reply."),
-         as_json: bool = typer.Option(False, "--json", help="Print the finished turn as JSON.")):
-    """Send a turn: the assistant's progress streams to stderr, the final reply to stdout."""
+def progress_printer(as_json):
+    """Print a turn's assistant text and tool activity to stderr as it arrives."""
     def progress(record):
         if as_json:
             return
@@ -99,24 +95,35 @@ def send(name: str, text: str,
             line = render.record_text(record)
             if line:
                 err.print(line, style="dim", markup=False)
+    return progress
 
-    turn = run(lambda f: f.send(name, text, wait=not no_wait, timeout=timeout, on_record=progress))
+
+def print_turn(turn, no_wait, as_json):
+    """The final reply on stdout; a turn that did not complete exits 1."""
     if as_json:
-        return emit_json(turn)
-    if no_wait:
+        emit_json(turn)
+    elif no_wait:
         out.print("accepted %s" % turn["id"])
-        return
-    if turn["status"] != "completed":
-        err.print("[red]turn %s %s[/red]: %s" % (turn["id"], turn["status"], turn.get("error") or ""))
+    elif turn["status"] == "completed":
+        out.print(turn.get("reply") or "", markup=False)
+    if not no_wait and turn["status"] != "completed":
+        if not as_json:
+            err.print("[red]turn %s %s[/red]: %s" % (turn["id"], turn["status"], turn.get("error") or ""))
         raise typer.Exit(1)
-    out.print(turn.get("reply") or "", markup=False)
 
 
 @app.command()
-def tail(name: str, follow: bool = typer.Option(False, "-f", "--follow"),
-         lines: int = typer.Option(20, "-n", help="How many past records."),
-         as_json: bool = typer.Option(False, "--json", help="Raw records, one JSON per line.")):
-    """Show an agent's transcript; -f keeps following it."""
+def send(name: str, text: str,
+         no_wait: bool = typer.Option(False, "--no-wait", help="Return once the turn is accepted."),
+         timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the reply."),
+         as_json: bool = typer.Option(False, "--json", help="Print the finished turn as JSON.")):
+    """Send a turn: the assistant's progress streams to stderr, the final reply to stdout."""
+    turn = run(lambda f: f.send(name, text, wait=not no_wait, timeout=timeout, on_record=progress_printer(as_json)))
+    print_turn(turn, no_wait, as_json)
+
+
+async def tail_records(fleet, name, lines, follow, as_json):
+    """Print past records, then (with follow) live ones."""
     def show(record):
         if as_json:
             sys.stdout.write(json.dumps(record) + "\n")
@@ -126,17 +133,22 @@ def tail(name: str, follow: bool = typer.Option(False, "-f", "--follow"),
         if text:
             out.print(text, markup=False)
 
-    async def go(fleet):
-        records = await fleet.tail(name, lines)
-        for record in records:
+    records = await fleet.tail(name, lines)
+    for record in records:
+        show(record)
+    if follow:
+        last = records[-1]["seq"] if records else 0
+        async for record in fleet.follow(name, from_seq=last):
             show(record)
-        if follow:
-            last = records[-1]["seq"] if records else 0
-            async for record in fleet.follow(name, from_seq=last):
-                show(record)
 
+
+@app.command()
+def tail(name: str, follow: bool = typer.Option(False, "-f", "--follow"),
+         lines: int = typer.Option(20, "-n", help="How many past records."),
+         as_json: bool = typer.Option(False, "--json", help="Raw records, one JSON per line.")):
+    """Show an agent's transcript; -f keeps following it."""
     try:
-        run(go)
+        run(lambda f: tail_records(f, name, lines, follow, as_json))
     except KeyboardInterrupt:
         pass
 

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from sac_node.protocol.errors import SacError
 
-from . import agents_cmd, provider_cmd, spec_cmd
+from . import agents_cmd, fleet_cmd, provider_cmd, spec_cmd
 
 app = typer.Typer(
     name="sac",
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(spec_cmd.app, name="spec")
 app.add_typer(agents_cmd.app, name="agents")
+app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(provider_cmd.app, name="provider")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,7 +42,9 @@ class _State:
 def main():
     """Entry point of the `sac` console script."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of exiting.
+        sys.exit(code if isinstance(code, int) else 0)
     except SacError as exc:
         if _State.debug:
             raise

@@ -1,0 +1,198 @@
+"""`sac fleet ...`: up, status, plan, send, tail, down over an inventory.
+
+Exit codes: 0 all ok, 1 some hosts or agents not ok, 2 bad input.
+"""
+
+import asyncio
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from sac_fleet.api import Fleet
+
+from . import render
+from .agents_cmd import print_turn, progress_printer
+
+app = typer.Typer(no_args_is_help=True, help="Run agents across the hosts of an inventory.yaml.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+INVENTORY = typer.Argument(None, help="The inventory (default: $SAC_INVENTORY or ./inventory.yaml).")
+HOST_STYLE = {"ok": "green", "connecting": "yellow"}
+
+
+def run(inventory, coro_fn, accept_new=False):
+    async def main():
+        async with Fleet(inventory=inventory, accept_new_host_keys=accept_new) as fleet:
+            fleet.load()
+            return await coro_fn(fleet)
+    return asyncio.run(main())
+
+
+def emit_json(value):
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def hosts_table(rows):
+    table = Table(box=None, header_style="bold", title="hosts", title_justify="left")
+    for col in ("HOST", "STATE", "LATENCY", "PYTHON", "NODE", "AGENTS run/want", "REASON"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        running = "?" if r["agents_running"] is None else str(r["agents_running"])
+        table.add_row(r["name"], Text(r["state"], style=HOST_STYLE.get(r["state"], "red")),
+                      "%.1fms" % r["latency_ms"] if r["latency_ms"] is not None else "-", r["python"] or "-",
+                      r["node_version"] or "-", "%s/%d" % (running, r["agents_desired"]),
+                      r["reason"] or ", ".join(r.get("bootstrap") or []))
+    return table
+
+
+def fleet_agents_table(rows):
+    table = Table(box=None, header_style="bold", title="agents", title_justify="left")
+    for col in ("AGENT", "HOST", "STATE", "TURNS ok/pend/fail", "HEARTBEAT", "RESTARTS", "LAST ERROR"):
+        table.add_column(col, overflow="fold")
+    for a in rows:
+        t = a["turns"]
+        table.add_row(a["name"], a["host"], Text(a["state"], style=render.STATE_STYLE.get(a["state"], "")),
+                      "%d/%d/%d" % (t.get("completed", 0), t.get("pending", 0), t.get("failed", 0)),
+                      render.age(a["heartbeat_age_s"]), str(a["restarts"]), (a["last_error"] or "")[:100])
+    return table
+
+
+def plan_lines(actions, kinds=None):
+    for a in actions:
+        if kinds is None or a["kind"] in kinds:
+            yield "  %-11s %s" % (a["kind"], a["line"])
+
+
+class HostProgress:
+    """Per-host progress of `fleet up`: a live table on a terminal, plain lines elsewhere."""
+
+    def __init__(self, quiet):
+        self.rows, self.quiet = {}, quiet
+        self.live = Live(self._table(), console=out, transient=False) if out.is_terminal and not quiet else None
+
+    def _table(self):
+        table = Table(box=None, header_style="bold")
+        table.add_column("HOST")
+        table.add_column("STEP")
+        for name, (state, detail) in self.rows.items():
+            table.add_row(name, Text("%s %s" % (state, detail), style=HOST_STYLE.get(state, "red")))
+        return table
+
+    def __call__(self, host, state, detail):
+        self.rows[host] = (state, detail)
+        if self.live is not None:
+            self.live.update(self._table())
+        elif not self.quiet and state != "connecting":
+            out.print("%-12s %s %s" % (host, state, detail), markup=False)
+
+
+@app.command()
+def up(inventory: str = INVENTORY, dry_run: bool = typer.Option(False, "--dry-run", help="Plan only."),
+       prune: bool = typer.Option(False, "--prune", help="Also stop agents no longer in the inventory."),
+       reschedule: bool = typer.Option(False, "--reschedule", help="Restart singletons of unreachable hosts elsewhere."),
+       accept_new: bool = typer.Option(False, "--accept-new-host-keys", help="Record unknown host keys."),
+       as_json: bool = typer.Option(False, "--json")):
+    """Converge the fleet: bootstrap hosts, start missing agents, leave running ones alone."""
+    progress = HostProgress(as_json)
+
+    async def go(fleet):
+        if progress.live is not None:
+            progress.live.start()
+        try:
+            return await fleet.up(dry_run=dry_run, prune=prune, reschedule=reschedule, on_host=progress)
+        finally:
+            if progress.live is not None:
+                progress.live.stop()
+
+    report = run(inventory, go, accept_new)
+    if as_json:
+        emit_json(report)
+    else:
+        out.print(hosts_table(report["hosts"]))
+        for line in plan_lines(report["plan"]):
+            out.print(line, markup=False)
+        for r in report["results"]:
+            if not r["ok"]:
+                err.print("[red]failed[/red] %s: %s" % (r["action"]["line"], r["error"]))
+        verb = "would change" if dry_run else "changed"
+        out.print("%s: %s" % (report["summary"], verb if report["changed"] else "nothing to change (already converged)"))
+    raise typer.Exit(0 if report["ok"] else 1)
+
+
+@app.command()
+def status(inventory: str = INVENTORY, host: str = typer.Option(None, "--host", help="Only this host."),
+           as_json: bool = typer.Option(False, "--json")):
+    """Hosts and agents, desired next to actual; hosts that did not answer say why."""
+    report = run(inventory, lambda f: f.fleet_status(host))
+    if as_json:
+        emit_json(report)
+    else:
+        out.print(hosts_table(report["hosts"]))
+        out.print(fleet_agents_table(report["agents"]))
+        if report["diff"]:
+            out.print("[bold]desired vs actual[/bold]")
+            for line in plan_lines(report["diff"]):
+                out.print(line, markup=False)
+        else:
+            out.print("desired = actual")
+    raise typer.Exit(0 if report["ok"] else 1)
+
+
+@app.command()
+def plan(inventory: str = INVENTORY, reschedule: bool = typer.Option(False, "--reschedule"),
+         prune: bool = typer.Option(False, "--prune"), as_json: bool = typer.Option(False, "--json")):
+    """Show where every agent would run and why, without changing anything."""
+    report = run(inventory, lambda f: f.plan(reschedule=reschedule, prune=prune))
+    if as_json:
+        return emit_json(report)
+    for line in plan_lines(report["plan"]):
+        out.print(line, markup=False)
+    out.print(report["summary"])
+
+
+@app.command()
+def send(agent: str, text: str, inventory: str = typer.Option(None, "--inventory", "-i"),
+         no_wait: bool = typer.Option(False, "--no-wait"), timeout: float = typer.Option(600.0, "--timeout"),
+         as_json: bool = typer.Option(False, "--json")):
+    """Send a turn to an agent wherever it runs (same output as `sac agents send`)."""
+    turn = run(inventory, lambda f: f.send(agent, text, wait=not no_wait, timeout=timeout,
+                                           on_record=progress_printer(as_json)))
+    print_turn(turn, no_wait, as_json)
+
+
+@app.command()
+def tail(agent: str, inventory: str = typer.Option(None, "--inventory", "-i"),
+         follow: bool = typer.Option(False, "-f", "--follow"), lines: int = typer.Option(20, "-n"),
+         as_json: bool = typer.Option(False, "--json")):
+    """Show an agent's transcript, wherever it runs."""
+    from .agents_cmd import tail_records
+
+    try:
+        run(inventory, lambda f: tail_records(f, agent, lines, follow, as_json))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def down(inventory: str = INVENTORY,
+         agents_only: bool = typer.Option(False, "--agents-only", help="Leave the node daemons running."),
+         as_json: bool = typer.Option(False, "--json")):
+    """Stop the inventory's agents on every host (and the node daemons unless --agents-only)."""
+    report = run(inventory, lambda f: f.down(agents_only))
+    if as_json:
+        emit_json(report)
+    else:
+        for r in report["stopped"]:
+            out.print("%s on %s: %s" % (r["agent"], r["host"], "stopped" if r["ok"] else r["error"]))
+        for r in report["unreachable"]:
+            err.print("[red]%s[/red] %s: %s" % (r["host"], r["state"], r["reason"]))
+        out.print("%d agents stopped%s" % (sum(r["ok"] for r in report["stopped"]),
+                                          ", node daemons stopped" if report["daemons_stopped"] else ""))
+    ok = all(r["ok"] for r in report["stopped"]) and not report["unreachable"]
+    raise typer.Exit(0 if ok else 1)

@@ -1,0 +1,113 @@
+"""A live link to one host's node: connect (SSH or local), bootstrap, attach.
+
+`open_link` never raises for a host that is down or refuses us: it returns a
+HostLink whose `state` says why (`unreachable`, `timed_out`, `auth_failed`,
+`host_key_unknown`, `host_key_changed`, `python_missing`, `bootstrap_failed`),
+so one bad host slows nothing else and is never shown as "0 agents".
+"""
+
+import asyncio
+import time
+
+from sac_node.protocol.errors import (AuthFailed, BootstrapFailed, HostKeyChanged, HostKeyUnknown, HostUnreachable,
+                                      PythonMissing, SacError)
+
+from .bootstrap import attach, bootstrap
+from .local import connect_local
+from .ssh import DEFAULT_KNOWN_HOSTS, SSHTarget, connect_host
+
+STATES = {
+    HostKeyUnknown: "host_key_unknown", HostKeyChanged: "host_key_changed", AuthFailed: "auth_failed",
+    PythonMissing: "python_missing", BootstrapFailed: "bootstrap_failed",
+}
+
+
+def state_of(exc):
+    """The host state word for an error."""
+    if isinstance(exc, HostUnreachable) and (exc.data or {}).get("reason") == "timed_out":
+        return "timed_out"
+    for cls, word in STATES.items():
+        if isinstance(exc, cls):
+            return word
+    return "unreachable"
+
+
+class HostLink:
+    """One host as the head sees it now: state, reason, latency, facts and a NodeClient when ok."""
+
+    def __init__(self, name, state="ok", reason="", client=None, conn=None, facts=None, latency_ms=None,
+                 actions=(), channel=None):
+        self.name, self.state, self.reason = name, state, reason
+        self.client, self.conn, self.facts = client, conn, facts or {}
+        self.latency_ms, self.actions, self.channel = latency_ms, list(actions), channel
+
+    @property
+    def ok(self):
+        return self.state == "ok" and self.client is not None and not self.client.peer.closed
+
+    def down(self, exc):
+        """Mark the link lost (e.g. the connection dropped mid-call)."""
+        self.state, self.reason = state_of(exc), exc.message if isinstance(exc, SacError) else str(exc)
+
+    async def close(self):
+        if self.client is not None:
+            await self.client.close()
+        if self.conn is not None:
+            self.conn.close()
+
+
+def ssh_target(inventory, host):
+    """The SSHTarget of an inventory host, with its jump chain."""
+    hops = []
+    for hop in inventory.jump_chain(host.name):
+        via = inventory.hosts.get(hop.host) if hop.host else None
+        hops.append(_target(via) if via else SSHTarget(name=str(hop), address=hop.address, port=hop.port,
+                                                        user=hop.user, connect_timeout=host.connect_timeout))
+    return _target(host, tuple(hops))
+
+
+def _target(host, jump=()):
+    return SSHTarget(
+        name=host.name, address=host.address, port=host.port, user=host.user,
+        identity_file=host.identity_file, known_hosts=host.known_hosts or DEFAULT_KNOWN_HOSTS,
+        connect_timeout=host.connect_timeout, keepalive_s=host.keepalive_s, jump=jump)
+
+
+def _node_settings(host):
+    return {"python": host.python, "env_preamble": host.env_preamble, "state_dir": host.state_dir,
+            "connect_timeout": host.connect_timeout}
+
+
+async def open_link(inventory, host, accept_new_host_keys=False, timeout=None):
+    """Connect, bootstrap and attach to one host within `timeout` (default: its connect_timeout + 20 s)."""
+    start = time.monotonic()
+    timeout = timeout or host.connect_timeout + 20
+    try:
+        return await asyncio.wait_for(_open(inventory, host, accept_new_host_keys, start), timeout)
+    except asyncio.TimeoutError:
+        return HostLink(host.name, "timed_out", "no answer within %ss (connect and bootstrap)" % timeout)
+    except SacError as exc:
+        return HostLink(host.name, state_of(exc), exc.message)
+
+
+async def _open(inventory, host, accept_new, start):
+    if host.transport == "local":
+        client = await connect_local(host.state_dir)
+        conn, actions, channel = None, [], "unix"
+    else:
+        conn = await connect_host(ssh_target(inventory, host), accept_new_host_keys=accept_new,
+                                  timeout=host.connect_timeout)
+        try:
+            info, actions = await bootstrap(conn, _node_settings(host))
+            client = await attach(conn, _node_settings(host), info)
+        except BaseException:
+            conn.close()
+            raise
+        channel = client.channel
+    ping = time.monotonic()
+    facts = await client.facts(timeout=host.connect_timeout)
+    latency = (time.monotonic() - ping) * 1000
+    link = HostLink(host.name, client=client, conn=conn, facts=facts, latency_ms=round(latency, 1),
+                    actions=actions, channel=channel)
+    link.connect_ms = round((time.monotonic() - start) * 1000)
+    return link

@@ -1,0 +1,151 @@
+"""`sac fleet` over real OpenSSH sshd hosts on loopback, with real Claude Code agents."""
+
+import json
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def by_name(rows):
+    return {r["name"]: r for r in rows}
+
+
+def test_four_hosts_placed_answering_and_idempotent(fleet_env):
+    hosts = fleet_env.sshd.start(3) + fleet_env.sshd.start(1, allow_stream_local=False)
+    h1, h2, h3, h4 = hosts
+    fleet_env.add_host(h1, labels={"site": "lab"})
+    fleet_env.add_host(h2, capacity=2)
+    fleet_env.add_host(h3, capacity=2)
+    fleet_env.add_host(h4, labels={"site": "hpc"})
+    fleet_env.doc["groups"] = {"pool": [h2.name, h3.name]}
+    fleet_env.add_agent("pinned", {"hosts": [h1.name]})
+    fleet_env.add_agent("pooled", {"group": "pool", "replicas": 2})
+    fleet_env.add_agent("hpc", {"labels": {"site": "hpc"}, "singleton": True})
+    inventory = fleet_env.write()
+
+    report = fleet_env.sac_json("fleet", "up", inventory)
+    assert report["ok"] and report["changed"]
+    started = {(r["action"]["agent"], r["action"]["host"]) for r in report["results"]}
+    assert started == {("pinned", "h1"), ("pooled-0", "h2"), ("pooled-1", "h3"), ("hpc", "h4")}
+    hosts_rows = by_name(report["hosts"])
+    assert hosts_rows["h4"]["channel"] == "exec" and hosts_rows["h1"]["channel"] == "stream-local"
+
+    for agent in ("pinned", "pooled-0", "pooled-1", "hpc"):
+        reply = fleet_env.sac("fleet", "send", agent, "hi %s" % agent, "-i", inventory).stdout.strip()
+        assert reply == "echo: hi %s" % agent
+
+    status = fleet_env.sac_json("fleet", "status", inventory)
+    assert status["ok"] and status["diff"] == []
+    agents = by_name(status["agents"])
+    assert {n: a["host"] for n, a in agents.items()} == {"pinned": "h1", "pooled-0": "h2", "pooled-1": "h3",
+                                                         "hpc": "h4"}
+    assert all(a["turns"]["completed"] == 1 for a in agents.values())
+    assert all(h["state"] == "ok" and h["agents_running"] == h["agents_desired"] for h in status["hosts"])
+
+    again = fleet_env.sac("fleet", "up", inventory)
+    assert "nothing to change" in again.stdout
+    pids = {a["name"]: a["pid"] for a in fleet_env.sac_json("fleet", "status", inventory)["agents"]}
+    assert pids == {n: a["pid"] for n, a in agents.items()}
+
+
+def test_jump_host_chain_goes_through_the_bastion(fleet_env):
+    bastion, target = fleet_env.sshd.start(2, log_level="DEBUG1")
+    fleet_env.add_host(bastion, jump_only=True)
+    fleet_env.add_host(target, jump=[bastion.name])
+    fleet_env.add_agent("behind", {"hosts": [target.name]})
+    inventory = fleet_env.write()
+    report = fleet_env.sac_json("fleet", "up", inventory)
+    assert report["ok"] and [h["name"] for h in report["hosts"]] == [target.name]
+    assert "direct-tcpip" in bastion.log() and "port %d" % target.port in bastion.log()
+    assert fleet_env.sac("fleet", "send", "behind", "via bastion", "-i", inventory).stdout.strip() == \
+        "echo: via bastion"
+    bastion.stop()
+    down = fleet_env.sac_json("fleet", "status", inventory, check=False)
+    assert by_name(down["hosts"])[target.name]["state"] in ("unreachable", "timed_out")
+    assert "jump host" in by_name(down["hosts"])[target.name]["reason"]
+
+
+def test_unknown_and_changed_host_keys_are_refused(fleet_env):
+    host, = fleet_env.sshd.start(1)
+    known = fleet_env.root / "empty_known_hosts"
+    known.write_text("")
+    fleet_env.add_host(host, known_hosts=str(known))
+    fleet_env.add_agent("a1", {"hosts": [host.name]})
+    inventory = fleet_env.write()
+    proc = fleet_env.sac("fleet", "status", inventory, "--json", check=False)
+    assert proc.returncode == 1
+    row = by_name(json.loads(proc.stdout)["hosts"])[host.name]
+    assert row["state"] == "host_key_unknown" and "--accept-new-host-keys" in row["reason"]
+    assert row["agents_running"] is None  # never shown as "0 agents"
+
+    assert fleet_env.sac_json("fleet", "up", inventory, "--accept-new-host-keys")["ok"]
+    assert host.address in known.read_text()
+    host.regenerate_host_key()
+    proc = fleet_env.sac("fleet", "up", inventory, "--accept-new-host-keys", "--json", check=False)
+    row = by_name(json.loads(proc.stdout)["hosts"])[host.name]
+    assert proc.returncode == 1 and row["state"] == "host_key_changed" and "ssh-keygen -R" in row["reason"]
+
+
+def test_a_stopped_host_is_unreachable_and_the_others_answer(fleet_env):
+    h1, h2 = fleet_env.sshd.start(2)
+    fleet_env.add_host(h1)
+    fleet_env.add_host(h2, connect_timeout=3)
+    fleet_env.add_agent("one", {"hosts": [h1.name]})
+    fleet_env.add_agent("two", {"hosts": [h2.name]})
+    inventory = fleet_env.write()
+    fleet_env.sac_json("fleet", "up", inventory)
+    h2.stop()
+    started = time.monotonic()
+    proc = fleet_env.sac("fleet", "status", inventory, "--json", check=False)
+    elapsed = time.monotonic() - started
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    rows = by_name(report["hosts"])
+    assert rows[h1.name]["state"] == "ok" and rows[h1.name]["agents_running"] == 1
+    assert rows[h2.name]["state"] == "unreachable" and "refused" in rows[h2.name]["reason"]
+    assert rows[h2.name]["agents_running"] is None
+    assert [a["name"] for a in report["agents"]] == ["one"]
+    two = [d for d in report["diff"] if d["agent"] == "two"]
+    assert len(two) == 1 and "%s unreachable" % h2.name in two[0]["line"], report["diff"]
+    assert elapsed < 30
+    assert fleet_env.sac("fleet", "send", "one", "still there", "-i", inventory).stdout.strip() == "echo: still there"
+    text = fleet_env.sac("fleet", "status", inventory, check=False).stdout
+    h2_row = [l for l in text.splitlines() if l.strip().startswith(h2.name + " ")][0]
+    assert "unreachable" in h2_row and " ?/" in h2_row  # agents unknown, never "0"
+
+
+def test_node_upgrade_keeps_agents_running(fleet_env):
+    host, = fleet_env.sshd.start(1)
+    fleet_env.add_host(host)
+    fleet_env.add_agent("kept", {"hosts": [host.name]})
+    inventory = fleet_env.write()
+    fleet_env.sac_json("fleet", "up", inventory)
+    before = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["kept"]
+    daemon_file = host.state_dir / "daemon.json"
+    old = json.loads(daemon_file.read_text())
+    # Pretend the running daemon came from another node.pyz: the head must replace it.
+    daemon_file.write_text(json.dumps(dict(old, sha="0" * 64)))
+    report = fleet_env.sac_json("fleet", "up", inventory)
+    assert any("upgraded the node" in step for step in by_name(report["hosts"])[host.name]["bootstrap"])
+    new = json.loads(daemon_file.read_text())
+    assert new["pid"] != old["pid"] and new["sha"] == old["sha"]
+    after = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["kept"]
+    assert after["pid"] == before["pid"] and after["restarts"] == 0
+    assert fleet_env.sac("fleet", "send", "kept", "after upgrade", "-i", inventory).stdout.strip() == \
+        "echo: after upgrade"
+
+
+def test_down_stops_agents_and_daemons(fleet_env):
+    host, = fleet_env.sshd.start(1)
+    fleet_env.add_host(host)
+    fleet_env.add_agent("a1", {"hosts": [host.name]})
+    inventory = fleet_env.write()
+    fleet_env.sac_json("fleet", "up", inventory)
+    engine = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["a1"]["pid"]
+    report = fleet_env.sac_json("fleet", "down", inventory)
+    assert [r["agent"] for r in report["stopped"]] == ["a1"] and report["daemons_stopped"]
+    with pytest.raises(ProcessLookupError):
+        import os
+        os.kill(engine, 0)
