@@ -12,6 +12,10 @@ mkdir -p "$SAC_HOME"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+# Start from a clean slate: a previous demo's agents and daemon are stopped and forgotten.
+"$sac" fleet down "$here/inventory.example.yaml" >/dev/null 2>&1 || true
+rm -rf "$SAC_HOME/agents"
+
 step "built-in provider on 127.0.0.1:$port (scripted by examples/provider-demo.yaml)"
 "$sac" provider serve --port "$port" --script "$here/examples/provider-demo.yaml" >"$log" 2>&1 &
 provider=$!
@@ -24,25 +28,31 @@ if ! kill -0 $provider 2>/dev/null || ! grep -q listening "$log"; then
 fi
 
 step "sac spec check examples/agents/echo"
-"$sac" spec check "$here/examples/agents/echo"
+"$sac" spec check "$here/examples/agents/echo" | head -20
 
-step "sac agents start examples/agents/echo"
-"$sac" agents start "$here/examples/agents/echo"
+step "sac fleet up inventory.example.yaml   (a local host; SSH hosts are commented examples in it)"
+"$sac" fleet up "$here/inventory.example.yaml"
 
-step "three turns in one long-lived session"
-"$sac" agents send echo "Hello, agent."
-"$sac" agents send echo "What did I just say?"
-"$sac" agents send echo "Please write a note in your workdir."
+step "a second up changes nothing"
+"$sac" fleet up "$here/inventory.example.yaml" | tail -1
+
+step "three turns in one long-lived session, routed by sac fleet send"
+"$sac" fleet send echo "Hello, agent." -i "$here/inventory.example.yaml"
+"$sac" fleet send echo "What did I just say?" -i "$here/inventory.example.yaml"
+"$sac" fleet send echo "Please write a note in your workdir." -i "$here/inventory.example.yaml"
 echo "note.txt on the host: $(cat "$SAC_HOME/agents/echo/work/note.txt")"
 
-step "sac agents status echo"
+step "sac fleet status inventory.example.yaml"
+"$sac" fleet status "$here/inventory.example.yaml"
+
+step "sac agents status echo   (the same agent, seen from this machine's node)"
 "$sac" agents status echo
 
-step "sac agents tail echo"
-"$sac" agents tail echo -n 40
+step "sac fleet tail echo"
+"$sac" fleet tail echo -n 40 -i "$here/inventory.example.yaml"
 
-step "sac agents stop echo"
-"$sac" agents stop echo
+step "sac fleet down inventory.example.yaml"
+"$sac" fleet down "$here/inventory.example.yaml"
 echo
 echo "State, journal and transcript are in $SAC_HOME/agents/echo/."
-echo "Try it yourself: $sac provider serve & then $sac agents start examples/agents/echo"
+echo "Next: uncomment an SSH host in inventory.example.yaml and run $sac fleet up again."

@@ -92,7 +92,8 @@ async def open_link(inventory, host, accept_new_host_keys=False, timeout=None):
 
 async def _open(inventory, host, accept_new, start):
     if host.transport == "local":
-        client = await connect_local(host.state_dir)
+        # A local host without an explicit state_dir shares `sac agents`' ($SAC_HOME or ~/.sac).
+        client = await connect_local(host.state_dir if host.is_set("state_dir") else None)
         conn, actions, channel = None, [], "unix"
     else:
         conn = await connect_host(ssh_target(inventory, host), accept_new_host_keys=accept_new,

@@ -45,7 +45,7 @@ def test_four_hosts_placed_answering_and_idempotent(fleet_env):
     assert all(h["state"] == "ok" and h["agents_running"] == h["agents_desired"] for h in status["hosts"])
 
     again = fleet_env.sac("fleet", "up", inventory)
-    assert "nothing to change" in again.stdout
+    assert "already converged" in again.stdout and "nothing to change" in again.stdout
     pids = {a["name"]: a["pid"] for a in fleet_env.sac_json("fleet", "status", inventory)["agents"]}
     assert pids == {n: a["pid"] for n, a in agents.items()}
 

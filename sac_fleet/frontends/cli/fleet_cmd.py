@@ -120,8 +120,10 @@ def up(inventory: str = INVENTORY, dry_run: bool = typer.Option(False, "--dry-ru
         for r in report["results"]:
             if not r["ok"]:
                 err.print("[red]failed[/red] %s: %s" % (r["action"]["line"], r["error"]))
-        verb = "would change" if dry_run else "changed"
-        out.print("%s: %s" % (report["summary"], verb if report["changed"] else "nothing to change (already converged)"))
+        if not report["changed"]:
+            out.print("%s (already converged)" % report["summary"])
+        else:
+            out.print("%s: %s" % (report["summary"], "dry run, nothing done" if dry_run else "done"))
     raise typer.Exit(0 if report["ok"] else 1)
 
 
