@@ -39,8 +39,8 @@ class Document:
     """
 
     path: Path
-    data: Any
-    lines: Mapping[tuple, int] = field(default_factory=dict)
+    data: Any = field(repr=False)
+    lines: Mapping[tuple, int] = field(default_factory=dict, repr=False)
 
     def line_of(self, loc) -> int:
         """Line of ``loc``, or of its deepest ancestor present in the file (1 if none)."""
@@ -243,11 +243,13 @@ def _one_line(text):
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
-def _record_lines(loader, node, loc, lines, active, path, error_cls):
+def _record_lines(loader, node, loc, lines, seen_nodes, path, error_cls):
     """Walk the node tree before construction, noting each key's line; refuse duplicate keys."""
-    if id(node) in active or len(loc) > _MAX_DEPTH:
-        return  # an alias cycle or absurd depth: lines stop here, construction still decides
-    active.add(id(node))
+    # Each node is walked once: an alias (even a cycle or an alias bomb) costs nothing more,
+    # and a path through it points at the anchor, where the content is written.
+    if id(node) in seen_nodes or len(loc) > _MAX_DEPTH:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen = {}
         for key_node, value_node in node.value:
@@ -259,12 +261,11 @@ def _record_lines(loader, node, loc, lines, active, path, error_cls):
                 raise error_cls("%s:%d %s: duplicate key (first at line %d; keep one)" % (path, line, format_loc(loc + (key,)), seen[key]))
             seen[key] = line
             lines[loc + (key,)] = line
-            _record_lines(loader, value_node, loc + (key,), lines, active, path, error_cls)
+            _record_lines(loader, value_node, loc + (key,), lines, seen_nodes, path, error_cls)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[loc + (index,)] = item.start_mark.line + 1
-            _record_lines(loader, item, loc + (index,), lines, active, path, error_cls)
-    active.discard(id(node))
+            _record_lines(loader, item, loc + (index,), lines, seen_nodes, path, error_cls)
 
 
 # --- explaining pydantic errors ----------------------------------------------

@@ -90,6 +90,15 @@ def test_an_alias_cycle_does_not_hang():
     assert doc.data["a"][1] is doc.data["a"]
 
 
+def test_an_alias_bomb_is_parsed_without_walking_every_copy():
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += ["a%d: &a%d [%s]" % (n, n, ", ".join(["*a%d" % (n - 1)] * 10)) for n in range(1, 9)]
+    doc = parse_document("\n".join(levels) + "\n", "f.yaml")
+    recorded, line = len(doc.lines), doc.line_of(("a8", 3, 4, 5))
+    assert recorded < 200
+    assert line == 8  # an aliased item points at its anchor, where the content is written
+
+
 def test_load_document_missing_file_and_directory(tmp_path):
     with pytest.raises(InventoryError) as info:
         load_document(tmp_path / "nope.yaml", InventoryError)
