@@ -6,7 +6,7 @@ reads ``FILE:LINE FIELD.PATH: what is wrong (fix)``:
     spec.yaml:12 spec.restart.policy: 'sometimes' is not one of never, on-failure, always
     spec.yaml:7 spec.claud: unknown field (did you mean 'claude'?)
 
-Public API: ``load_document``, ``parse_document``, ``Document``,
+Public API: ``load_document``, ``parse_document``, ``Document``, ``describe``,
 ``validation_error``, ``format_loc``, ``did_you_mean``.
 """
 
@@ -73,12 +73,13 @@ class Document:
         return out or "document"
 
 
-def load_document(path, error_cls: type[SacError] = ConfigError) -> Document:
+def load_document(path, error_cls: type[SacError] = ConfigError, example: str | None = None) -> Document:
     """Read and parse the YAML file at ``path``; its top level must be a mapping.
 
     Every problem (missing file, directory, unreadable, not UTF-8, empty, YAML
     syntax, duplicate key, not a mapping) raises ``error_cls`` with one line
-    naming the file and, where there is one, the line.
+    naming the file and, where there is one, the line. ``example`` (e.g.
+    ``"docs/spec-reference.md"``) is where the message for an empty file sends the user.
     """
     path = Path(path)
     if path.is_dir():
@@ -89,15 +90,16 @@ def load_document(path, error_cls: type[SacError] = ConfigError) -> Document:
         raise error_cls("%s: no such file (check the path)" % path) from None
     except OSError as exc:
         raise error_cls("%s: cannot read: %s" % (path, exc.strerror or exc)) from None
-    return parse_document(raw, path, error_cls)
+    return parse_document(raw, path, error_cls, example)
 
 
-def parse_document(raw, path, error_cls: type[SacError] = ConfigError) -> Document:
+def parse_document(raw, path, error_cls: type[SacError] = ConfigError, example: str | None = None) -> Document:
     """Parse YAML ``raw`` (bytes or str) as if read from ``path``; see ``load_document``."""
     path = Path(path)
     text = _decode(raw, path, error_cls)
+    empty = "%s:1 document: the file is empty (%s)" % (path, "see %s for an example" % example if example else "write its content")
     if not text.strip() or all(_is_comment(line) for line in text.splitlines()):
-        raise error_cls("%s:1 document: the file is empty (see docs/spec-reference.md for an example)" % path)
+        raise error_cls(empty)
     loader = None
     try:
         loader = yaml.SafeLoader(text)
@@ -119,7 +121,7 @@ def parse_document(raw, path, error_cls: type[SacError] = ConfigError) -> Docume
         if loader is not None:
             loader.dispose()
     if data is None:
-        raise error_cls("%s:1 document: the file is empty (see docs/spec-reference.md for an example)" % path)
+        raise error_cls(empty)
     if not isinstance(data, dict):
         raise error_cls("%s:1 document: expected a mapping of keys at the top level, got %s" % (path, describe(data)))
     return Document(path=path, data=data, lines=lines)

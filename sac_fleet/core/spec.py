@@ -382,7 +382,7 @@ def parse_spec(target, default_name: str | None = None) -> Spec:
     name. Raises ``SpecError`` with one line ``FILE:LINE FIELD: problem (fix)``.
     """
     spec_path = spec_file(target)
-    doc = load_document(spec_path, SpecError)
+    doc = load_document(spec_path, SpecError, example="docs/spec-reference.md")
     if default_name is None:
         default_name = spec_path.resolve().parent.name
     spec = validate_spec(doc, default_name)

@@ -53,10 +53,10 @@ def test_document_error_names_file_line_and_field():
     ("a: 1\n\tb: 2\n", "f.yaml:2 syntax: found character '\\t' that cannot start any token at column 1 (check indentation, colons and quotes)"),
     ("a: 1\nb: 2\na: 3\n", "f.yaml:3 a: duplicate key (first at line 1; keep one)"),
     ("x:\n  k: 1\n  k: 2\n", "f.yaml:3 x.k: duplicate key (first at line 2; keep one)"),
-    ("", "f.yaml:1 document: the file is empty (see docs/spec-reference.md for an example)"),
-    ("# only\n# comments\n", "f.yaml:1 document: the file is empty (see docs/spec-reference.md for an example)"),
-    ("---\n", "f.yaml:1 document: the file is empty (see docs/spec-reference.md for an example)"),
-    ("null\n", "f.yaml:1 document: the file is empty (see docs/spec-reference.md for an example)"),
+    ("", "f.yaml:1 document: the file is empty (write its content)"),
+    ("# only\n# comments\n", "f.yaml:1 document: the file is empty (write its content)"),
+    ("---\n", "f.yaml:1 document: the file is empty (write its content)"),
+    ("null\n", "f.yaml:1 document: the file is empty (write its content)"),
     ("- a\n- b\n", "f.yaml:1 document: expected a mapping of keys at the top level, got a list"),
     ("just words\n", "f.yaml:1 document: expected a mapping of keys at the top level, got 'just words'"),
     ("a: 1\n---\nb: 2\n", "f.yaml:2 syntax: expected a single document in the stream but found another document at column 1 (check indentation, colons and quotes)"),
@@ -67,6 +67,12 @@ def test_bad_yaml_gives_one_line_with_file_and_line(text, message):
     with pytest.raises(ConfigError) as info:
         parse_document(text, "f.yaml")
     assert info.value.message == message
+
+
+def test_empty_file_message_can_point_at_an_example():
+    with pytest.raises(ConfigError) as info:
+        parse_document("# todo\n", "f.yaml", example="docs/inventory.md")
+    assert info.value.message == "f.yaml:1 document: the file is empty (see docs/inventory.md for an example)"
 
 
 def test_bytes_that_are_not_utf8_name_the_line():
