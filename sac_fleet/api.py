@@ -15,10 +15,16 @@ from pathlib import Path
 
 from sac_node.protocol.errors import AgentNotFound, SpecError, TurnTimeout
 
-from .control import fleet_ops
 from .remote.local import connect_local
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
+
+
+def _fleet_ops():
+    """The fleet operations, imported on first use: asyncssh loads only for fleet work."""
+    from .control import fleet_ops
+
+    return fleet_ops
 
 
 def resolve_target(target, agents_dir):
@@ -187,28 +193,28 @@ class Fleet:
 
     async def connect(self, hosts=None, deadline=None, on_host=None):
         """Connect to every node host concurrently (per-host timeouts under one deadline)."""
-        self.links = await fleet_ops.connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
+        self.links = await _fleet_ops().connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
                                                  self.links, on_host)
         return self.links
 
     async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None):
         """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report."""
         await self.connect(on_host=on_host)
-        return await fleet_ops.up(self.load(), self.links, dry_run, prune, reschedule)
+        return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule)
 
     async def plan(self, reschedule=False, prune=False):
         await self.connect()
-        return await fleet_ops.plan_report(self.load(), self.links, reschedule, prune)
+        return await _fleet_ops().plan_report(self.load(), self.links, reschedule, prune)
 
     async def fleet_status(self, host=None):
         """Desired and actual side by side, per host; hosts that did not answer say why."""
         await self.connect(hosts=[host] if host else None)
-        return await fleet_ops.status_report(self.load(), self.links, only=host)
+        return await _fleet_ops().status_report(self.load(), self.links, only=host)
 
     async def down(self, agents_only=False):
         """Stop the inventory's agents everywhere; unless agents_only, also stop the node daemons."""
         await self.connect()
-        return await fleet_ops.down(self.load(), self.links, agents_only)
+        return await _fleet_ops().down(self.load(), self.links, agents_only)
 
     async def _route(self, agent):
         """The client of the host that runs `agent` (asks every host when not known yet)."""
@@ -218,7 +224,7 @@ class Fleet:
             raise AgentNotFound("say which agent")
         host = self._where.get(agent)
         if host is None or not self.links[host].ok:
-            self._where.update(await fleet_ops.locate(self.links))
+            self._where.update(await _fleet_ops().locate(self.links))
             host = self._where.get(agent)
         if host is None:
             down = [l.name for l in self.links.values() if not l.ok]
