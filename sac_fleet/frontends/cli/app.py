@@ -8,6 +8,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sac_node.protocol.errors import SacError
 
@@ -48,7 +49,7 @@ def main():
     except SacError as exc:
         if _State.debug:
             raise
-        err_console.print("[red]error:[/red] " + exc.message, markup=True, highlight=False)
+        err_console.print("[red]error:[/red] " + escape(exc.message), markup=True, highlight=False)
         sys.exit(exc.data.get("exit_code", 2) if isinstance(exc.data, dict) else 2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
