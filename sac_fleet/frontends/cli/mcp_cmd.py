@@ -1,0 +1,94 @@
+"""`sac mcp`: serve the fleet to MCP clients over stdio; `sac mcp install` adds it to a .mcp.json."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from sac_node.protocol.errors import ConfigError
+
+app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
+                  help="Serve agents as MCP tools over stdio (`sac mcp`), or add that server to a .mcp.json.")
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+INVENTORY = typer.Option(None, "--inventory", "-i",
+                         help="Serve every host of this inventory.yaml (default: only this machine's agents).")
+
+
+@app.callback()
+def _default(ctx: typer.Context, inventory: Path = INVENTORY):
+    """Serve agents as MCP tools over stdio (the same as `sac mcp serve`)."""
+    if ctx.invoked_subcommand is None:
+        _serve(inventory)
+
+
+@app.command()
+def serve(inventory: Path = INVENTORY):
+    """Serve MCP over stdin/stdout until the client hangs up (stdout carries only the protocol)."""
+    _serve(inventory)
+
+
+def _serve(inventory):
+    from sac_fleet.frontends.mcp.server import run  # the mcp SDK loads only for this command
+
+    try:
+        run(inventory=str(inventory) if inventory else None)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def install(
+    inventory: Path = INVENTORY,
+    write: bool = typer.Option(False, "--write", help="Merge the entry into the .mcp.json instead of printing it."),
+    file: Path = typer.Option(Path(".mcp.json"), "--file", help="The .mcp.json to write (with --write)."),
+    name: str = typer.Option("sac", "--name", help="The server's key under mcpServers."),
+):
+    """Print (or, with --write, merge into ./.mcp.json) the entry that lets Claude Code use `sac mcp`."""
+    entry = server_entry(inventory)
+    if not write:
+        sys.stdout.write(json.dumps({"mcpServers": {name: entry}}, indent=2) + "\n")
+        err.print("add this to your project's .mcp.json, or run `sac mcp install --write`", style="dim")
+        return
+    verb = merge_entry(file, name, entry)
+    err.print("%s: %s mcpServers.%s (%s %s)" % (file, verb, name, entry["command"], " ".join(entry["args"])))
+
+
+def server_entry(inventory=None):
+    """The mcpServers entry that runs this installation's `sac mcp` (absolute paths, so any cwd works)."""
+    script = Path(sys.executable).parent / "sac"
+    if script.is_file() and os.access(script, os.X_OK):
+        command, args = str(script), ["mcp"]
+    else:
+        command, args = sys.executable, ["-m", "sac_fleet", "mcp"]
+    if inventory is not None:
+        path = Path(inventory).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError("--inventory %s: no such file; give the path of an inventory.yaml" % inventory)
+        args += ["--inventory", str(path)]
+    return {"command": command, "args": args}
+
+
+def merge_entry(file, name, entry):
+    """Set mcpServers.<name> in the JSON file `file`, keeping everything else; returns what changed."""
+    file = Path(file)
+    doc = {}
+    if file.exists():
+        try:
+            doc = json.loads(file.read_text() or "{}")
+        except json.JSONDecodeError as exc:
+            raise ConfigError("%s:%d: not valid JSON (%s); fix it or choose another --file"
+                              % (file, exc.lineno, exc.msg)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("mcpServers", {}), dict):
+        raise ConfigError("%s: expected a JSON object with an mcpServers object; fix it or choose another --file"
+                          % file)
+    servers = doc.setdefault("mcpServers", {})
+    verb = "unchanged" if servers.get(name) == entry else "updated" if name in servers else "added"
+    servers[name] = entry
+    tmp = file.with_name(file.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, file)
+    return verb

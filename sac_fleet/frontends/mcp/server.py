@@ -1,0 +1,200 @@
+"""`sac mcp`: the fleet as MCP tools over stdio, for Claude Code and other MCP clients.
+
+Tools: fleet_status, agent_list, agent_status, agent_send, agent_tail,
+agent_start, agent_stop. Each is a few lines over `sac_fleet.api.Fleet`; a
+SacError comes back as an MCP tool error whose text is its one-line message,
+never a traceback (an unexpected exception is logged to stderr with its
+traceback and reported to the client only as "Error executing tool X").
+"""
+
+import asyncio
+import functools
+from typing import Annotated
+
+from pydantic import Field
+
+from sac_fleet.api import Fleet
+from sac_node.protocol.errors import AgentNotFound, SacError
+
+from ..cli.render import record_text
+
+INSTRUCTIONS = (
+    "These tools drive sac agents: long-lived, sandboxed Claude Code agents on this machine or, when the "
+    "server was started with an inventory, on every host of that fleet. Use agent_list to see them, "
+    "agent_send to give one a turn (it waits for the reply), agent_tail to read what it did.")
+
+AgentName = Annotated[str, Field(description="The agent's name, as agent_list shows it.")]
+
+
+class FleetTools:
+    """The tools' bodies: each calls Fleet and returns JSON-ready data, or raises SacError.
+
+    Without an inventory every call goes to this machine's node. With one, agents
+    are found on whichever host of the inventory runs them; `agent_start` still
+    starts on this machine, and the agents it started stay reachable.
+    """
+
+    def __init__(self, inventory=None, state_dir=None):
+        self.local = Fleet(state_dir=state_dir)
+        self.fleet = Fleet(inventory=inventory, state_dir=state_dir) if inventory else self.local
+        if inventory:
+            self.fleet.load()  # a bad inventory stops `sac mcp` before it serves, with the file and field
+        self.started_here = set()
+        self._warm = asyncio.Lock()
+
+    async def close(self):
+        await self.local.close()
+        if self.fleet is not self.local:
+            await self.fleet.close()
+
+    async def _ready(self, fleet):
+        """Make the first connection once, so concurrent first calls do not each open one."""
+        async with self._warm:
+            if fleet.inventory_path is None:
+                await fleet.node()
+            elif not fleet.links:
+                fleet.load()
+                await fleet.connect()
+        return fleet
+
+    async def _on_agent(self, name, call):
+        """`call(fleet)` on the Fleet that reaches agent `name`."""
+        fleet = await self._ready(self.fleet)
+        try:
+            return await call(fleet)
+        except AgentNotFound:
+            if fleet is self.local or name not in self.started_here:
+                raise
+        return await call(await self._ready(self.local))
+
+    async def fleet_status(self):
+        if self.fleet is self.local:
+            agents = await (await self._ready(self.local)).list()
+            return {"inventory": None, "hosts": [{"name": "local", "state": "ok"}],
+                    "agents": [dict(a, host="local") for a in agents],
+                    "ok": all(a["state"] != "failed" for a in agents)}
+        return await (await self._ready(self.fleet)).fleet_status()
+
+    async def agent_list(self):
+        if self.fleet is self.local:
+            return {"agents": await (await self._ready(self.local)).list()}
+        report = await self.fleet_status()
+        unreachable = [{"host": h["name"], "state": h["state"], "reason": h["reason"]}
+                       for h in report["hosts"] if h["state"] != "ok"]
+        return {"agents": report["agents"], "unreachable_hosts": unreachable}
+
+    async def agent_status(self, name):
+        return await self._on_agent(name, lambda f: f.status(name))
+
+    async def agent_send(self, name, text, timeout_s=600.0, wait=True):
+        return await self._on_agent(name, lambda f: f.send(name, text, wait=wait, timeout=timeout_s))
+
+    async def agent_tail(self, name, n=20, raw=False):
+        records = await self._on_agent(name, lambda f: f.tail(name, n))
+        if raw:
+            return {"agent": name, "records": records}
+        lines = [text for text in (record_text(r) for r in records) if text]
+        return {"agent": name, "lines": lines, "last_seq": records[-1]["seq"] if records else None}
+
+    async def agent_start(self, target, restart=False):
+        result = await (await self._ready(self.local)).start(target, restart=restart)
+        self.started_here.add(result["status"]["name"])
+        return result
+
+    async def agent_stop(self, name):
+        return await self._on_agent(name, lambda f: f.stop(name))
+
+
+def _tool_errors(fn):
+    """SacError -> an MCP tool error whose text is exactly the one-line message.
+
+    (Raising the SDK's ToolError would prefix "Error executing tool X: ".)
+    """
+    from mcp.types import CallToolResult, TextContent
+
+    @functools.wraps(fn)
+    async def call(*args, **kwargs):
+        try:
+            return await fn(*args, **kwargs)
+        except SacError as exc:
+            return CallToolResult(content=[TextContent(type="text", text=exc.message)], is_error=True)
+
+    return call
+
+
+def build_server(tools):
+    """An MCPServer whose tools call `tools` (a FleetTools)."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.types import ToolAnnotations
+
+    import sac_node
+
+    server = MCPServer("sac", instructions=INSTRUCTIONS, version=sac_node.__version__, log_level="WARNING")
+    reads = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    acts = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+
+    def add(fn, annotations):
+        server.add_tool(_tool_errors(fn), annotations=annotations)
+
+    async def fleet_status() -> dict:
+        """Hosts and agents side by side: with an inventory, each host's state (unreachable ones say why),
+        the agents that run there and what differs from the inventory; otherwise this machine's agents."""
+        return await tools.fleet_status()
+
+    async def agent_list() -> dict:
+        """The agents and their state (idle, working, starting, restarting, stopped, failed) and turn counts."""
+        return await tools.agent_list()
+
+    async def agent_status(name: AgentName) -> dict:
+        """One agent's full status: state, pid, uptime, restarts, session, turns, tokens, sandbox, last error."""
+        return await tools.agent_status(name)
+
+    async def agent_send(
+        name: AgentName,
+        text: Annotated[str, Field(description="The message for the agent (one user turn).")],
+        timeout_s: Annotated[float, Field(description="Seconds to wait for the reply; the turn goes on after.", gt=0)] = 600.0,
+        wait: Annotated[bool, Field(description="false: return once the turn is accepted (poll agent_tail).")] = True,
+    ) -> dict:
+        """Send a turn to an agent and wait for it to finish. Returns the turn: id, status (completed, failed,
+        interrupted, cancelled), reply, error, session_id, usage, timings."""
+        return await tools.agent_send(name, text, timeout_s, wait)
+
+    async def agent_tail(
+        name: AgentName,
+        n: Annotated[int, Field(description="How many past transcript records.", ge=1, le=1000)] = 20,
+        raw: Annotated[bool, Field(description="true: the records as JSON instead of readable lines.")] = False,
+    ) -> dict:
+        """The end of an agent's transcript: prompts, assistant text, tool calls and results, turn outcomes."""
+        return await tools.agent_tail(name, n, raw)
+
+    async def agent_start(
+        target: Annotated[str, Field(description="A spec.yaml path, an agent directory holding one, or the "
+                                                 "name of an agent that exists here.")],
+        restart: Annotated[bool, Field(description="Restart it if it already runs.")] = False,
+    ) -> dict:
+        """Start an agent on the machine this server runs on (a no-op when it already runs the same spec)."""
+        return await tools.agent_start(target, restart)
+
+    async def agent_stop(name: AgentName) -> dict:
+        """Stop an agent; turns not yet started wait in its journal for the next start."""
+        return await tools.agent_stop(name)
+
+    for fn in (fleet_status, agent_list, agent_status, agent_tail):
+        add(fn, reads)
+    for fn in (agent_send, agent_start, agent_stop):
+        add(fn, acts)
+    return server
+
+
+async def serve(inventory=None, state_dir=None):
+    """Serve the MCP tools over this process's stdin/stdout until the client hangs up."""
+    tools = FleetTools(inventory, state_dir)
+    try:
+        await build_server(tools).run_stdio_async()
+    finally:
+        await tools.close()
+
+
+def run(inventory=None, state_dir=None):
+    """Blocking entry point of `sac mcp`."""
+    asyncio.run(serve(inventory, state_dir))
