@@ -1,0 +1,87 @@
+"""`sac fleet serve [INVENTORY]`: the HTTP gateway (REST, SSE, A2A) over an open Fleet.
+
+Attach with `fleet_cmd.app.add_typer(serve_cmd.app)` (a nameless Typer merges its command).
+"""
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from sac_fleet.api import Fleet
+
+app = typer.Typer()
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _say(line):
+    out.print(line, markup=False)
+    sys.stdout.flush()
+
+
+def _is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _access_log():
+    logger = logging.getLogger("sac.gateway.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+@app.command()
+def serve(inventory: str = typer.Argument(None, help="An inventory: serve its hosts' agents. Without one: "
+                                                      "this machine's agents (like `sac agents`)."),
+          host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+          port: int = typer.Option(8642, "--port", help="Port to listen on (0: any free port)."),
+          print_token: bool = typer.Option(False, "--print-token", help="Also print the token's value."),
+          accept_new: bool = typer.Option(False, "--accept-new-host-keys", help="Record unknown host keys."),
+          access_log: bool = typer.Option(True, "--access-log/--no-access-log",
+                                          help="Log each request (method, path, status; never headers).")):
+    """Serve the fleet over HTTP: POST /v1/turn, turn lookup, status, SSE transcripts and A2A."""
+    from sac_fleet.frontends.gateway.auth import load_or_create_token, token_path
+    from sac_fleet.frontends.gateway.http import serve as run_gateway
+
+    path = token_path()
+    token = load_or_create_token(path)
+    if access_log:
+        _access_log()
+    if not _is_loopback(host):
+        err.print("[yellow]warning:[/yellow] listening on %s, beyond this machine: anyone who can reach it and "
+                  "holds the token drives your agents; plain HTTP, so put TLS in front of it" % host)
+
+    def on_host(name, state, detail):
+        if state != "connecting":
+            _say("host %-12s %s %s" % (name, state, detail or ""))
+
+    def on_ready(url):
+        _say("sac gateway on %s serving %s" % (url, inventory or "this machine's agents"))
+        _say("token file: %s (send `Authorization: Bearer <token>`)" % path)
+        if print_token:
+            _say("token: %s" % token)
+
+    fleet = Fleet(inventory=inventory, accept_new_host_keys=accept_new)
+    try:
+        asyncio.run(run_gateway(fleet, host, port, token, on_ready=on_ready, on_host=on_host, access_log=access_log))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        err.print("[red]error:[/red] cannot listen on %s:%d: %s (choose another --port)" % (host, port, exc.strerror))
+        raise typer.Exit(2)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,112 @@
+"""The gateway's view of the fleet: the few calls HTTP and A2A make, over one open Fleet.
+
+A turn costs one submit and one wait RPC on the connection the Fleet already
+holds to the agent's host (no new SSH handshake, no event subscription).
+"""
+
+import asyncio
+import time
+
+from sac_node.protocol.errors import SacError
+
+from .schema import TERMINAL, check_agent_name, check_turn_id
+
+
+class Gateway:
+    """Turns, agents and transcripts of one Fleet (an inventory's hosts, or this machine's node)."""
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        self.local = fleet.inventory_path is None
+        self.started_at = time.time()
+
+    async def open(self, on_host=None):
+        """Connect now (and keep the connections), so the first request pays no handshake."""
+        if self.local:
+            await self.fleet.node()
+            return {}
+        self.fleet.load()
+        return await self.fleet.connect(on_host=on_host)
+
+    async def close(self):
+        await self.fleet.close()
+
+    async def status(self):
+        """`sac fleet status --json` with an inventory; `sac agents list --json` without."""
+        if self.local:
+            return await self.fleet.list()
+        return await self.fleet.fleet_status()
+
+    async def agents(self):
+        if self.local:
+            return [dict(a, host="local") for a in await self.fleet.list()]
+        return (await self.fleet.fleet_status())["agents"]
+
+    async def agent(self, name):
+        """An agent's full status, with the host it runs on."""
+        check_agent_name(name)
+        node = await self.fleet.node(name)
+        status = await node.agent_status(name)
+        return dict(status, host=node.host)
+
+    async def submit(self, agent, text, key=None):
+        """Accept a turn (journalled on its host before this returns): (turn, created)."""
+        check_agent_name(agent)
+        node = await self.fleet.node(agent)
+        accepted = await node.submit(agent, text, key)
+        return accepted["turn"], accepted["created"]
+
+    async def wait(self, turn_id, timeout):
+        """The turn once it ends, or as it stands when `timeout` passes."""
+        node = await self.fleet.node(check_turn_id(turn_id).split(".", 1)[0])
+        turn = await node.get_turn(turn_id)
+        if turn["status"] in TERMINAL:
+            return turn
+        return await node.wait_turn(turn_id, timeout)
+
+    async def turn(self, turn_id):
+        node = await self.fleet.node(check_turn_id(turn_id).split(".", 1)[0])
+        return await node.get_turn(turn_id)
+
+    async def cancel(self, turn_id):
+        node = await self.fleet.node(check_turn_id(turn_id).split(".", 1)[0])
+        return await node.cancel_turn(turn_id)
+
+    async def subscribe(self, agent, turn_id=None, from_seq=None):
+        """Subscribe to an agent's transcript (of one turn): past records after `from_seq` come first.
+
+        Raises here (AgentNotFound, AgentNotRunning, ...) so a stream can still answer with an error status.
+        """
+        check_agent_name(agent)
+        node = await self.fleet.node(agent)
+        return await node.subscribe(agent, turn_id=turn_id, from_seq=from_seq)
+
+    async def records(self, sub, keepalive_s=10.0):
+        """The records of a subscription; None every `keepalive_s` while nothing happens. Closes `sub`."""
+        queue = asyncio.Queue()
+
+        async def pump():
+            # Only this task reads the subscription: cancelling a reader mid-wait could drop a record.
+            try:
+                async for record in sub:
+                    queue.put_nowait(record)
+            finally:
+                queue.put_nowait(StopAsyncIteration)
+
+        pumping = asyncio.ensure_future(pump())
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), keepalive_s)
+                except asyncio.TimeoutError:
+                    yield None
+                    continue
+                if item is StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            pumping.cancel()
+            try:
+                await sub.close()
+            except (SacError, OSError):  # the connection is gone; the node dropped the subscription with it
+                pass
