@@ -152,6 +152,8 @@ class RpcPeer:
                 task.cancel()
         try:
             self._writer.close()
+            if hasattr(self._writer, "wait_closed"):
+                await asyncio.wait_for(self._writer.wait_closed(), 2)
         except Exception:
             pass
 
