@@ -38,7 +38,10 @@ async def send_raw(path, data):
     except ConnectionResetError:
         got = b""  # hung up with our bytes unread: also no answer
     writer.close()
-    await writer.wait_closed()
+    try:
+        await writer.wait_closed()
+    except ConnectionResetError:
+        pass
     return got
 
 
