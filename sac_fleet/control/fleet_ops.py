@@ -69,7 +69,8 @@ async def status_report(inventory, links, only=None):
     agents = []
     for name in hosts:
         for status in observed.get(name, []):
-            agents.append(dict(_agent_row(status), host=name))
+            if reconciler.managed(inventory, status):
+                agents.append(dict(_agent_row(status), host=name))
     diff = [a.to_dict() for a in plan.actions if a.kind is not ActionKind.KEEP
             and (only is None or a.host in (only, None))]
     host_rows = [_host_row(inventory, links, observed, plan, name) for name in hosts]
@@ -93,7 +94,7 @@ async def down(inventory, links, agents_only=False):
             return {"host": link.name, "agent": name, "ok": False, "error": exc.message}
 
     jobs = [stop(links[h], a["name"]) for h, agents in observed.items() for a in agents
-            if a["name"] in wanted and a["state"] != "stopped"]
+            if a["name"] in wanted and a["state"] != "stopped" and reconciler.managed(inventory, a)]
     results = list(await asyncio.gather(*jobs))
     if not agents_only:
         for link in links.values():
@@ -132,7 +133,8 @@ def _host_row(inventory, links, observed, plan, name):
     link = links.get(name) or HostLink(name, "unreachable", "not connected")
     desired = sum(1 for a in plan.for_host(name) if a.kind in (ActionKind.KEEP, ActionKind.START))
     reachable = name in observed
-    running = sum(1 for a in observed.get(name, []) if a["state"] in reconciler.LIVE_STATES) if reachable else None
+    running = sum(1 for a in observed.get(name, []) if a["state"] in reconciler.LIVE_STATES
+                  and reconciler.managed(inventory, a)) if reachable else None
     return {
         "name": name, "state": link.state if not reachable or link.state != "ok" else "ok",
         "reason": link.reason, "latency_ms": link.latency_ms,

@@ -29,13 +29,27 @@ async def observe(links, timeout):
     return {name: agents for name, agents in results if agents is not None}
 
 
+def fleet_id(inventory):
+    """The mark a fleet puts on the agents it starts (the inventory's absolute path)."""
+    return str(inventory.path.resolve())
+
+
+def managed(inventory, status):
+    """True for an agent this inventory started (not one a user started with `sac agents start`)."""
+    return status.get("fleet") == fleet_id(inventory)
+
+
 def host_states(inventory, links, observed):
-    """What placement needs: per host, reachable or not and the live agent copies."""
+    """What placement needs: per host, reachable or not and the live copies this fleet manages.
+
+    Agents started otherwise on the same node are neither counted nor pruned.
+    """
     states = []
     for host in inventory.node_hosts():
         link = links.get(host.name)
         if link is not None and host.name in observed:
-            live = tuple(a["name"] for a in observed[host.name] if a["state"] in LIVE_STATES)
+            live = tuple(a["name"] for a in observed[host.name]
+                         if a["state"] in LIVE_STATES and managed(inventory, a))
             states.append(HostState(host.name, True, live))
         else:
             states.append(HostState(host.name, False, None, link.reason if link else "not connected"))
@@ -51,6 +65,7 @@ def node_spec(inventory, copy_name):
     """The resolved spec a node receives for one agent copy (replicas get their copy's name)."""
     spec = inventory.agent(copy_name).spec.to_node()
     spec["name"] = copy_name
+    spec["fleet"] = fleet_id(inventory)
     return spec
 
 

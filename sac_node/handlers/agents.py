@@ -153,7 +153,7 @@ def offline_status(agent, now):
         "last_error": None if desired == "stopped" else "the agent's shim is not running",
         "usage": journal.usage_total(), "isolation": {"runtime": (spec.get("isolation") or {}).get("runtime")},
         "heartbeat_age_s": None, "labels": spec.get("labels") or {},
-        "workdir": launch.resolve_workdir(spec, agent),
+        "workdir": launch.resolve_workdir(spec, agent), "fleet": spec.get("fleet"),
     }
 
 

@@ -1,6 +1,9 @@
 """`sac fleet` over real OpenSSH sshd hosts on loopback, with real Claude Code agents."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -147,5 +150,32 @@ def test_down_stops_agents_and_daemons(fleet_env):
     report = fleet_env.sac_json("fleet", "down", inventory)
     assert [r["agent"] for r in report["stopped"]] == ["a1"] and report["daemons_stopped"]
     with pytest.raises(ProcessLookupError):
-        import os
         os.kill(engine, 0)
+
+
+def test_prune_stops_only_what_this_fleet_started(fleet_env):
+    host, = fleet_env.sshd.start(1)
+    fleet_env.add_host(host)
+    fleet_env.add_agent("kept", {"hosts": [host.name]})
+    fleet_env.add_agent("dropped", {"hosts": [host.name]})
+    inventory = fleet_env.write()
+    fleet_env.sac_json("fleet", "up", inventory)
+    # An agent started on that node by hand, outside the inventory, with the node's own CLI.
+    fleet_env.add_agent("by-hand")
+    spec_dir = fleet_env.root / "agents" / "by-hand"
+    fleet_env.doc["agents"] = [a for a in fleet_env.doc["agents"] if a["spec"] != "agents/by-hand"]
+    fleet_env.doc["agents"] = [a for a in fleet_env.doc["agents"] if a["spec"] != "agents/dropped"]
+    fleet_env.write()
+    env = dict(fleet_env.env, SAC_HOME=str(host.state_dir))
+    subprocess.run([sys.executable, "-m", "sac_fleet", "agents", "start", str(spec_dir)], env=env, check=True,
+                   capture_output=True)
+    plan = fleet_env.sac_json("fleet", "plan", inventory, "--prune")
+    kinds = {(a["agent"], a["kind"]) for a in plan["plan"]}
+    assert ("dropped", "stop") in kinds and ("kept", "keep") in kinds
+    assert not any(a["agent"] == "by-hand" for a in plan["plan"])
+    report = fleet_env.sac_json("fleet", "up", inventory, "--prune")
+    assert {r["action"]["agent"] for r in report["results"] if r["action"]["kind"] == "stop"} == {"dropped"}
+    listed = subprocess.run([sys.executable, "-m", "sac_fleet", "agents", "list", "--json"], env=env, check=True,
+                            capture_output=True, text=True)
+    states = {a["name"]: a["state"] for a in json.loads(listed.stdout)}
+    assert states["by-hand"] == "idle" and states["dropped"] == "stopped" and states["kept"] == "idle"
