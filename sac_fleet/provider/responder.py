@@ -44,11 +44,15 @@ class Responder:
         self.script = coerce_script(script)
         self._rule_fired = [0] * len(self.script.rules)
         self._key_fired = {key: 0 for key in self.script.keys}
+        self.key_usage = {}
 
     def respond(self, body, api_key=None):
         """The Reply for one /v1/messages request body sent with `api_key`."""
         convo = Conversation.from_body(body)
-        return dataclasses.replace(self._choose(convo, api_key), prompt=convo.prompt)
+        reply = dataclasses.replace(self._choose(convo, api_key), prompt=convo.prompt)
+        if api_key is not None and (reply.fault is None or reply.fault.status is None):
+            self.key_usage[api_key] = self.key_usage.get(api_key, 0) + reply.input_tokens + reply.output_tokens
+        return reply
 
     def _choose(self, convo, api_key):
         key_reply = self._key_fault(api_key, convo)
@@ -68,10 +72,18 @@ class Responder:
         entry = self.script.keys.get(api_key) if api_key is not None else None
         if entry is None:
             return None
+        position = list(self.script.keys).index(api_key) + 1
+        if entry.limit_tokens is not None and self.key_usage.get(api_key, 0) >= entry.limit_tokens:
+            retry = entry.retry_after if entry.retry_after is not None else 60.0
+            return Reply("key limit #%d" % position, fault=Fault(
+                status=429, retry_after=retry, should_retry=False,
+                message="rate_limit_error: this key used its %d-token budget" % entry.limit_tokens),
+                input_tokens=convo.input_words)
+        if entry.fault is None:
+            return None
         if entry.times is not None and self._key_fired[api_key] >= entry.times:
             return None
         self._key_fired[api_key] += 1
-        position = list(self.script.keys).index(api_key) + 1
         if entry.fault.status is None:  # slow / hang / stall: the echo, delivered badly
             echo = self._echo(convo)
             return Reply("key fault #%d" % position, echo.blocks, fault=entry.fault, input_tokens=convo.input_words)

@@ -17,6 +17,7 @@ A script is plain data (YAML or JSON); `parse_script` validates it into a
         times: 1                            # fires once, then the next rule answers
     keys:
       key-a: {fault: {status: 429, retry_after: 1}, times: 2}
+      key-b: {limit_tokens: 5000}           # 429 once 5000 tokens were charged to key-b
 """
 
 import json
@@ -136,10 +137,23 @@ class Rule(_Strict):
 
 
 class KeyFault(_Strict):
-    """A fault for every request made with one API key."""
+    """A fault for every request made with one API key, and/or a token budget for it.
 
-    fault: Fault
+    With `limit_tokens`, requests succeed until the key has been charged that many
+    tokens (input + output, as reported in `usage`); after that every request gets
+    HTTP 429 (`retry_after` seconds, default 60), like an account out of quota.
+    """
+
+    fault: Fault | None = None
     times: int | None = Field(None, ge=1, description="fail this many requests, then clear")
+    limit_tokens: int | None = Field(None, ge=1, description="token budget of this key; 429 once spent")
+    retry_after: float | None = Field(None, ge=0, description="retry-after of the limit's 429s")
+
+    @model_validator(mode="after")
+    def _something(self):
+        if self.fault is None and self.limit_tokens is None:
+            raise ValueError("a key entry needs a fault or limit_tokens")
+        return self
 
 
 class Script(_Strict):
