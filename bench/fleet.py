@@ -163,7 +163,9 @@ class Bench:
     def __init__(self, root, count, args):
         self.root, self.count, self.args = Path(root), count, args
         self.sshd = SshdFleet(self.root / "sshd")
-        self.hosts = self.sshd.start(count, log_level="ERROR")
+        # SHLVL=1 from sshd makes bash skip ~/.bashrc (it sources it for ssh commands only at SHLVL < 2)
+        extra = ["SetEnv SHLVL=1"] if args.skip_bashrc else []
+        self.hosts = self.sshd.start(count, log_level="ERROR", extra_config=extra)
         self.inventory = self.root / "inventory.yaml"
         self.ansible_inventory = self.root / "hosts.yaml"
         self.env = dict(os.environ, SAC_HOME=str(self.root / "head-home"), NO_COLOR="1", COLUMNS="200")
@@ -393,8 +395,9 @@ def versions(args):
 
 
 def git_commit():
+    """HEAD's short hash, or $SAC_BENCH_COMMIT when run from an export without .git."""
     proc = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return proc.stdout.strip() or None
+    return proc.stdout.strip() if proc.returncode == 0 else os.environ.get("SAC_BENCH_COMMIT")
 
 
 def run(args):
@@ -416,6 +419,7 @@ def run(args):
             "machine": {"cores": os.cpu_count(), "kernel": platform.release(),
                         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
             "versions": versions(args), "repeat": args.repeat, "host_python": args.host_python,
+            "bashrc_on_exec": not args.skip_bashrc,
             "pyz": {"bytes": len(data), "sha": sha[:12], "build_s": pyz_build_s}, "results": results}
 
 
@@ -426,8 +430,8 @@ def render(report):
     lines = ["sac fleet over SSH  %s  %d cores (load %s before/after)  sac %s (%s)  %s  asyncssh %s  %s" % (
         report["date"], report["machine"]["cores"], "/".join(map(str, report["machine"]["load_avg_1m"])), v["sac"],
         v["commit"], v["ansible"], v["asyncssh"], v["openssh"]),
-        "hosts run %s; node.pyz %d bytes (%.1f KB), built in %.0f ms" % (
-            v["python_hosts"], report["pyz"]["bytes"], report["pyz"]["bytes"] / 1024.0,
+        "hosts run %s; ~/.bashrc on each exec: %s; node.pyz %d bytes (%.1f KB), built in %.0f ms" % (
+            v["python_hosts"], "yes" if report["bashrc_on_exec"] else "no (SHLVL=1)", report["pyz"]["bytes"], report["pyz"]["bytes"] / 1024.0,
             report["pyz"]["build_s"] * 1e3)]
     for res in report["results"]:
         n = res["hosts"]
@@ -476,6 +480,8 @@ def parse_args(argv=None):
                         help="the hosts' python, for sac and Ansible alike (default /usr/bin/python3)")
     parser.add_argument("--ansible", default=None,
                         help="the ansible program (default: on PATH, else .tools/ansible/bin/ansible)")
+    parser.add_argument("--skip-bashrc", action="store_true",
+                        help="hosts' sshd sets SHLVL=1 so bash skips ~/.bashrc on every exec (sac and Ansible alike)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per sample (default 300)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
