@@ -93,6 +93,8 @@ def gw(tmp_path_factory, claude_bin, bwrap_bin):
         gateway = GatewayProcess(env.env)
         gateway.env = env
         yield gateway
+        assert gateway.stop() == 0
+        assert "Traceback" not in gateway.log(), gateway.log()
     finally:
         if gateway is not None:
             gateway.stop()
@@ -182,7 +184,8 @@ async def test_auth_token_file_and_public_health(gw):
     assert any(str(token_file) in line for line in gw.lines)
     assert gw.token not in gw.log() and '"GET /v1/status HTTP/1.1" 403' in gw.log()
 
-    # Without --print-token the value is not shown; the existing file is reused; SIGTERM stops it cleanly.
+    # Without --print-token the value is not shown; the existing file is reused; SIGTERM stops it
+    # promptly even with an SSE stream open.
     second = GatewayProcess(gw.env.env, print_token=False)
     try:
         assert not any(gw.token in line for line in second.lines)
@@ -190,8 +193,14 @@ async def test_auth_token_file_and_public_health(gw):
         second.token = gw.token
         status, _, _ = await call(second, "GET", "/v1/agents")
         assert status == 200
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer " + gw.token}) as session:
+            async with session.get(second.url + "/v1/agents/a1/events") as stream:
+                assert stream.status == 200
+                started = time.monotonic()
+                assert second.stop() == 0 and time.monotonic() - started < 8
+        assert "Traceback" not in second.log()
     finally:
-        assert second.stop() == 0
+        second.stop()
 
 
 async def test_same_idempotency_key_runs_one_turn(gw):

@@ -173,7 +173,8 @@ async def serve(fleet, host, port, token, on_ready=None, on_host=None, access_lo
     gateway = Gateway(fleet)
     try:
         await gateway.open(on_host)
-        runner = web.AppRunner(make_app(gateway, token), handler_cancellation=True,
+        # A short shutdown timeout: open SSE streams never end on their own.
+        runner = web.AppRunner(make_app(gateway, token), handler_cancellation=True, shutdown_timeout=2.0,
                                access_log=logging.getLogger("sac.gateway.access") if access_log else None,
                                access_log_format=ACCESS_LOG_FORMAT)
         await runner.setup()

@@ -5,30 +5,50 @@ holds to the agent's host (no new SSH handshake, no event subscription).
 """
 
 import asyncio
+import logging
 import time
 
 from sac_node.protocol.errors import SacError
 
 from .schema import TERMINAL, check_agent_name, check_turn_id
 
+log = logging.getLogger("sac.gateway")
+
 
 class Gateway:
     """Turns, agents and transcripts of one Fleet (an inventory's hosts, or this machine's node)."""
 
-    def __init__(self, fleet):
+    def __init__(self, fleet, reconnect_s=10.0):
         self.fleet = fleet
         self.local = fleet.inventory_path is None
         self.started_at = time.time()
+        self.reconnect_s = reconnect_s
+        self._keeper = None
 
     async def open(self, on_host=None):
-        """Connect now (and keep the connections), so the first request pays no handshake."""
+        """Connect now, so the first request pays no handshake; then keep the connections up."""
         if self.local:
             await self.fleet.node()
             return {}
         self.fleet.load()
-        return await self.fleet.connect(on_host=on_host)
+        links = await self.fleet.connect(on_host=on_host)
+        self._keeper = asyncio.ensure_future(self._keep_connected())
+        return links
+
+    async def _keep_connected(self):
+        """Reopen the links of hosts that dropped or never answered, every `reconnect_s`."""
+        while True:
+            await asyncio.sleep(self.reconnect_s)
+            if all(link.ok for link in self.fleet.links.values()):
+                continue
+            try:
+                await self.fleet.connect()
+            except SacError as exc:
+                log.warning("reconnecting hosts: %s", exc.message)
 
     async def close(self):
+        if self._keeper is not None:
+            self._keeper.cancel()
         await self.fleet.close()
 
     async def status(self):
