@@ -12,7 +12,6 @@ is an HTTP error (401/403), raised before this module runs.
 
 import contextlib
 import json
-import logging
 
 from sac_node.protocol.errors import SacError, TurnNotFound
 
@@ -21,7 +20,6 @@ from .a2a_wire import (V03, V10, artifact_update, card, history_length, key_orig
 from .schema import (TERMINAL, InvalidRpcRequest, RpcMethodNotFound, TaskNotCancelable, check_agent_name,
                      check_turn_id, error_codes, json_response, read_json, start_sse)
 
-log = logging.getLogger("sac.gateway.a2a")
 SEND_WAIT_S = 600.0  # a blocking message/send answers with the task as it stands after this long
 
 

@@ -50,6 +50,12 @@ async def errors(request, handler):
         if response.status >= 500:
             log.warning("%s %s -> %d %s: %s", request.method, request.path, response.status, exc.code, exc.message)
         return response
+    except web.HTTPException:
+        raise
+    except Exception:  # a bug: its traceback goes to the log, the client gets the same JSON shape
+        log.exception("%s %s failed", request.method, request.path)
+        return json_response({"error": {"code": "internal_error", "data": {},
+                                        "message": "internal error; the gateway's log has the traceback"}}, 500)
 
 
 @web.middleware
@@ -132,15 +138,18 @@ async def events(request):
     turn_id = request.query.get("turn")
     sub = await gw.subscribe(name, turn_id=turn_id, from_seq=_from_seq(request))
     response = await start_sse(request)
-    async with contextlib.aclosing(gw.records(sub)) as records:
-        async for record in records:
-            if record is None:
-                await response.write(b": keepalive\n\n")
-                continue
-            await response.write(b"id: %d\ndata: %s\n\n" % (record["seq"], json.dumps(record).encode()))
-            event = record.get("event") or {}
-            if turn_id and event.get("type") == "sac" and event.get("subtype") == "turn_ended":
-                break
+    try:
+        async with contextlib.aclosing(gw.records(sub)) as records:
+            async for record in records:
+                if record is None:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                await response.write(b"id: %d\ndata: %s\n\n" % (record["seq"], json.dumps(record).encode()))
+                event = record.get("event") or {}
+                if turn_id and event.get("type") == "sac" and event.get("subtype") == "turn_ended":
+                    break
+    except ConnectionResetError:
+        pass  # the client went away
     return response
 
 

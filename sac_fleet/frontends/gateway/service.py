@@ -10,7 +10,7 @@ import time
 
 from sac_node.protocol.errors import SacError
 
-from .schema import TERMINAL, check_agent_name, check_turn_id
+from .schema import check_agent_name, check_turn_id
 
 log = logging.getLogger("sac.gateway")
 
@@ -79,10 +79,7 @@ class Gateway:
     async def wait(self, turn_id, timeout):
         """The turn once it ends, or as it stands when `timeout` passes."""
         node = await self.fleet.node(check_turn_id(turn_id).split(".", 1)[0])
-        turn = await node.get_turn(turn_id)
-        if turn["status"] in TERMINAL:
-            return turn
-        return await node.wait_turn(turn_id, timeout)
+        return await node.wait_turn(turn_id, timeout)  # answers at once for a finished turn
 
     async def turn(self, turn_id):
         node = await self.fleet.node(check_turn_id(turn_id).split(".", 1)[0])
