@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -64,6 +65,18 @@ def median(values):
 def summarise(samples):
     return {"n": len(samples), "median_s": median(samples), "min_s": min(samples), "max_s": max(samples),
             "samples_s": [round(s, 3) for s in samples]}
+
+
+def children_cpu_s():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_timed(argv, **kwargs):
+    """subprocess.run plus its wall time and its CPU time (user + sys, with its waited-for children)."""
+    cpu, start = children_cpu_s(), time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    return proc, time.monotonic() - start, children_cpu_s() - cpu
 
 
 def processes_mentioning(text):
@@ -203,26 +216,24 @@ class Bench:
 
     def sac_cli(self, command, expect_bootstrap):
         argv = [sys.executable, "-m", "sac_fleet", "fleet", command, str(self.inventory), "--json"]
-        start = time.monotonic()
-        proc = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=self.args.timeout)
-        elapsed = time.monotonic() - start
+        proc, elapsed, cpu = run_timed(argv, env=self.env, timeout=self.args.timeout)
         if proc.returncode != 0:
             raise RuntimeError("sac fleet %s exited %d: %s %s" % (command, proc.returncode, proc.stdout[-2000:],
                                                                  proc.stderr[-2000:]))
         check_hosts(json.loads(proc.stdout)["hosts"], self.count, expect_bootstrap, "CLI " + command)
-        return elapsed
+        return elapsed, cpu
 
     async def sac_api(self, command, expect_bootstrap, held=None):
         """One sample through a fresh Fleet; `held` gets the time of a second call on the same Fleet."""
         CLOCK.active = True
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         fleet = Fleet(inventory=str(self.inventory))
         try:
             fleet.load()
             CLOCK.records.append((FLEET, FLEET_PHASES[0], time.monotonic() - start))
             report = await asyncio.wait_for(fleet.up() if command == "up" else fleet.fleet_status(),
                                             self.args.timeout)
-            elapsed = time.monotonic() - start
+            elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
             CLOCK.active = False
             linked = sum(t for host, phase, t in CLOCK.records if host == FLEET)
             CLOCK.records.append((FLEET, FLEET_PHASES[2], elapsed - linked))
@@ -234,7 +245,7 @@ class Bench:
         finally:
             CLOCK.active = False
             await fleet.close()
-        return elapsed
+        return elapsed, cpu
 
     def ansible_ping(self):
         control = tempfile.mkdtemp(prefix="cp-", dir=str(self.root))
@@ -242,17 +253,15 @@ class Bench:
                    ANSIBLE_HOST_KEY_CHECKING="True", ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp"))
         argv = [self.args.ansible, "all", "-i", str(self.ansible_inventory), "-m", "ping", "-f", str(self.count),
                 "-o"]
-        start = time.monotonic()
         try:
-            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=self.args.timeout)
-            elapsed = time.monotonic() - start
+            proc, elapsed, cpu = run_timed(argv, env=env, timeout=self.args.timeout)
         finally:
             kill_all(processes_mentioning(control))  # the ControlPersist masters this run left
         pongs = proc.stdout.count("SUCCESS")
         if proc.returncode != 0 or pongs != self.count:
             raise RuntimeError("ansible ping: exit %d, %d/%d SUCCESS: %s %s" % (
                 proc.returncode, pongs, self.count, proc.stdout[-2000:], proc.stderr[-2000:]))
-        return elapsed
+        return elapsed, cpu
 
     def daemon_rss(self):
         """VmRSS / VmHWM of the node daemon of the first host."""
@@ -275,19 +284,25 @@ def check_hosts(rows, count, expect_bootstrap, what):
 async def measure(bench, repeat):
     """Interleave the paths round by round, so machine load hits all of them alike."""
     samples = {row: [] for row in ROWS + (HELD_ROW,)}
+    cpu = {row: [] for row in ROWS}
     profiles = {"up": [], "status": []}
+
+    def keep(row, sample):
+        samples[row].append(sample[0])
+        cpu[row].append(sample[1])
+
     for _ in range(repeat):
         bench.wipe()
-        samples[ROWS[0]].append(bench.sac_cli("up", True))
-        samples[ROWS[2]].append(bench.sac_cli("status", False))
-        samples[ROWS[3]].append(await bench.sac_api("status", False, held=samples[HELD_ROW]))
+        keep(ROWS[0], bench.sac_cli("up", True))
+        keep(ROWS[2], bench.sac_cli("status", False))
+        keep(ROWS[3], await bench.sac_api("status", False, held=samples[HELD_ROW]))
         profiles["status"].append(CLOCK.take())
-        samples[ROWS[4]].append(bench.ansible_ping())
+        keep(ROWS[4], bench.ansible_ping())
         bench.wipe()
-        samples[ROWS[1]].append(await bench.sac_api("up", True))
+        keep(ROWS[1], await bench.sac_api("up", True))
         profiles["up"].append(CLOCK.take())
     rss = bench.daemon_rss()
-    return samples, {kind: merge_profiles(runs) for kind, runs in profiles.items()}, rss
+    return samples, cpu, {kind: merge_profiles(runs) for kind, runs in profiles.items()}, rss
 
 
 def merge_profiles(runs):
@@ -358,12 +373,14 @@ def run_one(count, args, root):
     Fleet(inventory=str(bench.inventory)).load()  # pay the one-time imports (pydantic) outside the samples
     try:
         async def go():
-            samples, profile, rss = await measure(bench, args.repeat)
-            return samples, profile, rss, await exec_floor(bench)
-        samples, profile, rss, floor = asyncio.run(go())
+            measured = await measure(bench, args.repeat)
+            return measured + (await exec_floor(bench),)
+        samples, cpu, profile, rss, floor = asyncio.run(go())
     finally:
         bench.close()
     rows = {name: summarise(values) for name, values in samples.items()}
+    for name, values in cpu.items():
+        rows[name]["head_cpu_s"] = median(values)
     peer = rows[ROWS[4]]["median_s"]
     for row in rows.values():
         row["x_ansible"] = row["median_s"] / peer
@@ -436,10 +453,12 @@ def render(report):
     for res in report["results"]:
         n = res["hosts"]
         lines += ["", "N = %d hosts, %d repeats" % (n, report["repeat"]), "",
-                  "| path | median s | min s | max s | x ansible ping |", "|---|---:|---:|---:|---:|"]
+                  "| path | median s | min s | max s | x ansible ping | head CPU s (median) |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for name, row in res["rows"].items():
-            lines.append("| %s | %.2f | %.2f | %.2f | %.2f |" % (name, row["median_s"], row["min_s"], row["max_s"],
-                                                                row["x_ansible"]))
+            head_cpu = "%.2f" % row["head_cpu_s"] if "head_cpu_s" in row else ""
+            lines.append("| %s | %.2f | %.2f | %.2f | %.2f | %s |" % (
+                name, row["median_s"], row["min_s"], row["max_s"], row["x_ansible"], head_cpu))
         lines += ["", "per-phase time of the API runs, per host (median over hosts / slowest host; "
                   "the last three rows are fleet-wide), s:", "",
                   "| phase | cold up: median | cold up: max | calls/host | warm status: median | "
