@@ -87,8 +87,7 @@ async def test_errors_are_one_line_tool_errors(sac_env):
     assert "Traceback" not in (sac_env.root / "mcp-server.err").read_text()
 
 
-async def test_with_an_inventory_fleet_status_is_the_fleets(sac_env):
-    spec_dir = sac_env.write_spec("a1")
+async def test_with_an_inventory_the_tools_reach_the_fleet(sac_env):
     sac_env.write_spec("a2")
     inventory = sac_env.root / "inventory.yaml"
     inventory.write_text(yaml.safe_dump({"hosts": {"here": {"transport": "local"}},
@@ -97,15 +96,21 @@ async def test_with_an_inventory_fleet_status_is_the_fleets(sac_env):
         failed, fleet = await call(client, "fleet_status")
         assert not failed, fleet
         assert fleet["inventory"] == str(inventory) and [h["name"] for h in fleet["hosts"]] == ["here"]
-        assert any(d["agent"] == "a2" and d["kind"] == "start" for d in fleet["diff"]), fleet["diff"]
+        assert [(d["agent"], d["kind"]) for d in fleet["diff"]] == [("a2", "start")]
 
-        # agent_start starts on this machine; the inventory's local host then routes turns to it
-        await call(client, "agent_start", target=str(spec_dir))
-        failed, turn = await call(client, "agent_send", name="a1", text="routed")
-        assert not failed and turn["reply"] == "echo: routed"
+        sac_env.sac("fleet", "up", inventory)
+        _, fleet = await call(client, "fleet_status")
+        assert fleet["diff"] == [] and fleet["ok"]
         _, listed = await call(client, "agent_list")
-        assert [(a["name"], a["host"]) for a in listed["agents"]] == [("a1", "here")]
+        assert [(a["name"], a["host"]) for a in listed["agents"]] == [("a2", "here")]
         assert listed["unreachable_hosts"] == []
+        failed, turn = await call(client, "agent_send", name="a2", text="routed")
+        assert not failed and turn["reply"] == "echo: routed"
+
+        # agent_start starts on this machine, and the tools reach that agent too
+        await call(client, "agent_start", target=str(sac_env.write_spec("a1")))
+        failed, turn = await call(client, "agent_send", name="a1", text="by hand")
+        assert not failed and turn["reply"] == "echo: by hand"
         await call(client, "agent_stop", name="a1")
 
 
@@ -127,10 +132,33 @@ async def test_install_writes_an_entry_that_serves(sac_env):
     servers = json.loads(mcp_json.read_text())["mcpServers"]
     assert servers["other"] == {"command": "other-server"}
     entry = servers["sac"]
-    assert entry["args"][-1] == "mcp" and entry["command"].startswith("/")
+    assert entry["args"][-1] == "mcp" and entry["command"].startswith("/") and entry["alwaysLoad"] is True
 
     printed = subprocess.run(SERVE + ["install"], env=sac_env.env, capture_output=True, text=True, timeout=60)
     assert json.loads(printed.stdout) == {"mcpServers": {"sac": entry}}
 
     async with mcp_session(sac_env, command=entry["command"], args=entry["args"]) as client:
         assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
+
+
+def test_claude_code_drives_an_agent_through_sac_mcp(sac_env, claude_bin):
+    """One Claude Code (the boss) sends a turn to sac agent a1 through the MCP tools."""
+    sac_env.provider.load_script({"rules": [{"match": "ask a1", "tool": "mcp__sac__agent_send",
+                                             "input": {"name": "a1", "text": "hi from boss"},
+                                             "then": "Boss got: {tool_result}"}]})
+    sac_env.sac("agents", "start", sac_env.write_spec("a1"))
+    config = sac_env.root / "boss-mcp.json"
+    # alwaysLoad + MCP_CONNECT_TIMEOUT_MS: claude -p waits for the server before its first request
+    config.write_text(json.dumps({"mcpServers": {"sac": {"command": SERVE[0], "args": SERVE[1:],
+                                                         "alwaysLoad": True}}}))
+    boss_home = sac_env.root / "boss-home"
+    boss_home.mkdir()
+    env = dict(sac_env.env, HOME=str(boss_home), MCP_CONNECT_TIMEOUT_MS="60000",
+               **sac_env.provider.client_env())
+    proc = subprocess.run([claude_bin, "-p", "ask a1", "--mcp-config", str(config), "--output-format", "json",
+                           "--allowedTools", "mcp__sac__agent_send"], env=env, cwd=sac_env.root,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)["result"]
+    assert result.startswith("Boss got: ") and '"reply": "echo: hi from boss"' in result
+    assert sac_env.sac_json("agents", "status", "a1")["turns"]["completed"] == 1

@@ -46,9 +46,11 @@ def install(
     write: bool = typer.Option(False, "--write", help="Merge the entry into the .mcp.json instead of printing it."),
     file: Path = typer.Option(Path(".mcp.json"), "--file", help="The .mcp.json to write (with --write)."),
     name: str = typer.Option("sac", "--name", help="The server's key under mcpServers."),
+    always_load: bool = typer.Option(True, "--always-load/--no-always-load",
+                                     help="Ask Claude Code to wait for this server before its first request."),
 ):
     """Print (or, with --write, merge into ./.mcp.json) the entry that lets Claude Code use `sac mcp`."""
-    entry = server_entry(inventory)
+    entry = server_entry(inventory, always_load)
     if not write:
         sys.stdout.write(json.dumps({"mcpServers": {name: entry}}, indent=2) + "\n")
         err.print("add this to your project's .mcp.json, or run `sac mcp install --write`", style="dim")
@@ -57,8 +59,13 @@ def install(
     err.print("%s: %s mcpServers.%s (%s %s)" % (file, verb, name, entry["command"], " ".join(entry["args"])))
 
 
-def server_entry(inventory=None):
-    """The mcpServers entry that runs this installation's `sac mcp` (absolute paths, so any cwd works)."""
+def server_entry(inventory=None, always_load=True):
+    """The mcpServers entry that runs this installation's `sac mcp` (absolute paths, so any cwd works).
+
+    Claude Code connects MCP servers in the background, and a headless `claude -p` (a sac
+    agent, say) may send its first request before the tools are there; `alwaysLoad` makes
+    it wait for this server (up to MCP_CONNECT_TIMEOUT_MS, 5 s by default).
+    """
     script = Path(sys.executable).parent / "sac"
     if script.is_file() and os.access(script, os.X_OK):
         command, args = str(script), ["mcp"]
@@ -69,7 +76,10 @@ def server_entry(inventory=None):
         if not path.is_file():
             raise ConfigError("--inventory %s: no such file; give the path of an inventory.yaml" % inventory)
         args += ["--inventory", str(path)]
-    return {"command": command, "args": args}
+    entry = {"command": command, "args": args}
+    if always_load:
+        entry["alwaysLoad"] = True
+    return entry
 
 
 def merge_entry(file, name, entry):
