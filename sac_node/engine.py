@@ -123,6 +123,27 @@ def resolve_secrets(spec, host_secrets, environ=None):
     return {}
 
 
+def account_launch(spec, account, host_secrets, environ=None):
+    """(secrets, env, binds) that put the engine on one of `claude.accounts`."""
+    environ = os.environ if environ is None else environ
+    # sac rotates accounts itself: the CLI's own retries would only delay that.
+    env = {"CLAUDE_CODE_MAX_RETRIES": "0"}
+    if account.get("api_key_env"):
+        var = account["api_key_env"]
+        value = host_secrets.get(var) or environ.get(var)
+        if not value:
+            raise AgentError("agent %s: account %s names %s, which is not set on this host; export it before the "
+                             "node daemon starts or add it to <state_dir>/secrets.env (mode 0600)"
+                             % (spec["name"], account["name"], var))
+        return {"ANTHROPIC_API_KEY": value}, env, []
+    path = os.path.abspath(os.path.expanduser(account["config_dir"]))
+    if not os.path.isdir(path):
+        raise AgentError("agent %s: account %s: config_dir %s does not exist on this host; log in there with "
+                         "`CLAUDE_CONFIG_DIR=%s claude` first" % (spec["name"], account["name"], path, path))
+    env["CLAUDE_CONFIG_DIR"] = path
+    return {}, env, ["%s:%s:rw" % (path, path)]
+
+
 def user_line(text):
     """One stream-json input line carrying a user turn."""
     msg = {"type": "user", "message": {"role": "user", "content": text}}

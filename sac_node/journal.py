@@ -4,6 +4,7 @@ Every accepted turn is appended and fsynced before the caller hears "accepted".
 Records:
     {"op": "accepted", "id", "text", "ts", "key", "source"}
     {"op": "started", "id", "ts", "attempt"}
+    {"op": "requeued", "id", "ts", "reason"}     back to pending: it had not acted yet
     {"op": "completed" | "failed" | "interrupted" | "cancelled", "id", "ts", "text",
      "session_id", "usage", "timings", "error"}
 Replaying the log rebuilds every turn; a torn last line (a crash mid-write) is ignored.
@@ -58,7 +59,11 @@ class Journal:
         turn = self.turns.get(tid)
         if turn is None or turn["status"] in TERMINAL:
             return
-        if op == "started":
+        if op == "requeued":
+            turn["status"] = "pending"
+            turn["requeued"] = turn.get("requeued", 0) + 1
+            turn["last_requeue_reason"] = rec.get("reason")
+        elif op == "started":
             turn["status"] = "running"
             turn["started_at"] = rec.get("ts")
             turn["attempts"] = rec.get("attempt", turn["attempts"] + 1)
@@ -103,6 +108,11 @@ class Journal:
 
     def start(self, tid):
         self._append({"op": "started", "id": tid, "ts": self._clock(), "attempt": self.turns[tid]["attempts"] + 1})
+
+    def requeue(self, tid, reason):
+        """Put a running turn back in line (it did nothing yet, e.g. the account was rate-limited)."""
+        if self.turns[tid]["status"] == "running":
+            self._append({"op": "requeued", "id": tid, "ts": self._clock(), "reason": reason})
 
     def finish(self, tid, status, reply=None, session_id=None, usage=None, timings=None, error=None):
         """Record the one terminal state of a turn; a no-op if it already has one."""

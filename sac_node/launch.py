@@ -21,8 +21,11 @@ def resolve_workdir(spec, agent_dir):
     return os.path.normpath(workdir)
 
 
-def prepare(spec, agent_dir, state_dir, session_id=None, environ=None):
-    """Everything needed to start the engine; raises SacError with the fix when something is missing."""
+def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=None):
+    """Everything needed to start the engine; raises SacError with the fix when something is missing.
+
+    `account` is one of `claude.accounts` (its key or config dir replaces the provider's key).
+    """
     environ = os.environ if environ is None else environ
     runtime = sandbox.choose_runtime((spec.get("isolation") or {}).get("runtime", "auto"))
     is_claude = (spec.get("engine") or {}).get("kind", "claude") == "claude"
@@ -33,11 +36,17 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None):
     sandboxed = runtime != "none"
     argv = engine.build_argv(spec, binary, session_id=session_id, sandboxed=sandboxed and is_claude)
     env = engine.build_env(spec, agent_dir.home, environ)
-    secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ)
+    isolation = dict(spec.get("isolation") or {})
+    if account is not None:
+        secrets, account_env, binds = engine.account_launch(spec, account, state_dir.secrets(), environ)
+        env.update(account_env)
+        isolation["binds"] = list(isolation.get("binds") or []) + binds
+    else:
+        secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ)
     ro_paths = engine.install_paths(binary) if binary else _command_paths(argv)
     return sandbox.build_launch(
         runtime, argv, workdir=workdir, home=agent_dir.home, env=env, secrets=secrets,
-        isolation=spec.get("isolation") or {}, ro_paths=ro_paths, agent_dir=agent_dir.path)
+        isolation=isolation, ro_paths=ro_paths, agent_dir=agent_dir.path)
 
 
 def _command_paths(argv):

@@ -14,6 +14,7 @@ import signal
 import time
 
 from . import __version__, engine, launch
+from .accounts import AccountPool, classify
 from .journal import Journal
 from .protocol.errors import AgentNotRunning, SacError, TurnNotFound
 from .rpc import RpcPeer
@@ -45,6 +46,9 @@ class Shim:
         self.journal = Journal(agent_dir.journal, clock)
         self.transcript = Transcript(agent_dir.transcript, clock)
         self.tracker = RestartTracker.from_spec(self.spec.get("restart") or {})
+        claude = self.spec.get("claude") or {}
+        self.accounts = AccountPool(claude.get("accounts") or [], claude.get("quota") or {})
+        self._turn_used_tools = False
         self.state = states.STARTING
         self.proc = None
         self.current = None
@@ -117,6 +121,8 @@ class Shim:
 
     async def _supervise(self):
         while not self._stopping:
+            if not await self._account_ready():
+                return
             try:
                 await self._spawn()
             except SacError as exc:
@@ -143,6 +149,24 @@ class Shim:
                 return
             await self._sleep_unless_stopped(decision.delay)
 
+    async def _account_ready(self):
+        """With several accounts: wait (saying so) while all of them rest; False when stopped meanwhile."""
+        while self.accounts.enabled and not self._stopping:
+            now = self.clock()
+            before = self.accounts.current["name"]
+            account = self.accounts.usable(now)
+            if account is not None:
+                if account["name"] != before:
+                    self.supervisor_event("account_rotated", from_account=before, to_account=account["name"])
+                return True
+            wait = self.accounts.wait_s(now)
+            self.state = states.RESTARTING
+            self.last_error = "all %d accounts are rate-limited or out of quota; next try in %.0fs" % (
+                len(self.accounts.accounts), wait)
+            self.supervisor_event("accounts_exhausted", wait_s=round(wait, 1))
+            await self._sleep_unless_stopped(wait)
+        return not self._stopping
+
     async def _sleep_unless_stopped(self, delay):
         self._wake.clear()
         try:
@@ -159,7 +183,8 @@ class Shim:
         return (" (stderr: %s)" % self._stderr_tail[-1][:300]) if self._stderr_tail else ""
 
     async def _spawn(self):
-        plan = launch.prepare(self.spec, self.dir, self.state_dir, session_id=self.session_id)
+        plan = launch.prepare(self.spec, self.dir, self.state_dir, session_id=self.session_id,
+                              account=self.accounts.current)
         self.isolation = plan.properties
         for path, content in plan.secret_files.items():
             write_atomic(path, content, 0o600)
@@ -171,7 +196,8 @@ class Shim:
         self.engine_started_at = self.last_output_at = self.clock()
         self.state = states.IDLE
         self.supervisor_event("engine_started", pid=self.proc.pid, runtime=plan.properties.get("runtime"),
-                              resume=self.session_id)
+                              resume=self.session_id,
+                              account=self.accounts.current["name"] if self.accounts.enabled else None)
 
     async def _serve_turns(self):
         """Run pending turns until the engine exits; return its exit code."""
@@ -197,6 +223,7 @@ class Shim:
     async def _run_turn(self, turn, exited):
         tid = turn["id"]
         self.current, self._result, self.state = tid, asyncio.get_event_loop().create_future(), states.WORKING
+        self._turn_used_tools = False
         self.journal.start(tid)
         started = self.clock()
         self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
@@ -212,14 +239,54 @@ class Shim:
             await self._terminate()
             return
         status, reply, error = engine.result_outcome(event)
+        if status == "failed" and self.accounts.enabled and await self._quota_failure(tid, event, error):
+            return
         timings = {"queued_s": round(started - (turn.get("accepted_at") or started), 3),
                    "run_s": round(self.clock() - started, 3), "engine_ms": event.get("duration_ms")}
         self._finish(tid, status, reply=reply, session_id=event.get("session_id"), usage=event.get("usage"),
                      timings=timings, error=error)
         if status == "completed":
             self.tracker.record_success()
+            self.accounts.healthy()
+            await self._count_usage(event)
         else:
             self.last_error = error
+
+    async def _quota_failure(self, tid, event, error):
+        """Rate limit, quota or overload with several accounts: rest, rotate or back off; True if handled."""
+        kind = classify(event.get("api_error_status"), error)
+        if kind is None:
+            return False
+        if self._turn_used_tools:
+            self._finish(tid, "failed", error=error + " (not retried: the turn had already used tools)")
+        else:
+            self.journal.requeue(tid, error)
+            self.current, self.state = None, states.IDLE
+        account = self.accounts.current["name"]
+        if kind == "overloaded":
+            delay = self.accounts.overloaded()
+            self.last_error = "provider overloaded; backing off %.1fs on account %s" % (delay, account)
+            self.supervisor_event("overloaded_backoff", account=account, delay_s=round(delay, 1), error=error)
+            await self._sleep_unless_stopped(delay)
+            return True
+        rest = self.accounts.limited(self.clock(), error)
+        self.last_error = "account %s: %s; resting %.0fs" % (account, error, rest)
+        self.supervisor_event("account_limited", account=account, rest_s=round(rest, 1), error=error)
+        await self._switch_account("account %s limited" % account)
+        return True
+
+    async def _count_usage(self, event):
+        usage = event.get("usage") or {}
+        tokens = sum(v for k, v in usage.items() if k.endswith("_tokens") and isinstance(v, int))
+        reason = self.accounts.record_usage(tokens, self.clock())
+        if reason:
+            self.supervisor_event("account_rotating", account=self.accounts.current["name"], reason=reason)
+            await self._switch_account("account %s: %s" % (self.accounts.current["name"], reason))
+
+    async def _switch_account(self, why):
+        """Restart the engine; before it starts again the next usable account is chosen (session resumed)."""
+        self._kill_reason = why
+        await self._terminate()
 
     async def _await_result(self, exited, started):
         health = self.spec.get("health") or {}
@@ -262,6 +329,10 @@ class Shim:
             if event is None:
                 continue
             self.transcript.append(self.current, event)
+            if event.get("type") == "assistant" and any(
+                    isinstance(b, dict) and b.get("type") == "tool_use"
+                    for b in (event.get("message") or {}).get("content") or []):
+                self._turn_used_tools = True
             if event.get("session_id"):
                 self._save_session(event["session_id"])
             if event.get("type") == "result" and self._result is not None and not self._result.done():
@@ -363,6 +434,8 @@ class Shim:
             "isolation": self.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
             "labels": self.spec.get("labels") or {}, "workdir": launch.resolve_workdir(self.spec, self.dir),
             "fleet": self.spec.get("fleet"),
+            "account": self.accounts.current["name"] if self.accounts.enabled else None,
+            "accounts": self.accounts.snapshot(self.clock()),
         }
 
 

@@ -220,6 +220,33 @@ def _looks_like_key(value: str) -> bool:
     return len(value) >= 24 and "_" not in value and any(c.isdigit() for c in value) and any(c.islower() for c in value)
 
 
+class Account(_Model):
+    """One entry of ``claude.accounts``: an API key (by variable name) or an OAuth config dir."""
+
+    name: Annotated[str, AfterValidator(_agent_name)]
+    api_key_env: str | None = None
+    config_dir: NonEmpty | None = None
+    limit_tokens: Annotated[int, Field(strict=True, gt=0)] | None = None
+
+    _variable_name = field_validator("api_key_env", mode="before")(Provider._variable_name.__func__)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> "Account":
+        if (self.api_key_env is None) == (self.config_dir is None):
+            raise _invalid("give exactly one of api_key_env (an API key's variable name) or config_dir "
+                           "(a Claude Code config dir holding an OAuth login)")
+        return self
+
+
+class Quota(_Model):
+    """``claude.quota``: how an agent with several accounts meets rate limits and quota."""
+
+    rotate_at: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.9
+    cooldown_s: Seconds = 60.0
+    max_cooldown_s: Seconds = 900.0
+    overload_backoff_s: Seconds = 5.0
+
+
 class Claude(_Model):
     """``claude``: settings of the Claude Code engine."""
 
@@ -228,6 +255,16 @@ class Claude(_Model):
     allowed_tools: list[NonEmpty] = []
     flags: list[Flag] = []
     session: Literal["fresh", "continue"] = "fresh"
+    accounts: list[Account] = []
+    quota: Quota = Quota()
+
+    @model_validator(mode="after")
+    def _unique_accounts(self) -> "Claude":
+        names = [a.name for a in self.accounts]
+        for name in names:
+            if names.count(name) > 1:
+                raise _invalid("account name %r is used twice; names must be unique" % name)
+        return self
 
 
 class Backoff(_Model):

@@ -68,7 +68,9 @@ async def start(node, peer, p):
         await stop(node, peer, {"name": name})
     ensure_private_dir(agent.path)
     spec["hash"] = digest
-    launch.prepare(spec, agent, node.state)  # raises the user's fix before anything is running
+    # Raises the user's fix before anything is running: claude, sandbox, every account's credentials.
+    for account in (spec.get("claude") or {}).get("accounts") or [None]:
+        launch.prepare(spec, agent, node.state, account=account)
     fresh = (spec.get("claude") or {}).get("session", "fresh") == "fresh" or not os.path.exists(agent.session)
     if fresh and os.path.exists(agent.session):
         os.unlink(agent.session)

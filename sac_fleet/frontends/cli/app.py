@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from sac_node.protocol.errors import SacError
 
-from . import agents_cmd, fleet_cmd, provider_cmd, spec_cmd
+from . import accounts_cmd, agents_cmd, fleet_cmd, provider_cmd, spec_cmd
 
 app = typer.Typer(
     name="sac",
@@ -25,6 +25,7 @@ app.add_typer(spec_cmd.app, name="spec")
 app.add_typer(agents_cmd.app, name="agents")
 app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(provider_cmd.app, name="provider")
+app.add_typer(accounts_cmd.app, name="accounts")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 

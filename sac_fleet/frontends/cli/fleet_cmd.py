@@ -15,10 +15,11 @@ from rich.text import Text
 
 from sac_fleet.api import Fleet
 
-from . import render
+from . import render, serve_cmd
 from .agents_cmd import print_turn, progress_printer
 
 app = typer.Typer(no_args_is_help=True, help="Run agents across the hosts of an inventory.yaml.")
+app.add_typer(serve_cmd.app)  # `sac fleet serve`
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
