@@ -433,7 +433,7 @@ class Shim:
             "last_error": self.last_error, "usage": self.journal.usage_total(),
             "isolation": self.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
             "labels": self.spec.get("labels") or {}, "workdir": launch.resolve_workdir(self.spec, self.dir),
-            "fleet": self.spec.get("fleet"),
+            "fleet": self.spec.get("fleet"), "generation": self.spec.get("generation"),
             "account": self.accounts.current["name"] if self.accounts.enabled else None,
             "accounts": self.accounts.snapshot(self.clock()),
         }

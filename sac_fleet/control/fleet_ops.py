@@ -38,8 +38,15 @@ async def connect_all(inventory, only=None, deadline=None, accept_new=False, exi
     return existing
 
 
-async def plan_report(inventory, links, reschedule=False, prune=False):
+async def _observe(inventory, links):
+    """Observe every host, then fence duplicate singletons; returns (observed, fenced)."""
     observed = await reconciler.observe(links, _rpc_timeout(inventory))
+    fenced = await reconciler.fence_singletons(inventory, links, observed)
+    return observed, fenced
+
+
+async def plan_report(inventory, links, reschedule=False, prune=False):
+    observed, _ = await _observe(inventory, links)
     plan = reconciler.make_plan(inventory, links, observed, reschedule, prune)
     return {"plan": [a.to_dict() for a in plan.actions], "summary": plan.summary(),
             "hosts": [_host_row(inventory, links, observed, plan, h.name) for h in inventory.node_hosts()]}
@@ -47,23 +54,24 @@ async def plan_report(inventory, links, reschedule=False, prune=False):
 
 async def up(inventory, links, dry_run=False, prune=False, reschedule=False):
     """Observe, plan, apply. `changed` is False when nothing started or stopped."""
-    observed = await reconciler.observe(links, _rpc_timeout(inventory))
+    observed, fenced = await _observe(inventory, links)
     plan = reconciler.make_plan(inventory, links, observed, reschedule, prune)
-    results = [] if dry_run else await reconciler.apply_plan(plan, inventory, links)
+    results = [] if dry_run else await reconciler.apply_plan(plan, inventory, links, observed)
     if not dry_run:
         observed = await reconciler.observe(links, _rpc_timeout(inventory))
-    changed = any(r["changed"] for r in results)
+    changed = any(r["changed"] for r in results) or bool(fenced)
     bootstrapped = any(link.actions for link in links.values())
     return {
         "dry_run": dry_run, "changed": changed or bootstrapped,
         "plan": [a.to_dict() for a in plan.actions], "summary": plan.summary(), "results": results,
+        "fenced": fenced,
         "hosts": [_host_row(inventory, links, observed, plan, h.name) for h in inventory.node_hosts()],
         "ok": all(r["ok"] for r in results) and all(l.ok for l in links.values()) and not plan.unplaced,
     }
 
 
 async def status_report(inventory, links, only=None):
-    observed = await reconciler.observe(links, _rpc_timeout(inventory))
+    observed, fenced = await _observe(inventory, links)
     plan = reconciler.make_plan(inventory, links, observed)
     hosts = [h.name for h in inventory.node_hosts() if only is None or h.name == only]
     agents = []
@@ -77,7 +85,7 @@ async def status_report(inventory, links, only=None):
     ok = all(r["state"] == "ok" for r in host_rows) and not diff and all(
         a["state"] not in ("failed",) for a in agents)
     return {"inventory": str(inventory.path), "hosts": host_rows, "agents": agents, "diff": diff, "ok": ok,
-            "at": time.time()}
+            "fenced": fenced, "at": time.time()}
 
 
 async def down(inventory, links, agents_only=False):
@@ -118,10 +126,12 @@ async def locate(links):
         except SacError:
             return link.name, []
 
+    best = {}
     for host, agents in await asyncio.gather(*(one(l) for l in links.values() if l.ok)):
         for agent in agents:
-            if agent["state"] != "stopped" or agent["name"] not in where:
-                where[agent["name"]] = host
+            rank = (agent["state"] != "stopped", agent.get("generation") or 0)
+            if agent["name"] not in best or rank > best[agent["name"]]:
+                best[agent["name"]], where[agent["name"]] = rank, host
     return where
 
 
@@ -150,4 +160,4 @@ def _agent_row(status):
     return {"name": status["name"], "state": status["state"], "turns": turns,
             "heartbeat_age_s": status.get("heartbeat_age_s"), "last_error": status.get("last_error"),
             "restarts": status.get("restarts", 0), "pid": status.get("pid"),
-            "sandbox": (status.get("isolation") or {}).get("runtime")}
+            "sandbox": (status.get("isolation") or {}).get("runtime"), "generation": status.get("generation")}

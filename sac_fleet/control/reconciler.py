@@ -5,6 +5,7 @@ pure function of what was observed (sac_fleet.core.placement.place).
 """
 
 import asyncio
+import time
 
 from sac_node.protocol.errors import SacError
 
@@ -61,20 +62,69 @@ def make_plan(inventory, links, observed, reschedule=False, prune=False):
                  reschedule=reschedule, prune=prune)
 
 
-def node_spec(inventory, copy_name):
-    """The resolved spec a node receives for one agent copy (replicas get their copy's name)."""
+def node_spec(inventory, copy_name, generation=None):
+    """The resolved spec a node receives for one agent copy (replicas get their copy's name).
+
+    A singleton carries its generation: the fencing token that lets a newer copy
+    stop an older one (see fence_singletons).
+    """
     spec = inventory.agent(copy_name).spec.to_node()
     spec["name"] = copy_name
     spec["fleet"] = fleet_id(inventory)
+    if generation is not None:
+        spec["generation"] = generation
     return spec
 
 
-async def apply_plan(plan, inventory, links):
+def _copies(inventory, observed, name):
+    """[(generation, host)] of the live copies of `name` this fleet manages, on hosts that answered."""
+    return [(a.get("generation") or 0, host) for host, agents in observed.items() for a in agents
+            if a["name"] == name and a["state"] in LIVE_STATES and managed(inventory, a)]
+
+
+async def fence_singletons(inventory, links, observed):
+    """Where a singleton runs twice (a host came back after --reschedule), stop every copy but the newest.
+
+    Mutates `observed` so placement sees only the survivor; returns what was fenced.
+    """
+    fenced = []
+    for agent in inventory.agents:
+        if not agent.placement.singleton:
+            continue
+        copies = _copies(inventory, observed, agent.name)
+        if len(copies) < 2:
+            continue
+        winner = max(copies, key=lambda c: (c[0], [-ord(ch) for ch in c[1]]))
+        for generation, host in copies:
+            if (generation, host) == winner:
+                continue
+            try:
+                await links[host].client.fence_agent(agent.name, winner[0], by=winner[1])
+                fenced.append({"agent": agent.name, "host": host, "generation": generation,
+                               "by_host": winner[1], "by_generation": winner[0]})
+            except SacError as exc:
+                fenced.append({"agent": agent.name, "host": host, "error": exc.message})
+            observed[host] = [a for a in observed[host] if a["name"] != agent.name]
+    return fenced
+
+
+def _generation(inventory, observed, action):
+    """A new singleton copy outranks every copy seen; a kept one keeps its own."""
+    if not inventory.agent(action.agent).placement.singleton:
+        return None
+    copies = _copies(inventory, observed, action.agent)
+    if action.kind is ActionKind.KEEP:
+        return next((g for g, h in copies if h == action.host), None)
+    return max([int(time.time() * 1000)] + [g + 1 for g, _ in copies])
+
+
+async def apply_plan(plan, inventory, links, observed=None):
     """Stops first, then starts (the plan's order); keeps are re-sent so a changed spec rolls out.
 
     Returns one result per action: {action, ok, changed, error}.
     """
     results = []
+    observed = observed or {}
 
     async def run(action):
         link = links[action.host]
@@ -82,7 +132,8 @@ async def apply_plan(plan, inventory, links):
             if action.kind in (ActionKind.STOP, ActionKind.PRUNE):
                 await link.client.stop_agent(action.agent)
                 return {"action": action.to_dict(), "ok": True, "changed": True}
-            reply = await link.client.start_agent(node_spec(inventory, action.agent))
+            spec = node_spec(inventory, action.agent, _generation(inventory, observed, action))
+            reply = await link.client.start_agent(spec)
             return {"action": action.to_dict(), "ok": True, "changed": reply["changed"],
                     "status": reply["status"]}
         except SacError as exc:

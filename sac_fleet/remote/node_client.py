@@ -65,6 +65,9 @@ class NodeClient:
     async def stop_agent(self, name):
         return await self.call(m.AGENTS_STOP, {"name": name})
 
+    async def fence_agent(self, name, generation, by=None):
+        return await self.call(m.AGENTS_FENCE, {"name": name, "generation": generation, "by": by})
+
     async def restart_agent(self, name):
         return await self.call(m.AGENTS_RESTART, {"name": name})
 

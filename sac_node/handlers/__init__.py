@@ -15,6 +15,7 @@ HANDLERS = {
     m.AGENTS_STOP: agents.stop,
     m.AGENTS_RESTART: agents.restart,
     m.AGENTS_DELETE: agents.delete,
+    m.AGENTS_FENCE: agents.fence,
     m.AGENTS_LIST: agents.list_agents,
     m.AGENTS_STATUS: agents.status,
     m.TURNS_SUBMIT: turns.submit,

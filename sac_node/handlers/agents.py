@@ -62,6 +62,10 @@ async def start(node, peer, p):
     files = spec.pop("to_home", None) or {}
     digest = spec_hash(dict(spec, to_home=files))
     running = node.live_shim_pid(name)
+    try:
+        os.unlink(os.path.join(agent.path, "fenced.json"))
+    except FileNotFoundError:
+        pass
     if running and agent.exists() and _load_spec(agent).get("hash") == digest and not p.get("restart"):
         return {"status": await _status(node, name), "changed": False, "started": False}
     if running:
@@ -95,6 +99,24 @@ async def stop(node, peer, p):
         pass
     await node.wait_shim_exit(agent.name)
     return await _status(node, agent.name)
+
+
+async def fence(node, peer, p):
+    """agents.fence {name, generation, by} -> status
+
+    A singleton's copy of a lower generation than `generation` stops itself for
+    good (desired=stopped, its engine ends), so a host back from a partition
+    never keeps a second live copy next to the one rescheduled elsewhere.
+    """
+    agent = _agent(node, p["name"])
+    spec = _load_spec(agent)
+    own = spec.get("generation") or 0
+    if own >= p["generation"]:
+        return dict(await _status(node, agent.name), fenced=False)
+    write_atomic(os.path.join(agent.path, "fenced.json"), json.dumps(
+        {"generation": own, "by_generation": p["generation"], "by": p.get("by")}))
+    status = await stop(node, peer, {"name": agent.name})
+    return dict(status, fenced=True)
 
 
 async def restart(node, peer, p):
@@ -156,6 +178,7 @@ def offline_status(agent, now):
         "usage": journal.usage_total(), "isolation": {"runtime": (spec.get("isolation") or {}).get("runtime")},
         "heartbeat_age_s": None, "labels": spec.get("labels") or {},
         "workdir": launch.resolve_workdir(spec, agent), "fleet": spec.get("fleet"),
+        "generation": spec.get("generation"), "fenced": os.path.exists(os.path.join(agent.path, "fenced.json")),
     }
 
 

@@ -23,6 +23,7 @@ AGENTS_START = "agents.start"
 AGENTS_STOP = "agents.stop"
 AGENTS_RESTART = "agents.restart"
 AGENTS_DELETE = "agents.delete"
+AGENTS_FENCE = "agents.fence"
 AGENTS_LIST = "agents.list"
 AGENTS_STATUS = "agents.status"
 # turns

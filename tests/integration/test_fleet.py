@@ -179,3 +179,47 @@ def test_prune_stops_only_what_this_fleet_started(fleet_env):
                             capture_output=True, text=True)
     states = {a["name"]: a["state"] for a in json.loads(listed.stdout)}
     assert states["by-hand"] == "idle" and states["dropped"] == "stopped" and states["kept"] == "idle"
+
+
+def test_singleton_never_keeps_two_live_copies_after_a_partition(fleet_env):
+    h1, h2 = fleet_env.sshd.start(2)
+    fleet_env.add_host(h1, connect_timeout=3)
+    fleet_env.add_host(h2, connect_timeout=3)
+    fleet_env.doc["groups"] = {"pair": [h1.name, h2.name]}
+    fleet_env.add_agent("solo", {"group": "pair", "singleton": True})
+    inventory = fleet_env.write()
+    first = fleet_env.sac_json("fleet", "up", inventory)
+    home = [r["action"]["host"] for r in first["results"]][0]
+    away = h2 if home == h1.name else h1
+    home_host = h1 if home == h1.name else h2
+    old = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["solo"]
+
+    home_host.stop()  # partition: the copy keeps running there, unseen
+    held = fleet_env.sac_json("fleet", "up", inventory, check=False)
+    assert not [r for r in held["results"] if r["action"]["kind"] == "start"]
+    assert any(a["agent"] == "solo" and "--reschedule" in a["line"] for a in held["plan"])
+    moved = fleet_env.sac_json("fleet", "up", inventory, "--reschedule", check=False)
+    assert [(r["action"]["agent"], r["action"]["host"]) for r in moved["results"]
+            if r["action"]["kind"] == "start"] == [("solo", away.name)]
+    os.kill(old["pid"], 0)  # the stale copy still lives behind the partition
+
+    home_host.start()
+    status = fleet_env.sac_json("fleet", "status", inventory)
+    assert [f["host"] for f in status["fenced"]] == [home]
+    live = [a for a in status["agents"] if a["state"] != "stopped"]
+    assert [(a["name"], a["host"]) for a in live] == [("solo", away.name)]
+    assert live[0]["generation"] > old["generation"]
+    # the stale engine is gone
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.kill(old["pid"], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the fenced copy's engine is still running")
+    reply = fleet_env.sac("fleet", "send", "solo", "who answers?", "-i", inventory).stdout.strip()
+    assert reply == "echo: who answers?"
+    again = fleet_env.sac_json("fleet", "up", inventory)
+    assert not again["fenced"] and not [r for r in again["results"] if r["action"]["kind"] == "start"]

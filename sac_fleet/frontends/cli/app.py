@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from sac_node.protocol.errors import SacError
 
-from . import accounts_cmd, agents_cmd, fleet_cmd, provider_cmd, spec_cmd
+from . import accounts_cmd, agents_cmd, fleet_cmd, mcp_cmd, provider_cmd, spec_cmd
 
 app = typer.Typer(
     name="sac",
@@ -26,6 +26,7 @@ app.add_typer(agents_cmd.app, name="agents")
 app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(provider_cmd.app, name="provider")
 app.add_typer(accounts_cmd.app, name="accounts")
+app.add_typer(mcp_cmd.app, name="mcp")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -59,10 +60,9 @@ def main():
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # usage errors arrive here in non-standalone mode
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):  # click's (or typer's vendored click's) usage errors
+            show()
+            sys.exit(code)
         raise

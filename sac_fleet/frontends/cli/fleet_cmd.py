@@ -64,6 +64,15 @@ def fleet_agents_table(rows):
     return table
 
 
+def print_fenced(report):
+    for f in report.get("fenced") or []:
+        if f.get("error"):
+            err.print("[red]could not fence[/red] %s on %s: %s" % (f["agent"], f["host"], f["error"]))
+        else:
+            out.print("  fenced      %s on %s: a newer copy (generation %s) runs on %s; this stale one stopped"
+                      % (f["agent"], f["host"], f["by_generation"], f["by_host"]), markup=False)
+
+
 def plan_lines(actions, kinds=None):
     for a in actions:
         if kinds is None or a["kind"] in kinds:
@@ -116,6 +125,7 @@ def up(inventory: str = INVENTORY, dry_run: bool = typer.Option(False, "--dry-ru
         emit_json(report)
     else:
         out.print(hosts_table(report["hosts"]))
+        print_fenced(report)
         for line in plan_lines(report["plan"]):
             out.print(line, markup=False)
         for r in report["results"]:
@@ -138,6 +148,7 @@ def status(inventory: str = INVENTORY, host: str = typer.Option(None, "--host", 
     else:
         out.print(hosts_table(report["hosts"]))
         out.print(fleet_agents_table(report["agents"]))
+        print_fenced(report)
         if report["diff"]:
             out.print("[bold]desired vs actual[/bold]")
             for line in plan_lines(report["diff"]):
