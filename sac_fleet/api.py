@@ -55,6 +55,7 @@ class Fleet:
         self._client = None
         self.links = {}
         self._where = {}
+        self._connecting = None
 
     async def __aenter__(self):
         return self
@@ -73,14 +74,24 @@ class Fleet:
         """The NodeClient for `agent` (or this machine's node when there is no inventory)."""
         if self.inventory_path is None:
             if self._client is None or self._client.peer.closed:
-                self._client = await connect_local(self.state_dir)
+                async with self._lock():  # two first calls at once open one connection
+                    if self._client is None or self._client.peer.closed:
+                        self._client = await connect_local(self.state_dir)
             return self._client
         return await self._route(agent)
+
+    def _lock(self):
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        return self._connecting
 
     # -- agents -------------------------------------------------------------------
 
     async def start(self, target, restart=False):
-        """Start an agent from a spec file, an agent directory, or the name of a known agent."""
+        """Start an agent from a spec file, an agent directory, or the name of a known agent (this machine)."""
+        if self.inventory_path is not None:
+            raise SpecError("with an inventory, agents start where placement puts them: add %s to %s and run "
+                            "`sac fleet up`" % (target, self.inventory_path))
         node = await self.node()
         path = resolve_target(target, self.agents_dir)
         if path is None:
@@ -111,7 +122,15 @@ class Fleet:
         return await (await self.node(name)).delete_agent(name)
 
     async def list(self):
-        return await (await self.node()).list_agents()
+        """Every agent of this machine's node; with an inventory, of every host that answers (with `host`)."""
+        if self.inventory_path is None:
+            return await (await self.node()).list_agents()
+        await self.connect()
+        rows = []
+        for link in self.links.values():
+            if link.ok:
+                rows += [dict(status, host=link.name) for status in await link.client.list_agents()]
+        return rows
 
     async def status(self, name):
         return await (await self.node(name)).agent_status(name)
@@ -193,8 +212,9 @@ class Fleet:
 
     async def connect(self, hosts=None, deadline=None, on_host=None):
         """Connect to every node host concurrently (per-host timeouts under one deadline)."""
-        self.links = await _fleet_ops().connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
-                                                 self.links, on_host)
+        async with self._lock():
+            self.links = await _fleet_ops().connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
+                                                        self.links, on_host)
         return self.links
 
     async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None):
