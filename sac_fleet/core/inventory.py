@@ -265,9 +265,10 @@ def _resolve_host(doc, model, name, groups) -> Host:
     inherited = {field for field in defaults.model_fields_set if field not in own}
 
     def value(field):
-        if field in own:
+        # An explicit null means "not set": fall through to defaults, then sac's own.
+        if field in own and getattr(entry, field) is not None:
             return getattr(entry, field)
-        if field in inherited:
+        if field in inherited and getattr(defaults, field) is not None:
             return getattr(defaults, field)
         return SAC_DEFAULTS.get(field)
 
