@@ -9,7 +9,7 @@ import time
 from sac_node.protocol.errors import SacError
 
 from ..core.plan import ActionKind
-from ..remote.host_link import HostLink, open_link
+from ..remote.host_link import HostLink, carry_since, open_link
 from . import reconciler
 
 DEFAULT_DEADLINE_S = 60.0
@@ -25,10 +25,12 @@ async def connect_all(inventory, only=None, deadline=None, accept_new=False, exi
         link = existing.get(host.name)
         if link is not None and link.ok:
             return link
+        if link is not None:
+            await link.close()  # a dead link's connection and client are dropped before retrying
         if on_host:
             on_host(host.name, "connecting", "")
         timeout = min(deadline, host.connect_timeout + 20)
-        link = await open_link(inventory, host, accept_new, timeout)
+        link = carry_since(existing.get(host.name), await open_link(inventory, host, accept_new, timeout))
         if on_host:
             on_host(host.name, link.state, link.reason or ", ".join(link.actions) or "ready")
         return link
@@ -147,12 +149,18 @@ def _host_row(inventory, links, observed, plan, name):
                   and reconciler.managed(inventory, a)) if reachable else None
     return {
         "name": name, "state": link.state if not reachable or link.state != "ok" else "ok",
-        "reason": link.reason, "latency_ms": link.latency_ms,
+        "reason": _since(link) + link.reason, "since": link.since, "latency_ms": link.latency_ms,
         "transport": inventory.hosts[name].transport, "channel": link.channel,
         "python": link.facts.get("python"), "node_version": link.facts.get("version"),
         "node_sha": (link.facts.get("sha") or "")[:12], "agents_running": running, "agents_desired": desired,
         "bootstrap": link.actions,
     }
+
+
+def _since(link):
+    if link.state == "ok" or link.since is None:
+        return ""
+    return "since %s: " % time.strftime("%H:%M:%S", time.localtime(link.since))
 
 
 def _agent_row(status):

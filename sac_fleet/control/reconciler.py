@@ -21,7 +21,7 @@ async def observe(links, timeout):
         try:
             return link.name, await asyncio.wait_for(link.client.list_agents(), timeout)
         except asyncio.TimeoutError:
-            link.state, link.reason = "timed_out", "agents.list did not answer within %ss" % timeout
+            link.mark("timed_out", "agents.list did not answer within %ss" % timeout)
         except SacError as exc:
             link.down(exc)
         return link.name, None

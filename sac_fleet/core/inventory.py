@@ -35,7 +35,7 @@ HostName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]
 
 # Defaults of sac's own fields; ssh's fields (user, port, identity_file, known_hosts) have none here.
 SAC_DEFAULTS = {"transport": "ssh", "python": "python3", "state_dir": "~/.sac",
-                "connect_timeout": 10.0, "keepalive_s": 5.0}
+                "connect_timeout": 10.0, "keepalive_s": 2.0}
 
 
 def _empty_mapping(value: Any) -> Any:

@@ -40,6 +40,17 @@ class HostLink:
         self.name, self.state, self.reason = name, state, reason
         self.client, self.conn, self.facts = client, conn, facts or {}
         self.latency_ms, self.actions, self.channel = latency_ms, list(actions), channel
+        self.since = None if state == "ok" else time.time()
+        self._closing = False
+        if client is not None:
+            # The channel closes when SSH keepalives go unanswered (3 x keepalive_s) or the host drops us.
+            asyncio.ensure_future(client.peer.wait_closed()).add_done_callback(self._lost)
+
+    def _lost(self, _):
+        if not self._closing and self.state == "ok":
+            reason = self.client.peer.close_reason or "closed"
+            self.state, self.since = "unreachable", time.time()
+            self.reason = "connection lost (%s)" % reason
 
     @property
     def ok(self):
@@ -47,9 +58,16 @@ class HostLink:
 
     def down(self, exc):
         """Mark the link lost (e.g. the connection dropped mid-call)."""
-        self.state, self.reason = state_of(exc), exc.message if isinstance(exc, SacError) else str(exc)
+        self.mark(state_of(exc), exc.message if isinstance(exc, SacError) else str(exc))
+
+    def mark(self, state, reason):
+        """Set a non-ok state; `since` keeps the moment the host stopped answering."""
+        if self.state == "ok" or self.since is None:
+            self.since = time.time()
+        self.state, self.reason = state, reason
 
     async def close(self):
+        self._closing = True
         if self.client is not None:
             await self.client.close()
         if self.conn is not None:
@@ -88,6 +106,13 @@ async def open_link(inventory, host, accept_new_host_keys=False, timeout=None):
         return HostLink(host.name, "timed_out", "no answer within %ss (connect and bootstrap)" % timeout)
     except SacError as exc:
         return HostLink(host.name, state_of(exc), exc.message)
+
+
+def carry_since(old, new):
+    """A host that stays down keeps the time it went down."""
+    if old is not None and not new.ok and old.since is not None:
+        new.since = old.since
+    return new
 
 
 async def _open(inventory, host, accept_new, start):

@@ -64,7 +64,7 @@ class SSHTarget:
     known_hosts: str = DEFAULT_KNOWN_HOSTS
     ssh_config: str = DEFAULT_SSH_CONFIG
     connect_timeout: float = 10.0
-    keepalive_s: float = 5.0
+    keepalive_s: float = 2.0
     jump: Tuple["SSHTarget", ...] = ()
 
 

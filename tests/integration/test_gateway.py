@@ -7,10 +7,6 @@ node); the last test puts the gateway in front of a real sshd host.
 import asyncio
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -20,6 +16,7 @@ import yaml
 
 from sac_fleet.provider.server import ProviderServer
 from tests.fixtures.agents import SacEnv
+from tests.fixtures.gateway import GatewayProcess
 from tests.fixtures.tools import require
 
 pytestmark = pytest.mark.integration
@@ -28,54 +25,6 @@ SCRIPT = {"rules": [
     {"match": "very slow", "reply": "you will not see this", "fault": {"chunk_delay": 3.0}},
     {"match": "slow", "reply": "slowly done", "fault": {"chunk_delay": 0.5}},
 ]}
-
-
-def serve_argv():
-    """`sac fleet serve` once the CLI has it, else the command's own module."""
-    from sac_fleet.frontends.cli import fleet_cmd, serve_cmd
-
-    wired = any(c.callback is serve_cmd.serve for c in fleet_cmd.app.registered_commands) or any(
-        g.typer_instance is serve_cmd.app for g in fleet_cmd.app.registered_groups)
-    if wired:
-        return [sys.executable, "-m", "sac_fleet", "fleet", "serve"]
-    return [sys.executable, "-m", "sac_fleet.frontends.cli.serve_cmd"]
-
-
-class GatewayProcess:
-    """A running `sac fleet serve --port 0`: its URL, its printed lines, its token."""
-
-    def __init__(self, env, *args, print_token=True):
-        self.log_path = os.path.join(os.path.dirname(env["SAC_HOME"]), "gateway-%s.log" % uuid.uuid4().hex[:6])
-        argv = serve_argv() + [str(a) for a in args] + ["--port", "0"] + (["--print-token"] if print_token else [])
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-        self.lines = []
-        while not any(l.startswith("token file:") for l in self.lines):
-            line = self.proc.stdout.readline()
-            if not line:
-                code = self.stop()
-                raise AssertionError("gateway exited %s: %s\n%s" % (code, self.lines, self.log()))
-            self.lines.append(line.strip())
-        if print_token:
-            self.lines.append(self.proc.stdout.readline().strip())
-        self.url = next(l for l in self.lines if l.startswith("sac gateway on")).split()[3]
-        self.token = next((l.split()[1] for l in self.lines if l.startswith("token:")), None)
-
-    def log(self):
-        with open(self.log_path) as fh:
-            return fh.read()
-
-    def stop(self):
-        """SIGTERM, like a service manager; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-        finally:
-            self.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ log = logging.getLogger("sac.gateway")
 class Gateway:
     """Turns, agents and transcripts of one Fleet (an inventory's hosts, or this machine's node)."""
 
-    def __init__(self, fleet, reconnect_s=10.0):
+    def __init__(self, fleet, reconnect_s=30.0):
         self.fleet = fleet
         self.local = fleet.inventory_path is None
         self.started_at = time.time()
@@ -36,15 +36,19 @@ class Gateway:
         return links
 
     async def _keep_connected(self):
-        """Reopen the links of hosts that dropped or never answered, every `reconnect_s`."""
+        """Reopen the links of hosts that dropped or never answered: after 1 s, then 2, 4 ... up to
+        `reconnect_s` while they stay down; rows recover by themselves when the host is back."""
+        delay = 1.0
         while True:
-            await asyncio.sleep(self.reconnect_s)
+            await asyncio.sleep(delay if not all(l.ok for l in self.fleet.links.values()) else 1.0)
             if all(link.ok for link in self.fleet.links.values()):
+                delay = 1.0
                 continue
             try:
                 await self.fleet.connect()
             except SacError as exc:
                 log.warning("reconnecting hosts: %s", exc.message)
+            delay = min(self.reconnect_s, delay * 2)
 
     async def close(self):
         if self._keeper is not None:

@@ -1,0 +1,79 @@
+"""Hosts that drop and come back, seen through a long-lived gateway (real sshd, real agents)."""
+
+import asyncio
+import os
+import signal
+import time
+
+import aiohttp
+import pytest
+
+from tests.fixtures.gateway import GatewayProcess
+
+pytestmark = pytest.mark.integration
+
+
+async def get(gw, path):
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer " + gw.token}) as session:
+        async with session.get(gw.url + path) as resp:
+            return resp.status, await resp.json()
+
+
+async def turn(gw, agent, text, timeout_s=30):
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer " + gw.token}) as session:
+        async with session.post(gw.url + "/v1/turn", json={"agent": agent, "text": text,
+                                                           "timeout_s": timeout_s}) as resp:
+            return resp.status, await resp.json()
+
+
+def freeze(host, sig):
+    """SIGSTOP/SIGCONT a host's sshd and its sessions: packets go unanswered, TCP stays open."""
+    from tests.fixtures.sshd import _children
+
+    for pid in [host.process.pid] + _children(host.process.pid):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+async def wait_host(gw, name, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, report = await get(gw, "/v1/status")
+        row = next(h for h in report["hosts"] if h["name"] == name)
+        if predicate(row):
+            return row, report
+        await asyncio.sleep(0.5)
+    raise AssertionError("host %s never matched; last row: %r" % (name, row))
+
+
+async def test_dead_host_is_detected_by_keepalive_and_recovers_by_itself(fleet_env):
+    h1, h2 = fleet_env.sshd.start(2)
+    fleet_env.add_host(h1)
+    fleet_env.add_host(h2, connect_timeout=3)  # keepalive_s defaults to 2: dead after 3 missed = 6 s
+    fleet_env.add_agent("steady", {"hosts": [h1.name]})
+    fleet_env.add_agent("flaky", {"hosts": [h2.name]})
+    inventory = fleet_env.write()
+    assert fleet_env.sac_json("fleet", "up", inventory)["ok"]
+    gw = GatewayProcess(fleet_env.env, inventory)
+    try:
+        assert (await turn(gw, "flaky", "before"))[1]["text"] == "echo: before"
+        freeze(h2, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        row, report = await wait_host(gw, h2.name, lambda r: r["state"] != "ok", timeout=30)
+        detected = time.monotonic() - frozen_at
+        assert detected < 12, "took %.1fs to notice" % detected  # 6 s of keepalives, plus polling
+        assert row["reason"].startswith("since ") and row["agents_running"] is None
+        assert any(d["agent"] == "flaky" for d in report["diff"])
+        status, answer = await turn(gw, "steady", "unaffected")
+        assert status == 200 and answer["text"] == "echo: unaffected"
+
+        freeze(h2, signal.SIGCONT)
+        row, _ = await wait_host(gw, h2.name, lambda r: r["state"] == "ok", timeout=45)
+        assert row["agents_running"] == 1
+        status, answer = await turn(gw, "flaky", "after")
+        assert status == 200 and answer["text"] == "echo: after"
+    finally:
+        freeze(h2, signal.SIGCONT)
+        assert gw.stop() == 0
