@@ -198,8 +198,10 @@ class Bench:
 
     def wipe(self):
         """Cold hosts: kill every node daemon and session process, empty the state dirs."""
+        # Only the daemons (their argv names the state dir): SIGKILLing a shell that is still inside
+        # ~/.bashrc could leave a lock behind (pyenv rehash's) that stalls every shell of this user.
         for host in self.hosts:
-            kill_all(processes_mentioning(str(host.state_dir)) + host.session_pids())
+            kill_all(processes_mentioning(str(host.state_dir)))
         deadline = time.monotonic() + 10
         while any(processes_mentioning(str(h.state_dir)) for h in self.hosts) and time.monotonic() < deadline:
             time.sleep(0.02)
