@@ -46,7 +46,8 @@ class Fleet:
     its own connection, all at once, and turns are routed to wherever an agent runs.
     """
 
-    def __init__(self, inventory=None, state_dir=None, agents_dir=None, accept_new_host_keys=False):
+    def __init__(self, inventory=None, state_dir=None, agents_dir=None, accept_new_host_keys=False,
+                 via_gateway=False):
         self.inventory_path = inventory
         self.inventory = None
         self.state_dir = state_dir
@@ -56,6 +57,8 @@ class Fleet:
         self.links = {}
         self._where = {}
         self._connecting = None
+        # Send turns through a running `sac fleet serve` of the same inventory when there is one.
+        self.via_gateway = via_gateway
 
     async def __aenter__(self):
         return self
@@ -154,6 +157,12 @@ class Fleet:
 
         Raises TurnTimeout (carrying the turn id) when `timeout` passes first; the turn keeps running.
         """
+        if self.via_gateway:
+            from .remote.gateway_client import discover
+
+            gateway = discover(self.inventory_path)
+            if gateway is not None:
+                return await gateway.send(name, text, wait, timeout, on_record, key)
         node = await self.node(name)
         accepted = await node.submit(name, text, key)
         turn = accepted["turn"]

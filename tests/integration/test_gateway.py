@@ -380,3 +380,30 @@ async def rpc_to(gateway, agent, method, params):
                                                                        "params": params})
     assert status == 200, body
     return body
+
+
+async def test_cli_send_goes_through_a_running_gateway(fleet_env):
+    host, = fleet_env.sshd.start(1)
+    fleet_env.add_host(host)
+    fleet_env.add_agent("remote2", {"hosts": [host.name]})
+    inventory = fleet_env.write()
+    assert fleet_env.sac_json("fleet", "up", inventory)["ok"]
+    direct = fleet_env.sac("fleet", "send", "remote2", "direct", "-i", inventory)
+    gateway = GatewayProcess(fleet_env.env, inventory)
+    try:
+        via = fleet_env.sac("fleet", "send", "remote2", "via gateway", "-i", inventory)
+        assert via.stdout.strip() == "echo: via gateway"
+        # the same output as the direct path: progress on stderr, reply on stdout
+        assert direct.stdout.strip() == "echo: direct"
+        assert "assistant  echo: via gateway" in via.stderr and "assistant  echo: direct" in direct.stderr
+        assert "POST /v1/turn" in gateway.log()
+        as_json = json.loads(fleet_env.sac("fleet", "send", "remote2", "json please", "-i", inventory,
+                                           "--json").stdout)
+        assert as_json["status"] == "completed" and as_json["reply"] == "echo: json please"
+        missing = fleet_env.sac("fleet", "send", "ghost", "x", "-i", inventory, check=False)
+        assert missing.returncode == 2 and "ghost" in missing.stderr and "Traceback" not in missing.stderr
+    finally:
+        assert gateway.stop() == 0
+    assert not (fleet_env.root / "head-home" / "gateway.json").exists()
+    after = fleet_env.sac("fleet", "send", "remote2", "direct again", "-i", inventory)
+    assert after.stdout.strip() == "echo: direct again"

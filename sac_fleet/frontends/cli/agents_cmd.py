@@ -19,7 +19,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def run(coro_fn):
     """Run `coro_fn(fleet)` with a Fleet that is closed afterwards."""
     async def main():
-        async with Fleet() as fleet:
+        async with Fleet(via_gateway=True) as fleet:
             return await coro_fn(fleet)
     return asyncio.run(main())
 

@@ -28,8 +28,12 @@ HOST_STYLE = {"ok": "green", "connecting": "yellow"}
 
 
 def run(inventory, coro_fn, accept_new=False):
+    from sac_fleet.core.inventory import resolve_inventory_path
+
+    inventory = str(resolve_inventory_path(inventory))  # INVENTORY, else $SAC_INVENTORY, else ./inventory.yaml
+
     async def main():
-        async with Fleet(inventory=inventory, accept_new_host_keys=accept_new) as fleet:
+        async with Fleet(inventory=inventory, accept_new_host_keys=accept_new, via_gateway=True) as fleet:
             fleet.load()
             return await coro_fn(fleet)
     return asyncio.run(main())

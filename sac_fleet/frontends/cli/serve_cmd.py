@@ -54,6 +54,7 @@ def serve(inventory: str = typer.Argument(None, help="An inventory: serve its ho
     """Serve the fleet over HTTP: POST /v1/turn, turn lookup, status, SSE transcripts and A2A."""
     from sac_fleet.frontends.gateway.auth import load_or_create_token, token_path
     from sac_fleet.frontends.gateway.http import serve as run_gateway
+    from sac_fleet.remote.gateway_client import register, unregister
 
     path = token_path()
     token = load_or_create_token(path)
@@ -68,12 +69,14 @@ def serve(inventory: str = typer.Argument(None, help="An inventory: serve its ho
             _say("host %-12s %s %s" % (name, state, detail or ""))
 
     def on_ready(url):
+        registered.append(register(url, inventory, path))
         _say("sac gateway on %s serving %s" % (url, inventory or "this machine's agents"))
         _say("token file: %s (send `Authorization: Bearer <token>`)" % path)
         if print_token:
             _say("token: %s" % token)
 
     fleet = Fleet(inventory=inventory, accept_new_host_keys=accept_new)
+    registered = []
     try:
         asyncio.run(run_gateway(fleet, host, port, token, on_ready=on_ready, on_host=on_host, access_log=access_log))
     except OSError as exc:
@@ -81,6 +84,9 @@ def serve(inventory: str = typer.Argument(None, help="An inventory: serve its ho
             raise
         err.print("[red]error:[/red] cannot listen on %s:%d: %s (choose another --port)" % (host, port, exc.strerror))
         raise typer.Exit(2)
+    finally:
+        for registry in registered:
+            unregister(registry)
 
 
 if __name__ == "__main__":
