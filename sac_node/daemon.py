@@ -18,7 +18,7 @@ import time
 from . import __version__
 from .protocol.errors import AgentNotRunning, SacError
 from .rpc import RpcPeer, open_unix_peer
-from .state_dir import StateDir, write_atomic
+from .state_dir import write_atomic
 
 log = logging.getLogger("sac_node.daemon")
 

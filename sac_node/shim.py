@@ -14,9 +14,11 @@ import signal
 import time
 
 from . import __version__, engine, launch
-from .accounts import AccountPool, classify
+from .accounts import AccountPool
+from .handlers import shim_side
+from .quota import QuotaGuard
 from .journal import Journal
-from .protocol.errors import AgentNotRunning, SacError, TurnNotFound
+from .protocol.errors import SacError, TurnNotFound
 from .rpc import RpcPeer
 from .state_dir import StateDir, write_atomic
 from .supervision import states
@@ -48,7 +50,8 @@ class Shim:
         self.tracker = RestartTracker.from_spec(self.spec.get("restart") or {})
         claude = self.spec.get("claude") or {}
         self.accounts = AccountPool(claude.get("accounts") or [], claude.get("quota") or {})
-        self._turn_used_tools = False
+        self.quota = QuotaGuard(self)
+        self.turn_used_tools = False
         self.state = states.STARTING
         self.proc = None
         self.current = None
@@ -59,8 +62,8 @@ class Shim:
         self.isolation = {}
         self.session_id = self._load_session()
         self._wake = asyncio.Event()
-        self._stopping = False
-        self._kill_reason = None
+        self.stopping = False
+        self.kill_reason = None
         self._result = None
         self._waiters = {}
         self._stderr_tail = []
@@ -70,7 +73,7 @@ class Shim:
     async def run(self):
         """Serve until asked to stop; returns the process exit code."""
         for turn in self.journal.running():
-            self._finish(turn["id"], "interrupted", error="the agent's shim restarted while this turn ran")
+            self.finish_turn(turn["id"], "interrupted", error="the agent's shim restarted while this turn ran")
         server = await asyncio.start_unix_server(self._on_client, path=self._fresh_socket())
         os.chmod(self.dir.socket, 0o600)
         write_atomic(self.dir.shim_info, json.dumps({"pid": os.getpid(), "socket": self.dir.socket,
@@ -120,8 +123,8 @@ class Shim:
     # -- supervision ----------------------------------------------------------------
 
     async def _supervise(self):
-        while not self._stopping:
-            if not await self._account_ready():
+        while not self.stopping:
+            if not await self.quota.account_ready():
                 return
             try:
                 await self._spawn()
@@ -132,8 +135,8 @@ class Shim:
                 return
             code = await self._serve_turns()
             ran = self.clock() - self.engine_started_at
-            requested, reason = self._stopping, self._kill_reason
-            self._kill_reason = None
+            requested, reason = self.stopping, self.kill_reason
+            self.kill_reason = None
             if reason and not requested:
                 self.supervisor_event("engine_restart", reason=reason)
                 self.state = states.RESTARTING
@@ -147,27 +150,9 @@ class Shim:
                 if decision.state == states.FAILED:
                     await self._wait_stop()
                 return
-            await self._sleep_unless_stopped(decision.delay)
+            await self.sleep_unless_stopped(decision.delay)
 
-    async def _account_ready(self):
-        """With several accounts: wait (saying so) while all of them rest; False when stopped meanwhile."""
-        while self.accounts.enabled and not self._stopping:
-            now = self.clock()
-            before = self.accounts.current["name"]
-            account = self.accounts.usable(now)
-            if account is not None:
-                if account["name"] != before:
-                    self.supervisor_event("account_rotated", from_account=before, to_account=account["name"])
-                return True
-            wait = self.accounts.wait_s(now)
-            self.state = states.RESTARTING
-            self.last_error = "all %d accounts are rate-limited or out of quota; next try in %.0fs" % (
-                len(self.accounts.accounts), wait)
-            self.supervisor_event("accounts_exhausted", wait_s=round(wait, 1))
-            await self._sleep_unless_stopped(wait)
-        return not self._stopping
-
-    async def _sleep_unless_stopped(self, delay):
+    async def sleep_unless_stopped(self, delay):
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wait_stop(), delay)
@@ -175,7 +160,7 @@ class Shim:
             pass
 
     async def _wait_stop(self):
-        while not self._stopping:
+        while not self.stopping:
             self._wake.clear()
             await self._wake.wait()
 
@@ -204,7 +189,7 @@ class Shim:
         reader = asyncio.ensure_future(self._read_stdout())
         errs = asyncio.ensure_future(self._read_stderr())
         exited = asyncio.ensure_future(self.proc.wait())
-        while not exited.done() and not self._stopping:
+        while not exited.done() and not self.stopping:
             pending = self.journal.pending()
             if not pending:
                 self._wake.clear()
@@ -212,18 +197,18 @@ class Shim:
                                    return_when=asyncio.FIRST_COMPLETED)
                 continue
             await self._run_turn(pending[0], exited)
-        if self._stopping and not exited.done():
-            await self._terminate()
+        if self.stopping and not exited.done():
+            await self.terminate()
         code = await exited
         await asyncio.wait([reader, errs], timeout=2)
         if self.current:
-            self._finish(self.current, "interrupted", error="engine exited (code %s) during the turn" % code)
+            self.finish_turn(self.current, "interrupted", error="engine exited (code %s) during the turn" % code)
         return code
 
     async def _run_turn(self, turn, exited):
         tid = turn["id"]
         self.current, self._result, self.state = tid, asyncio.get_event_loop().create_future(), states.WORKING
-        self._turn_used_tools = False
+        self.turn_used_tools = False
         self.journal.start(tid)
         started = self.clock()
         self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
@@ -234,59 +219,23 @@ class Shim:
         except (BrokenPipeError, ConnectionResetError, EngineExited):
             return  # _serve_turns marks the turn interrupted once the exit code is known
         except asyncio.TimeoutError as exc:
-            self._finish(tid, "failed", error=str(exc))
-            self._kill_reason = str(exc)
-            await self._terminate()
+            self.finish_turn(tid, "failed", error=str(exc))
+            self.kill_reason = str(exc)
+            await self.terminate()
             return
         status, reply, error = engine.result_outcome(event)
-        if status == "failed" and self.accounts.enabled and await self._quota_failure(tid, event, error):
+        if status == "failed" and self.accounts.enabled and await self.quota.failure(tid, event, error):
             return
         timings = {"queued_s": round(started - (turn.get("accepted_at") or started), 3),
                    "run_s": round(self.clock() - started, 3), "engine_ms": event.get("duration_ms")}
-        self._finish(tid, status, reply=reply, session_id=event.get("session_id"), usage=event.get("usage"),
+        self.finish_turn(tid, status, reply=reply, session_id=event.get("session_id"), usage=event.get("usage"),
                      timings=timings, error=error)
         if status == "completed":
             self.tracker.record_success()
             self.accounts.healthy()
-            await self._count_usage(event)
+            await self.quota.count_usage(event)
         else:
             self.last_error = error
-
-    async def _quota_failure(self, tid, event, error):
-        """Rate limit, quota or overload with several accounts: rest, rotate or back off; True if handled."""
-        kind = classify(event.get("api_error_status"), error)
-        if kind is None:
-            return False
-        if self._turn_used_tools:
-            self._finish(tid, "failed", error=error + " (not retried: the turn had already used tools)")
-        else:
-            self.journal.requeue(tid, error)
-            self.current, self.state = None, states.IDLE
-        account = self.accounts.current["name"]
-        if kind == "overloaded":
-            delay = self.accounts.overloaded()
-            self.last_error = "provider overloaded; backing off %.1fs on account %s" % (delay, account)
-            self.supervisor_event("overloaded_backoff", account=account, delay_s=round(delay, 1), error=error)
-            await self._sleep_unless_stopped(delay)
-            return True
-        rest = self.accounts.limited(self.clock(), error)
-        self.last_error = "account %s: %s; resting %.0fs" % (account, error, rest)
-        self.supervisor_event("account_limited", account=account, rest_s=round(rest, 1), error=error)
-        await self._switch_account("account %s limited" % account)
-        return True
-
-    async def _count_usage(self, event):
-        usage = event.get("usage") or {}
-        tokens = sum(v for k, v in usage.items() if k.endswith("_tokens") and isinstance(v, int))
-        reason = self.accounts.record_usage(tokens, self.clock())
-        if reason:
-            self.supervisor_event("account_rotating", account=self.accounts.current["name"], reason=reason)
-            await self._switch_account("account %s: %s" % (self.accounts.current["name"], reason))
-
-    async def _switch_account(self, why):
-        """Restart the engine; before it starts again the next usable account is chosen (session resumed)."""
-        self._kill_reason = why
-        await self._terminate()
 
     async def _await_result(self, exited, started):
         health = self.spec.get("health") or {}
@@ -306,7 +255,7 @@ class Shim:
             if exited in done:
                 raise EngineExited()
 
-    def _finish(self, tid, status, **fields):
+    def finish_turn(self, tid, status, **fields):
         if self.journal.finish(tid, status, **fields):
             turn = self.journal.turns[tid]
             self.transcript.append(tid, {"type": "sac", "subtype": "turn_ended", "status": status,
@@ -332,7 +281,7 @@ class Shim:
             if event.get("type") == "assistant" and any(
                     isinstance(b, dict) and b.get("type") == "tool_use"
                     for b in (event.get("message") or {}).get("content") or []):
-                self._turn_used_tools = True
+                self.turn_used_tools = True
             if event.get("session_id"):
                 self._save_session(event["session_id"])
             if event.get("type") == "result" and self._result is not None and not self._result.done():
@@ -348,7 +297,7 @@ class Shim:
                 self._stderr_tail = (self._stderr_tail + [text])[-20:]
                 log.info("[agent=%s] engine stderr: %s", self.name, text)
 
-    async def _terminate(self):
+    async def terminate(self):
         if self.proc is None or self.proc.returncode is not None:
             return
         try:
@@ -367,8 +316,6 @@ class Shim:
     # -- control socket -----------------------------------------------------------
 
     async def _on_client(self, reader, writer):
-        from .handlers import shim_side
-
         peer = RpcPeer(reader, writer, shim_side.handlers(self), name="daemon")
         await peer.run()
         for sub in [s for s, (p, _) in self.transcript.subscribers.items() if p is peer]:
@@ -401,43 +348,22 @@ class Shim:
     async def cancel_turn(self, tid):
         turn = self.get_turn(tid)
         if turn["status"] == "pending":
-            self._finish(tid, "cancelled", error="cancelled before it started")
+            self.finish_turn(tid, "cancelled", error="cancelled before it started")
         elif turn["status"] == "running":
-            self._finish(tid, "cancelled", error="cancelled while running; the engine was restarted")
-            self._kill_reason = "turn %s cancelled" % tid
-            await self._terminate()
+            self.finish_turn(tid, "cancelled", error="cancelled while running; the engine was restarted")
+            self.kill_reason = "turn %s cancelled" % tid
+            await self.terminate()
         return self.get_turn(tid)
 
     def stop(self):
         """Stop the engine (a running turn ends interrupted; pending turns stay pending) and exit."""
-        self._stopping = True
+        self.stopping = True
         self._wake.set()
-        asyncio.ensure_future(self._terminate())
+        asyncio.ensure_future(self.terminate())
 
     def status(self):
-        counts = self.journal.counts()
-        hb = None
-        try:
-            hb = max(0.0, self.clock() - os.stat(self.dir.heartbeat).st_mtime)
-        except OSError:
-            pass
-        running = self.proc is not None and self.proc.returncode is None
-        return {
-            "name": self.name, "state": self.state, "pid": self.proc.pid if running else None,
-            "shim_pid": os.getpid(), "uptime_s": round(self.clock() - self.started_at, 1),
-            "engine_uptime_s": round(self.clock() - self.engine_started_at, 1) if running else None,
-            "restarts": self.tracker.restarts, "session_id": self.session_id,
-            "turns": {"completed": counts["completed"], "pending": counts["pending"] + counts["running"],
-                      "failed": counts["failed"] + counts["interrupted"], "cancelled": counts["cancelled"]},
-            "current_turn": self.current, "last_turn_at": self.journal.last_turn_at(),
-            "last_error": self.last_error, "usage": self.journal.usage_total(),
-            "isolation": self.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
-            "labels": self.spec.get("labels") or {}, "workdir": launch.resolve_workdir(self.spec, self.dir),
-            "fleet": self.spec.get("fleet"), "generation": self.spec.get("generation"),
-            "account": self.accounts.current["name"] if self.accounts.enabled else None,
-            "accounts": self.accounts.snapshot(self.clock()),
-        }
-
+        """agents.status: see handlers/shim_side.status_of."""
+        return shim_side.status_of(self)
 
 def main(agent_path):
     """Entry point: `python -m sac_node shim <agent dir>`."""

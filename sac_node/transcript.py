@@ -4,7 +4,6 @@ Each record is {"seq", "ts", "turn", "event"}; subscribers get them as notificat
 """
 
 import json
-import os
 import time
 from collections import deque
 

@@ -4,6 +4,9 @@ The daemon forwards the agent-scoped methods of its own table here unchanged,
 minus the `agent` field.
 """
 
+import os
+
+from .. import launch
 from ..protocol import messages as m
 
 
@@ -61,4 +64,30 @@ def handlers(shim):
         m.TURNS_SUBMIT: submit, m.TURNS_GET: get, m.TURNS_WAIT: wait, m.TURNS_CANCEL: cancel,
         m.TURNS_LIST: list_turns, m.AGENTS_STATUS: status, m.AGENTS_STOP: stop,
         m.EVENTS_SUBSCRIBE: subscribe, m.EVENTS_UNSUBSCRIBE: unsubscribe, m.EVENTS_TAIL: tail,
+    }
+
+
+def status_of(shim):
+    """agents.status: the agent as the head sees it (see docs/architecture.md)."""
+    counts = shim.journal.counts()
+    hb = None
+    try:
+        hb = max(0.0, shim.clock() - os.stat(shim.dir.heartbeat).st_mtime)
+    except OSError:
+        pass
+    running = shim.proc is not None and shim.proc.returncode is None
+    return {
+        "name": shim.name, "state": shim.state, "pid": shim.proc.pid if running else None,
+        "shim_pid": os.getpid(), "uptime_s": round(shim.clock() - shim.started_at, 1),
+        "engine_uptime_s": round(shim.clock() - shim.engine_started_at, 1) if running else None,
+        "restarts": shim.tracker.restarts, "session_id": shim.session_id,
+        "turns": {"completed": counts["completed"], "pending": counts["pending"] + counts["running"],
+                  "failed": counts["failed"] + counts["interrupted"], "cancelled": counts["cancelled"]},
+        "current_turn": shim.current, "last_turn_at": shim.journal.last_turn_at(),
+        "last_error": shim.last_error, "usage": shim.journal.usage_total(),
+        "isolation": shim.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
+        "labels": shim.spec.get("labels") or {}, "workdir": launch.resolve_workdir(shim.spec, shim.dir),
+        "fleet": shim.spec.get("fleet"), "generation": shim.spec.get("generation"),
+        "account": shim.accounts.current["name"] if shim.accounts.enabled else None,
+        "accounts": shim.accounts.snapshot(shim.clock()),
     }
