@@ -45,6 +45,7 @@ from sac_fleet.remote import bootstrap as bootstrap_mod  # noqa: E402
 from sac_fleet.remote import host_link, node_client, ssh  # noqa: E402
 from sac_fleet.remote.pyz import build_pyz  # noqa: E402
 from sac_node import __version__ as SAC_VERSION  # noqa: E402
+from tests.fixtures import sshd as sshd_fixture  # noqa: E402
 from tests.fixtures.sshd import SshdFleet, sshd_available  # noqa: E402
 
 GOALS = {"warm_status": 0.25, "cold_up": 1.0}  # x ansible ping (median)
@@ -167,6 +168,19 @@ def probe_phase(info):
 CLOCK = PhaseClock()
 
 
+def merge_setenv(config_text):
+    """sshd honours only its first `SetEnv` line: fold every SetEnv of a config into that one."""
+    def text(host):
+        lines = config_text(host).splitlines()
+        pairs = [pair for line in lines if line.startswith("SetEnv ") for pair in line.split()[1:]]
+        kept = [line for line in lines if not line.startswith("SetEnv ")]
+        return "\n".join(kept + (["SetEnv " + " ".join(pairs)] if pairs else [])) + "\n"
+    return text
+
+
+sshd_fixture._config_text = merge_setenv(sshd_fixture._config_text)
+
+
 # -- the hosts --------------------------------------------------------------------------------------
 
 
@@ -178,7 +192,9 @@ class Bench:
         self.sshd = SshdFleet(self.root / "sshd")
         # SHLVL=1 from sshd makes bash skip ~/.bashrc (it sources it for ssh commands only at SHLVL < 2)
         extra = ["SetEnv SHLVL=1"] if args.skip_bashrc else []
+        self.sshd_setenv = None
         self.hosts = self.sshd.start(count, log_level="ERROR", extra_config=extra)
+        self.sshd_setenv = [l for l in self.hosts[0].config_path.read_text().splitlines() if l.startswith("SetEnv")]
         self.inventory = self.root / "inventory.yaml"
         self.ansible_inventory = self.root / "hosts.yaml"
         self.env = dict(os.environ, SAC_HOME=str(self.root / "head-home"), NO_COLOR="1", COLUMNS="200")
@@ -325,7 +341,8 @@ async def exec_floor(bench, n=5):
                            identity_file=str(bench.sshd.client_key), known_hosts=str(bench.sshd.known_hosts))
     settings = {"python": bench.args.host_python, "state_dir": str(host.state_dir), "connect_timeout": 30}
     _, sha = build_pyz()
-    timings = {"ssh connect + auth": [], "exec `true` (bash + ~/.bashrc)": [],
+    shell = "bash" if bench.args.skip_bashrc else "bash + ~/.bashrc"
+    timings = {"ssh connect + auth": [], "exec `true` (channel + %s)" % shell: [],
                "exec `%s -c pass`" % bench.args.host_python: [], "probe (no start)": [],
                "stream-local channel + host.facts": []}
     names = list(timings)
@@ -386,7 +403,7 @@ def run_one(count, args, root):
     peer = rows[ROWS[4]]["median_s"]
     for row in rows.values():
         row["x_ansible"] = row["median_s"] / peer
-    return {"hosts": count, "rows": rows, "profile": profile, "daemon_rss": rss, "exec_floor": floor,
+    return {"hosts": count, "sshd_setenv": bench.sshd_setenv, "rows": rows, "profile": profile, "daemon_rss": rss, "exec_floor": floor,
             "goals": goals_of(rows, rss)}
 
 
@@ -454,7 +471,7 @@ def render(report):
             report["pyz"]["build_s"] * 1e3)]
     for res in report["results"]:
         n = res["hosts"]
-        lines += ["", "N = %d hosts, %d repeats" % (n, report["repeat"]), "",
+        lines += ["", "N = %d hosts, %d repeats; hosts' sshd: %s" % (n, report["repeat"], res.get("sshd_setenv")), "",
                   "| path | median s | min s | max s | x ansible ping | head CPU s (median) |",
                   "|---|---:|---:|---:|---:|---:|"]
         for name, row in res["rows"].items():
