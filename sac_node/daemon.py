@@ -24,6 +24,7 @@ log = logging.getLogger("sac_node.daemon")
 
 SUPERVISE_EVERY_S = 1.0
 SHIM_START_TIMEOUT_S = 15.0
+SHIM_ALREADY_RUNNING = 3  # the exit code of a shim that found another holding the agent's lock
 
 
 def node_command():
@@ -36,13 +37,18 @@ def node_command():
 
 
 def pid_alive(pid):
+    """True for a running process; a zombie (dead, not yet reaped) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class ShimHandle:
@@ -63,6 +69,7 @@ class Node:
         self.subs = {}
         self._sub_ids = 0
         self.shim_respawns = {}
+        self._spawning = {}
         self.sha = os.environ.get("SAC_NODE_SHA") or "-"
         self._lock_fh = None
         self._server = None
@@ -89,12 +96,21 @@ class Node:
 
     async def shim(self, name):
         """A connected peer for the agent's shim; raises AgentNotRunning when it has none."""
+        peer = await self._attach(name)
+        if peer is not None:
+            return peer
+        if self.state.agent(name).exists() and self.state.agent(name).read_desired() == "running":
+            return await self.ensure_shim(name, respawn=True)  # it died a moment ago: back now, not in a second
+        raise AgentNotRunning("agent %s is not running; start it with `sac agents start %s`" % (name, name))
+
+    async def _attach(self, name):
+        """A peer for the agent's live shim, or None when no shim runs."""
         handle = self.shims.get(name)
         if handle is not None and not handle.peer.closed and pid_alive(handle.pid):
             return handle.peer
         pid = self.live_shim_pid(name)
         if pid is None:
-            raise AgentNotRunning("agent %s is not running; start it with `sac agents start %s`" % (name, name))
+            return None
         peer = await self._connect_shim(name)
         self.shims[name] = ShimHandle(name, pid, peer, handle.popen if handle else None)
         return peer
@@ -106,7 +122,20 @@ class Node:
         except OSError as exc:
             raise AgentNotRunning("agent %s: its shim does not answer (%s)" % (name, exc)) from exc
 
-    async def spawn_shim(self, name):
+    async def ensure_shim(self, name, respawn=False):
+        """The agent's shim, started unless one runs. One spawn at a time per agent, so the supervisor,
+        `agents.start` and a request arriving during a respawn never start two."""
+        lock = self._spawning.setdefault(name, asyncio.Lock())
+        async with lock:
+            peer = await self._attach(name)
+            if peer is not None:
+                return peer
+            if respawn:
+                self.shim_respawns[name] = self.shim_respawns.get(name, 0) + 1
+                log.warning("[agent=%s] shim is gone; respawning (respawn %d)", name, self.shim_respawns[name])
+            return await self._spawn_shim(name)
+
+    async def _spawn_shim(self, name):
         """Start the agent's shim and wait until it serves its socket."""
         agent = self.state.agent(name)
         for stale in (agent.shim_info, agent.socket):
@@ -120,6 +149,8 @@ class Node:
         logf.close()
         deadline = self.clock() + SHIM_START_TIMEOUT_S
         while self.clock() < deadline:
+            if popen.poll() == SHIM_ALREADY_RUNNING:
+                return await self._adopt(name)
             if popen.poll() is not None:
                 raise AgentNotRunning("agent %s: its shim exited at start (code %s); see %s: %s"
                                       % (name, popen.returncode, agent.shim_log, _last_line(agent.shim_log)))
@@ -131,6 +162,17 @@ class Node:
         popen.kill()
         raise AgentNotRunning("agent %s: its shim did not start within %ss; see %s"
                               % (name, SHIM_START_TIMEOUT_S, agent.shim_log))
+
+    async def _adopt(self, name):
+        """Another shim holds the agent's lock (e.g. one a previous daemon was starting): use it."""
+        deadline = self.clock() + SHIM_START_TIMEOUT_S
+        while self.clock() < deadline:
+            if self.live_shim_pid(name) and os.path.exists(self.state.agent(name).socket):
+                peer = await self._attach(name)
+                if peer is not None:
+                    return peer
+            await asyncio.sleep(0.05)
+        raise AgentNotRunning("agent %s: another shim holds its lock but does not serve" % name)
 
     async def wait_shim_exit(self, name, timeout=15.0):
         deadline = self.clock() + timeout
@@ -153,11 +195,8 @@ class Node:
             for name in self.state.agent_names():
                 if self.state.agent(name).read_desired() != "running" or self.live_shim_pid(name):
                     continue
-                count = self.shim_respawns.get(name, 0) + 1
-                self.shim_respawns[name] = count
-                log.warning("[agent=%s] shim is gone; respawning (respawn %d)", name, count)
                 try:
-                    await self.spawn_shim(name)
+                    await self.ensure_shim(name, respawn=True)
                 except SacError as exc:
                     log.error("[agent=%s] %s", name, exc.message)
             await asyncio.sleep(SUPERVISE_EVERY_S)

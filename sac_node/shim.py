@@ -7,10 +7,12 @@ restart. Turns run one at a time, in the order they were accepted.
 """
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
 import signal
+import sys
 import time
 
 from . import __version__, engine, launch
@@ -371,6 +373,13 @@ def main(agent_path):
     state = StateDir(os.path.dirname(os.path.dirname(agent_path)))
     name = os.path.basename(agent_path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock = open(os.path.join(agent_path, "shim.lock"), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        # Another shim owns this agent: two would run the same turns twice.
+        sys.stderr.write("sac shim: another shim already runs agent %s\n" % name)
+        return 3
     shim = Shim(state.agent(name), state)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

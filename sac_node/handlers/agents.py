@@ -81,7 +81,7 @@ async def start(node, peer, p):
     _write_home(agent, files)
     write_atomic(agent.spec, json.dumps(spec, indent=1, sort_keys=True))
     agent.write_desired("running")
-    shim = await node.spawn_shim(name)
+    shim = await node.ensure_shim(name)
     if fresh:
         for prompt in spec.get("startup_prompts") or []:
             await shim.call("turns.submit", {"text": prompt, "source": "startup"})

@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -165,3 +167,15 @@ def test_startup_prompts_run_first(sac_env):
     journal = [json.loads(l) for l in (sac_env.agent_dir("a1") / "journal.jsonl").read_text().splitlines()]
     accepted = [r["text"] for r in journal if r["op"] == "accepted"]
     assert accepted == ["Read README.md and wait.", "next"]
+
+
+def test_a_second_shim_for_the_same_agent_refuses_to_run(sac_env):
+    sac_env.write_spec("a1")
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    status = sac_env.sac_json("agents", "status", "a1")
+    second = subprocess.run([sys.executable, "-m", "sac_node", "shim", str(sac_env.agent_dir("a1"))],
+                            capture_output=True, text=True, timeout=30, env=sac_env.env)
+    assert second.returncode == 3 and "another shim already runs agent a1" in second.stderr
+    after = sac_env.sac_json("agents", "status", "a1")
+    assert (after["shim_pid"], after["pid"]) == (status["shim_pid"], status["pid"])
+    assert sac_env.sac("agents", "send", "a1", "still one").stdout.strip() == "echo: still one"

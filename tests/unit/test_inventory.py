@@ -96,7 +96,7 @@ def test_unset_ssh_fields_stay_none_so_ssh_config_can_fill_them(tmp_path):
     host = inv.host("gpu-box")
     assert (host.address, host.port, host.identity_file, host.known_hosts) == ("gpu-box", None, None, None)
     assert host.user == "alice" and host.is_set("user") and not host.is_set("port")
-    assert (host.python, host.state_dir, host.connect_timeout, host.keepalive_s) == ("python3", "~/.sac", 10.0, 5.0)
+    assert (host.python, host.state_dir, host.connect_timeout, host.keepalive_s) == ("python3", "~/.sac", 10.0, 2.0)
     assert host.explicit == {"user", "labels"}
 
 
