@@ -13,7 +13,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from sac_node.protocol.errors import AgentNotFound, SpecError, TurnTimeout
+from sac_node.protocol.errors import AgentNotFound, HostUnreachable, SpecError, TurnTimeout
 
 from .remote.local import connect_local
 
@@ -253,8 +253,13 @@ class Fleet:
             raise AgentNotFound("say which agent")
         host = self._where.get(agent)
         if host is None or not self.links[host].ok:
-            self._where.update(await _fleet_ops().locate(self.links))
-            host = self._where.get(agent)
+            found = await _fleet_ops().locate(self.links)
+            self._where.update(found)
+            host = found.get(agent, host)
+        if host is not None and not self.links[host].ok:
+            link = self.links[host]
+            raise HostUnreachable("agent %s runs on host %s, which does not answer now (%s: %s); its turns wait "
+                                  "there, see `sac fleet status`" % (agent, host, link.state, link.reason))
         if host is None:
             down = [l.name for l in self.links.values() if not l.ok]
             hint = " (hosts that did not answer: %s)" % ", ".join(down) if down else ""

@@ -212,7 +212,7 @@ class Shim:
         self.current, self._result, self.state = tid, asyncio.get_event_loop().create_future(), states.WORKING
         self.turn_used_tools = False
         self.journal.start(tid)
-        started = self.clock()
+        started = self.last_output_at = self.clock()  # silence is measured from the turn's start
         self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
         try:
             self.proc.stdin.write(engine.user_line(turn["text"]))

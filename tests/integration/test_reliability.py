@@ -68,6 +68,9 @@ async def test_dead_host_is_detected_by_keepalive_and_recovers_by_itself(fleet_e
         assert any(d["agent"] == "flaky" for d in report["diff"])
         status, answer = await turn(gw, "steady", "unaffected")
         assert status == 200 and answer["text"] == "echo: unaffected"
+        status, answer = await turn(gw, "flaky", "while down")
+        assert status == 502 and answer["error"]["code"] == "host_unreachable"
+        assert "flaky runs on host %s" % h2.name in answer["error"]["message"]
 
         freeze(h2, signal.SIGCONT)
         row, _ = await wait_host(gw, h2.name, lambda r: r["state"] == "ok", timeout=45)
