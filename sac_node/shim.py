@@ -104,6 +104,7 @@ class Shim:
             await asyncio.sleep(HEARTBEAT_S)
 
     def _write_heartbeat(self):
+        self.transcript.flush()
         write_atomic(self.dir.heartbeat, json.dumps({"ts": self.clock(), "state": self.state, "pid": os.getpid()}))
 
     def _load_session(self):

@@ -39,8 +39,11 @@ class Transcript:
         """Record one event and push it to matching subscribers; return the record."""
         self.seq += 1
         rec = {"seq": self.seq, "ts": self._clock(), "turn": turn_id, "event": event}
+        # Buffered: the journal is what must survive a crash; the transcript is flushed at each
+        # turn's end, on every heartbeat and whenever it is read from disk.
         self._fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        self._fh.flush()
+        if event.get("type") == "sac" and event.get("subtype") in ("turn_ended", "engine_exited"):
+            self._fh.flush()
         self.recent.append(rec)
         for sub_id, (peer, turn_filter) in list(self.subscribers.items()):
             if peer.closed:
@@ -57,7 +60,11 @@ class Transcript:
             source = self._read_all()
         return [r for r in source if r["seq"] > from_seq and (turn_id is None or r.get("turn") == turn_id)]
 
+    def flush(self):
+        self._fh.flush()
+
     def _read_all(self):
+        self.flush()
         out = []
         try:
             with open(self.path, "rb") as fh:

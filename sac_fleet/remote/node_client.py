@@ -80,8 +80,12 @@ class NodeClient:
     async def agent_status(self, name):
         return await self.call(m.AGENTS_STATUS, {"name": name})
 
-    async def submit(self, agent, text, key=None):
-        return await self.call(m.TURNS_SUBMIT, {"agent": agent, "text": text, "key": key})
+    async def submit(self, agent, text, key=None, wait_s=None):
+        """Accept a turn; with wait_s, also wait (up to wait_s) for it to end, in the same round trip."""
+        params = {"agent": agent, "text": text, "key": key}
+        if wait_s:
+            params["wait_s"] = wait_s
+        return await self.call(m.TURNS_SUBMIT, params)
 
     async def wait_turn(self, turn_id, timeout):
         return await self.call(m.TURNS_WAIT, {"id": turn_id, "timeout_s": timeout})

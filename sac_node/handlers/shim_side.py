@@ -14,8 +14,14 @@ def handlers(shim):
     """The shim's handler table, bound to one Shim."""
 
     async def submit(peer, p):
-        """turns.submit {text, key?, source?} -> {turn, created}"""
+        """turns.submit {text, key?, source?, wait_s?} -> {turn, created}
+
+        With wait_s the reply comes when the turn ends (or wait_s passes): one
+        round trip per turn instead of submit + wait. It is journalled first either way.
+        """
         turn, created = shim.submit(p["text"], p.get("key"), p.get("source", "user"))
+        if p.get("wait_s"):
+            turn = await shim.wait_turn(turn["id"], float(p["wait_s"]))
         return {"turn": turn, "created": created}
 
     async def get(peer, p):

@@ -99,10 +99,10 @@ async def post_agent_turn(request):
 
 async def run_turn(gw, agent_name, body):
     """202 once accepted (wait=false); 200 when the turn ended; 504 when the wait ended first."""
-    turn, created = await gw.submit(agent_name, body.text, body.idempotency_key)
+    turn, created = await gw.submit(agent_name, body.text, body.idempotency_key,
+                                    wait_s=body.timeout_s if body.wait else None)
     if not body.wait:
         return json_response({"turn_id": turn["id"], "status": "accepted", "created": created}, 202)
-    turn = await gw.wait(turn["id"], body.timeout_s)
     if turn["status"] in TERMINAL:
         return json_response(dict(turn_view(turn), created=created))
     return json_response({"turn_id": turn["id"], "status": turn["status"], "created": created,

@@ -73,11 +73,14 @@ class Gateway:
         status = await node.agent_status(name)
         return dict(status, host=node.host)
 
-    async def submit(self, agent, text, key=None):
-        """Accept a turn (journalled on its host before this returns): (turn, created)."""
+    async def submit(self, agent, text, key=None, wait_s=None):
+        """Accept a turn (journalled on its host before this returns): (turn, created).
+
+        With wait_s the turn comes back ended (or as it stands after wait_s): one RPC per turn.
+        """
         check_agent_name(agent)
         node = await self.fleet.node(agent)
-        accepted = await node.submit(agent, text, key)
+        accepted = await node.submit(agent, text, key, wait_s=wait_s)
         return accepted["turn"], accepted["created"]
 
     async def wait(self, turn_id, timeout):
