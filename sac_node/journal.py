@@ -15,6 +15,7 @@ import json
 import os
 import time
 import uuid
+from collections import OrderedDict
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
 
@@ -31,6 +32,12 @@ class Journal:
         self._clock = clock
         self.turns = {}
         self._by_key = {}
+        # Kept up to date as records apply, so a long-lived agent's every turn costs O(1), not O(history).
+        self._pending = OrderedDict()
+        self._running = OrderedDict()
+        self._counts = dict.fromkeys(("pending", "running") + TERMINAL, 0)
+        self._usage = {}
+        self._last_at = None
         self._replay()
         self._fd = None
 
@@ -48,6 +55,30 @@ class Journal:
                 self._apply(rec)
 
     def _apply(self, rec):
+        turn = self.turns.get(rec.get("id"))
+        before = turn["status"] if turn is not None else None
+        self._apply_record(rec)
+        turn = self.turns.get(rec.get("id"))
+        if turn is None or turn["status"] == before:
+            return
+        if before is not None:
+            self._counts[before] -= 1
+            self._pending.pop(turn["id"], None)
+            self._running.pop(turn["id"], None)
+        self._counts[turn["status"]] += 1
+        if turn["status"] == "pending":
+            self._pending[turn["id"]] = turn
+        elif turn["status"] == "running":
+            self._running[turn["id"]] = turn
+        else:
+            for key, value in (turn.get("usage") or {}).items():
+                if isinstance(value, (int, float)):
+                    self._usage[key] = self._usage.get(key, 0) + value
+        when = rec.get("ts")
+        if when and (self._last_at is None or when > self._last_at):
+            self._last_at = when
+
+    def _apply_record(self, rec):
         op, tid = rec.get("op"), rec.get("id")
         if op == "accepted":
             turn = {"id": tid, "status": "pending", "text": rec.get("text", ""), "accepted_at": rec.get("ts"),
@@ -125,26 +156,17 @@ class Journal:
         return True
 
     def pending(self):
-        return [t for t in self.turns.values() if t["status"] == "pending"]
+        """Turns not yet started, oldest accepted first (a requeued turn keeps its place)."""
+        return sorted(self._pending.values(), key=lambda t: t["accepted_at"] or 0)
 
     def running(self):
-        return [t for t in self.turns.values() if t["status"] == "running"]
+        return list(self._running.values())
 
     def counts(self):
-        counts = {"pending": 0, "running": 0, "completed": 0, "failed": 0, "interrupted": 0, "cancelled": 0}
-        for turn in self.turns.values():
-            counts[turn["status"]] += 1
-        return counts
+        return dict(self._counts)
 
     def last_turn_at(self):
-        times = [t.get("ended_at") or t.get("started_at") or t.get("accepted_at") for t in self.turns.values()]
-        times = [t for t in times if t]
-        return max(times) if times else None
+        return self._last_at
 
     def usage_total(self):
-        total = {}
-        for turn in self.turns.values():
-            for key, value in (turn.get("usage") or {}).items():
-                if isinstance(value, (int, float)):
-                    total[key] = total.get(key, 0) + value
-        return total
+        return dict(self._usage)

@@ -36,6 +36,9 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
     sandboxed = runtime != "none"
     argv = engine.build_argv(spec, binary, session_id=session_id, sandboxed=sandboxed and is_claude)
     env = engine.build_env(spec, agent_dir.home, environ)
+    if session_id and not is_claude:
+        # A command engine's argv is its own; it learns the session to continue from here.
+        env["SAC_RESUME_SESSION"] = session_id
     isolation = dict(spec.get("isolation") or {})
     if account is not None:
         secrets, account_env, binds = engine.account_launch(spec, account, state_dir.secrets(), environ)

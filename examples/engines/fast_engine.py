@@ -4,21 +4,24 @@
 
 Reads one JSON line per turn on stdin ({"type":"user","message":{...}}) and writes
 `system` (init), `assistant` and `result` events as JSON lines, flushing each. The
-reply echoes the prompt. `--resume <id>` continues that session id; other
+reply echoes the prompt. `--resume <id>` (or $SAC_RESUME_SESSION, which sac sets
+when it restarts a command engine) continues that session id; other
 arguments are ignored. Benchmarks use it so their numbers are sac's own cost,
 not a model's. Standard library only; Python >= 3.8.
 """
 
 import json
+import os
 import sys
 import uuid
 
 
-def session_from(argv):
-    """The id after `--resume`, else a new one."""
+def session_from(argv, environ=None):
+    """The id after `--resume`, else the one sac hands a restarted engine, else a new one."""
     if "--resume" in argv[:-1]:
         return argv[argv.index("--resume") + 1]
-    return str(uuid.uuid4())
+    environ = os.environ if environ is None else environ
+    return environ.get("SAC_RESUME_SESSION") or str(uuid.uuid4())
 
 
 def prompt_of(line):

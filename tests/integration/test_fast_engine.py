@@ -40,12 +40,13 @@ def test_fast_engine_answers_turns_in_the_sandbox_and_after_a_restart(fast_env):
     assert status["isolation"]["runtime"] == "bwrap" and status["isolation"]["uid"] == 1000
     assert status["turns"]["completed"] == 2 and status["session_id"] == first["session_id"]
 
-    # Killed, the shim restarts it (a command engine gets its argv verbatim: no --resume) and it answers.
+    # Killed, the shim restarts it (argv verbatim; the session comes as $SAC_RESUME_SESSION) and it answers.
     os.kill(status["pid"], signal.SIGKILL)
     fast_env.wait_for(lambda: (lambda s: s["restarts"] == 1 and s["state"] == "idle")(
         fast_env.sac_json("agents", "status", "fast")), what="the engine to restart")
     third = fast_env.sac_json("agents", "send", "fast", "after the restart")
     assert third["status"] == "completed" and third["reply"] == "echo: after the restart"
+    assert third["session_id"] == first["session_id"]  # the restarted engine continued the session
     journal = [json.loads(l) for l in (fast_env.agent_dir("fast") / "journal.jsonl").read_text().splitlines()]
     assert [r["op"] for r in journal].count("completed") == 3
 

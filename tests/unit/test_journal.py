@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from hypothesis import given, strategies as st
 
 from sac_node.journal import Journal
 
@@ -65,3 +66,33 @@ def test_finish_requires_a_terminal_status(tmp_path):
     t, _ = j.accept("a", "x")
     with pytest.raises(ValueError):
         j.finish(t["id"], "running")
+
+
+@given(st.lists(st.tuples(st.sampled_from(["accept", "start", "requeue", "completed", "failed", "interrupted",
+                                           "cancelled"]), st.integers(0, 5)), max_size=40))
+def test_running_counts_match_a_full_scan_also_after_replay(tmp_path_factory, ops):
+    path = tmp_path_factory.mktemp("j") / "journal.jsonl"
+    j = Journal(str(path), clock=iter(range(1, 1000)).__next__)
+    ids = []
+    for op, n in ops:
+        if op == "accept":
+            ids.append(j.accept("a", "t%d" % len(ids))[0]["id"])
+            continue
+        if not ids:
+            continue
+        tid = ids[n % len(ids)]
+        status = j.turns[tid]["status"]
+        if op == "start" and status == "pending":
+            j.start(tid)
+        elif op == "requeue":
+            j.requeue(tid, "limited")
+        elif op not in ("start", "requeue"):
+            j.finish(tid, op, usage={"output_tokens": 2})
+    j.close()
+    for journal in (j, Journal(str(path))):
+        scan = {s: sum(1 for t in journal.turns.values() if t["status"] == s) for s in journal.counts()}
+        assert journal.counts() == scan
+        assert [t["id"] for t in journal.pending()] == [t for t in ids if journal.turns[t]["status"] == "pending"]
+        done = sum(1 for t in journal.turns.values() if t["status"] in ("completed", "failed", "interrupted",
+                                                                          "cancelled"))
+        assert journal.usage_total() == ({"output_tokens": 2 * done} if done else {})
