@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -127,13 +128,19 @@ def test_node_upgrade_keeps_agents_running(fleet_env):
     fleet_env.sac_json("fleet", "up", inventory)
     before = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["kept"]
     daemon_file = host.state_dir / "daemon.json"
+    current = json.loads(daemon_file.read_text())
+    # Replace the daemon with one that says it came from another node.pyz (an older head's):
+    # the agents' shims keep running meanwhile, as they would across a real upgrade.
+    os.kill(current["pid"], signal.SIGTERM)
+    pyz = host.state_dir / "node" / ("%s.pyz" % current["sha"])
+    subprocess.run(["/usr/bin/env", "python3", str(pyz), "daemon", "--state-dir", str(host.state_dir), "--detach"],
+                   env=dict(os.environ, SAC_NODE_SHA="0" * 64), check=True, timeout=30)
     old = json.loads(daemon_file.read_text())
-    # Pretend the running daemon came from another node.pyz: the head must replace it.
-    daemon_file.write_text(json.dumps(dict(old, sha="0" * 64)))
+    assert old["sha"] == "0" * 64 and old["pid"] != current["pid"]
     report = fleet_env.sac_json("fleet", "up", inventory)
     assert any("upgraded the node" in step for step in by_name(report["hosts"])[host.name]["bootstrap"])
     new = json.loads(daemon_file.read_text())
-    assert new["pid"] != old["pid"] and new["sha"] == old["sha"]
+    assert new["pid"] != old["pid"] and new["sha"] == current["sha"]
     after = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["kept"]
     assert after["pid"] == before["pid"] and after["restarts"] == 0
     assert fleet_env.sac("fleet", "send", "kept", "after upgrade", "-i", inventory).stdout.strip() == \
@@ -223,3 +230,16 @@ def test_singleton_never_keeps_two_live_copies_after_a_partition(fleet_env):
     assert reply == "echo: who answers?"
     again = fleet_env.sac_json("fleet", "up", inventory)
     assert not again["fenced"] and not [r for r in again["results"] if r["action"]["kind"] == "start"]
+
+
+def test_warm_status_attaches_without_running_anything_on_the_host(fleet_env):
+    host, = fleet_env.sshd.start(1, log_level="DEBUG1")
+    fleet_env.add_host(host)
+    fleet_env.add_agent("a1", {"hosts": [host.name]})
+    inventory = fleet_env.write()
+    fleet_env.sac_json("fleet", "up", inventory)
+    execs_before = host.log().count("Starting session: command")
+    assert execs_before == 3  # a cold up: probe, upload, probe that starts the daemon
+    status = fleet_env.sac_json("fleet", "status", inventory)
+    assert status["ok"] and status["hosts"][0]["channel"] == "stream-local"
+    assert host.log().count("Starting session: command") == execs_before  # warm: nothing ran on the host
