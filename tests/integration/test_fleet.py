@@ -65,6 +65,8 @@ def test_jump_host_chain_goes_through_the_bastion(fleet_env):
     assert "direct-tcpip" in bastion.log() and "port %d" % target.port in bastion.log()
     assert fleet_env.sac("fleet", "send", "behind", "via bastion", "-i", inventory).stdout.strip() == \
         "echo: via bastion"
+    tail = fleet_env.sac("fleet", "tail", "behind", "-i", inventory, "-n", "20").stdout
+    assert "user       via bastion" in tail and "assistant  echo: via bastion" in tail
     bastion.stop()
     down = fleet_env.sac_json("fleet", "status", inventory, check=False)
     assert by_name(down["hosts"])[target.name]["state"] in ("unreachable", "timed_out")
@@ -243,3 +245,17 @@ def test_warm_status_attaches_without_running_anything_on_the_host(fleet_env):
     status = fleet_env.sac_json("fleet", "status", inventory)
     assert status["ok"] and status["hosts"][0]["channel"] == "stream-local"
     assert host.log().count("Starting session: command") == execs_before  # warm: nothing ran on the host
+
+
+def test_a_host_without_the_python_it_names_says_so(fleet_env):
+    good, bad = fleet_env.sshd.start(2)
+    fleet_env.add_host(good)
+    fleet_env.add_host(bad, python="/opt/no-such/python3")
+    fleet_env.add_agent("a1", {"hosts": [good.name]})
+    inventory = fleet_env.write()
+    proc = fleet_env.sac("fleet", "up", inventory, "--json", check=False)
+    report = json.loads(proc.stdout)
+    rows = by_name(report["hosts"])
+    assert proc.returncode == 1 and rows[good.name]["state"] == "ok"
+    assert rows[bad.name]["state"] == "python_missing" and "set `python:`" in rows[bad.name]["reason"]
+    assert rows[bad.name]["agents_running"] is None

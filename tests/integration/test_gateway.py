@@ -224,6 +224,27 @@ async def test_bad_requests_that_are_not_fields(gw):
     assert status == 400 and "Last-Event-ID" in answer["error"]["message"]
 
 
+async def test_slow_clients_do_not_hold_up_the_others(gw):
+    """Clients that send their body a byte at a time, or never finish it, cost only their own connection."""
+    host, port = gw.url.split("//")[1].split(":")
+    slow = []
+    for _ in range(20):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(("POST /v1/turn HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                      "Content-Type: application/json\r\nContent-Length: 400\r\n\r\n{" % gw.token).encode())
+        await writer.drain()
+        slow.append(writer)
+    try:
+        started = time.monotonic()
+        status, turn, _ = await call(gw, "POST", "/v1/turn", {"agent": "a1", "text": "past the lagging ones"})
+        assert status == 200 and turn["text"] == "echo: past the lagging ones"
+        assert time.monotonic() - started < 30
+        assert (await call(gw, "GET", "/v1/health", token=False))[0] == 200
+    finally:
+        for writer in slow:
+            writer.close()
+
+
 async def test_sse_transcript_streams_and_resumes_with_last_event_id(gw):
     headers = {"Authorization": "Bearer " + gw.token}
     async with aiohttp.ClientSession(headers=headers) as session:

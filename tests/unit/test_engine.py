@@ -70,3 +70,23 @@ def test_result_outcomes():
 def test_user_line_is_one_json_line():
     line = engine.user_line('say "hi"\nplease')
     assert line.endswith(b"\n") and line.count(b"\n") == 1
+
+
+def test_api_key_account_replaces_the_provider_key_and_stops_cli_retries():
+    secrets, env, binds = engine.account_launch(SPEC, {"name": "b", "api_key_env": "KEY_B"}, {}, {"KEY_B": "kb"})
+    assert secrets == {"ANTHROPIC_API_KEY": "kb"} and env == {"CLAUDE_CODE_MAX_RETRIES": "0"} and binds == []
+
+
+def test_config_dir_account_is_bound_and_named_in_the_environment(tmp_path):
+    login = tmp_path / "claude-alice"
+    login.mkdir()
+    secrets, env, binds = engine.account_launch(SPEC, {"name": "alice", "config_dir": str(login)}, {}, {})
+    assert secrets == {} and env["CLAUDE_CONFIG_DIR"] == str(login)
+    assert binds == ["%s:%s:rw" % (login, login)]
+    with pytest.raises(AgentError, match="account alice: config_dir .* does not exist"):
+        engine.account_launch(SPEC, {"name": "alice", "config_dir": str(tmp_path / "nope")}, {}, {})
+
+
+def test_account_without_its_key_names_the_variable():
+    with pytest.raises(AgentError, match="account b names KEY_B"):
+        engine.account_launch(SPEC, {"name": "b", "api_key_env": "KEY_B"}, {}, {})

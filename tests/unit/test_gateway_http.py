@@ -21,16 +21,21 @@ class ScriptedNode:
     def __init__(self):
         self.turns, self.keys, self.finish, self.fail = {}, {}, "completed", None
 
-    async def submit(self, agent, text, key=None):
+    async def submit(self, agent, text, key=None, wait_s=None):
+        """Like the node: accept (or find by key), and with wait_s also wait, in one call."""
         if self.fail:
             raise self.fail
         if key in self.keys:
-            return {"turn": self.turns[self.keys[key]], "created": False}
-        tid = "%s.%016x" % (agent, len(self.turns) + 1)
-        self.turns[tid] = {"id": tid, "status": "pending", "text": text, "key": key}
-        if key:
-            self.keys[key] = tid
-        return {"turn": self.turns[tid], "created": True}
+            turn, created = self.turns[self.keys[key]], False
+        else:
+            tid = "%s.%016x" % (agent, len(self.turns) + 1)
+            self.turns[tid] = turn = {"id": tid, "status": "pending", "text": text, "key": key}
+            if key:
+                self.keys[key] = tid
+            created = True
+        if wait_s:
+            turn = await self.wait_turn(turn["id"], wait_s)
+        return {"turn": turn, "created": created}
 
     async def get_turn(self, tid):
         return self.turns[tid]
