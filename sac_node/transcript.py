@@ -23,17 +23,9 @@ class Transcript:
         self.subscribers = {}
 
     def _load_tail(self):
-        try:
-            with open(self.path, "rb") as fh:
-                for raw in fh:
-                    try:
-                        rec = json.loads(raw)
-                    except ValueError:
-                        continue
-                    self.recent.append(rec)
-                    self.seq = max(self.seq, rec.get("seq", 0))
-        except FileNotFoundError:
-            pass
+        for rec in read_records(self.path):
+            self.recent.append(rec)
+            self.seq = max(self.seq, rec.get("seq", 0))
 
     def append(self, turn_id, event):
         """Record one event and push it to matching subscribers; return the record."""
@@ -65,17 +57,7 @@ class Transcript:
 
     def _read_all(self):
         self.flush()
-        out = []
-        try:
-            with open(self.path, "rb") as fh:
-                for raw in fh:
-                    try:
-                        out.append(json.loads(raw))
-                    except ValueError:
-                        continue
-        except FileNotFoundError:
-            pass
-        return out
+        return list(read_records(self.path))
 
     def tail(self, n):
         return list(self.recent)[-n:] if n else list(self.recent)
@@ -94,18 +76,21 @@ class Transcript:
         self._fh.close()
 
 
-def read_tail(path, n):
-    """The last n records of a transcript file, for an agent whose shim is not running."""
-    out = deque(maxlen=n or None)
+def read_records(path):
+    """Every record of a transcript file, skipping a torn line; nothing when there is no file."""
     try:
         with open(path, "rb") as fh:
             for raw in fh:
                 try:
-                    out.append(json.loads(raw))
+                    yield json.loads(raw)
                 except ValueError:
                     continue
     except FileNotFoundError:
-        pass
-    return list(out)
+        return
+
+
+def read_tail(path, n):
+    """The last n records of a transcript file, for an agent whose shim is not running."""
+    return list(deque(read_records(path), maxlen=n or None))
 
 
