@@ -31,6 +31,7 @@ log = logging.getLogger("sac_node.shim")
 
 HEARTBEAT_S = 2.0
 STOP_GRACE_S = 5.0
+ENGINE_START_GRACE_S = 10.0  # added to stall_timeout_s until a new engine prints its first line
 
 
 class EngineExited(Exception):
@@ -62,6 +63,7 @@ class Shim:
         self.engine_started_at = None
         self.last_output_at = None
         self.isolation = {}
+        self.engine_spoke = False
         self.session_id = self._load_session()
         self._wake = asyncio.Event()
         self.stopping = False
@@ -182,6 +184,7 @@ class Shim:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True, preexec_fn=launch.die_with_parent, limit=64 * 1024 * 1024)
         self.engine_started_at = self.last_output_at = self.clock()
+        self.engine_spoke = False
         self.state = states.IDLE
         self.supervisor_event("engine_started", pid=self.proc.pid, runtime=plan.properties.get("runtime"),
                               resume=self.session_id,
@@ -243,6 +246,8 @@ class Shim:
     async def _await_result(self, exited, started):
         health = self.spec.get("health") or {}
         stall = float(health.get("stall_timeout_s") or 300)
+        if not self.engine_spoke:
+            stall += ENGINE_START_GRACE_S  # a fresh engine's start-up is not silence
         limit = float(health.get("turn_timeout_s") or 600)
         while True:
             now = self.clock()
@@ -277,6 +282,7 @@ class Shim:
             if not line:
                 return
             self.last_output_at = self.clock()
+            self.engine_spoke = True
             event = engine.parse_event(line)
             if event is None:
                 continue
