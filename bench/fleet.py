@@ -47,6 +47,7 @@ from sac_fleet.remote.pyz import build_pyz  # noqa: E402
 from sac_node import __version__ as SAC_VERSION  # noqa: E402
 from tests.fixtures import sshd as sshd_fixture  # noqa: E402
 from tests.fixtures.sshd import SshdFleet, sshd_available  # noqa: E402
+from tests.fixtures.agents import processes_mentioning  # noqa: E402
 
 GOALS = {"warm_status": 0.25, "cold_up": 1.0}  # x ansible ping (median)
 RSS_GOAL_MB = 30.0
@@ -78,21 +79,6 @@ def run_timed(argv, **kwargs):
     cpu, start = children_cpu_s(), time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
     return proc, time.monotonic() - start, children_cpu_s() - cpu
-
-
-def processes_mentioning(text):
-    """PIDs whose command line mentions `text` (a state dir, a ControlPath dir)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
-                if text.encode() in fh.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
 
 
 def kill_all(pids):

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from sac_fleet.api import Fleet  # noqa: E402
 from sac_fleet.provider.server import ProviderServer  # noqa: E402
+from tests.fixtures.agents import processes_mentioning  # noqa: E402
 
 AGENT = "bench"
 REPLY_PREFIX = "echo: "
@@ -221,21 +222,6 @@ def write_spec(root, provider_url, runtime):
     # JSON is YAML: no yaml import needed here.
     (agent_dir / "spec.yaml").write_text(json.dumps(spec, indent=2))
     return agent_dir
-
-
-def processes_mentioning(text):
-    """PIDs whose command line mentions `text` (the temp dir): daemon, shim, sandbox, engine."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
-                if text.encode() in fh.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
 
 
 async def stop_everything(fleet, state_dir):
