@@ -165,6 +165,12 @@ class Journal:
     def counts(self):
         return dict(self._counts)
 
+    def summary(self):
+        """Turn counts as status shows them: running counts as pending, interrupted as failed."""
+        c = self._counts
+        return {"completed": c["completed"], "pending": c["pending"] + c["running"],
+                "failed": c["failed"] + c["interrupted"], "cancelled": c["cancelled"]}
+
     def last_turn_at(self):
         return self._last_at
 

@@ -94,7 +94,6 @@ async def down(inventory, links, agents_only=False):
     """Stop every inventory agent copy on every host that answers; then the daemons."""
     observed = await reconciler.observe(links, _rpc_timeout(inventory))
     wanted = {copy for agent in inventory.agents for copy in agent.copies()}
-    results = []
 
     async def stop(link, name):
         try:
@@ -118,18 +117,10 @@ async def down(inventory, links, agents_only=False):
                             if not l.ok and l.name not in observed]}
 
 
-async def locate(links):
-    """{agent: host} for every agent on every reachable host."""
-    where = {}
-
-    async def one(link):
-        try:
-            return link.name, await link.client.list_agents()
-        except SacError:
-            return link.name, []
-
-    best = {}
-    for host, agents in await asyncio.gather(*(one(l) for l in links.values() if l.ok)):
+async def locate(links, timeout=10.0):
+    """{agent: host} for every agent on every reachable host (the newest live copy of a name wins)."""
+    where, best = {}, {}
+    for host, agents in (await reconciler.observe(links, timeout)).items():
         for agent in agents:
             rank = (agent["state"] != "stopped", agent.get("generation") or 0)
             if agent["name"] not in best or rank > best[agent["name"]]:

@@ -132,6 +132,4 @@ async def attach(conn, host, info):
         cmd = "SAC_NODE_SHA=%s %s %s attach --state-dir %s" % (
             sha, _python(host), shlex.quote(info["pyz"]), shlex.quote(info["state_dir"]))
         stream = await conn.open_exec(_shell(host, cmd))
-    client = NodeClient(stream.reader, stream.writer, host=conn.name)
-    client.channel = stream.kind
-    return client
+    return NodeClient(stream.reader, stream.writer, host=conn.name, channel=stream.kind)

@@ -142,8 +142,7 @@ async def _attach_warm(conn, host):
         stream = await conn.open_unix_connection(hint.rstrip("/") + "/node.sock")
     except StreamLocalRefused:
         return None
-    client = NodeClient(stream.reader, stream.writer, host=conn.name)
-    client.channel = stream.kind
+    client = NodeClient(stream.reader, stream.writer, host=conn.name, channel=stream.kind)
     try:
         facts = await client.facts(timeout=host.connect_timeout)
     except SacError:

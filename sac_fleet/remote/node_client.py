@@ -41,8 +41,9 @@ class Subscription:
 class NodeClient:
     """One node, seen from the head."""
 
-    def __init__(self, reader, writer, host="local"):
+    def __init__(self, reader, writer, host="local", channel=None):
         self.host = host
+        self.channel = channel  # "unix", "stream-local" or "exec": how this head reaches the node
         self._subs = {}
         self._sub_ids = 0
         self.peer = RpcPeer(reader, writer, on_notification=self._on_notification, name="node:%s" % host)

@@ -161,7 +161,6 @@ def offline_status(agent, now):
     """Status of an agent whose shim is not running, read from its dir."""
     spec = _load_spec(agent)
     journal = Journal(agent.journal)
-    counts = journal.counts()
     desired = agent.read_desired()
     try:
         with open(agent.session) as fh:
@@ -171,8 +170,7 @@ def offline_status(agent, now):
     return {
         "name": agent.name, "state": "stopped" if desired == "stopped" else "failed", "desired": desired,
         "pid": None, "shim_pid": None, "uptime_s": None, "restarts": 0, "session_id": session,
-        "turns": {"completed": counts["completed"], "pending": counts["pending"] + counts["running"],
-                  "failed": counts["failed"] + counts["interrupted"], "cancelled": counts["cancelled"]},
+        "turns": journal.summary(),
         "current_turn": None, "last_turn_at": journal.last_turn_at(),
         "last_error": None if desired == "stopped" else "the agent's shim is not running",
         "usage": journal.usage_total(), "isolation": {"runtime": (spec.get("isolation") or {}).get("runtime")},

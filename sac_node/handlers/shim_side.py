@@ -75,7 +75,6 @@ def handlers(shim):
 
 def status_of(shim):
     """agents.status: the agent as the head sees it (see docs/architecture.md)."""
-    counts = shim.journal.counts()
     hb = None
     try:
         hb = max(0.0, shim.clock() - os.stat(shim.dir.heartbeat).st_mtime)
@@ -87,8 +86,7 @@ def status_of(shim):
         "shim_pid": os.getpid(), "uptime_s": round(shim.clock() - shim.started_at, 1),
         "engine_uptime_s": round(shim.clock() - shim.engine_started_at, 1) if running else None,
         "restarts": shim.tracker.restarts, "session_id": shim.session_id,
-        "turns": {"completed": counts["completed"], "pending": counts["pending"] + counts["running"],
-                  "failed": counts["failed"] + counts["interrupted"], "cancelled": counts["cancelled"]},
+        "turns": shim.journal.summary(),
         "current_turn": shim.current, "last_turn_at": shim.journal.last_turn_at(),
         "last_error": shim.last_error, "usage": shim.journal.usage_total(),
         "isolation": shim.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
