@@ -7,6 +7,7 @@ runs it respawns the shim of any agent that should run but whose shim died.
 
 import asyncio
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -106,8 +107,8 @@ class Node:
     async def _attach(self, name):
         """A peer for the agent's live shim, or None when no shim runs."""
         handle = self.shims.get(name)
-        if handle is not None and not handle.peer.closed and pid_alive(handle.pid):
-            return handle.peer
+        if handle is not None and not handle.peer.closed:
+            return handle.peer  # a shim that dies closes its socket, and with it this peer
         pid = self.live_shim_pid(name)
         if pid is None:
             return None
@@ -118,7 +119,7 @@ class Node:
     async def _connect_shim(self, name):
         try:
             return await open_unix_peer(self.state.agent(name).socket, on_notification=self._on_shim_event,
-                                        name="shim:%s" % name)
+                                        name="shim:%s" % name, prefixed=True)
         except OSError as exc:
             raise AgentNotRunning("agent %s: its shim does not answer (%s)" % (name, exc)) from exc
 
@@ -215,9 +216,10 @@ class Node:
         return True
 
     async def serve(self, on_ready=None):
-        from .handlers import table
+        from .handlers import table, turns
 
         handlers = table(self)
+        relay = functools.partial(turns.relay, self)
         try:
             os.unlink(self.state.socket)
         except FileNotFoundError:
@@ -225,7 +227,8 @@ class Node:
         old = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(
-                lambda r, w: self._serve_client(RpcPeer(r, w, handlers, name="client")), path=self.state.socket)
+                lambda r, w: self._serve_client(RpcPeer(r, w, handlers, name="client", relay=relay)),
+                path=self.state.socket)
         finally:
             os.umask(old)
         os.chmod(self.state.socket, 0o600)

@@ -1,6 +1,10 @@
 """The turn journal: an append-only, fsynced JSONL log per agent.
 
-Every accepted turn is appended and fsynced before the caller hears "accepted".
+By default each record is written and fsynced at once. The shim commits in
+groups instead (`on_write`, called with each record's op): a record is applied
+in memory; `write()` hands every record since the last one to the OS in one
+write (from then on only a crash of the machine can lose it) and `sync()` also
+fsyncs. sac_node/commit.py decides when the shim does which.
 Records:
     {"op": "accepted", "id", "text", "ts", "key", "source"}
     {"op": "started", "id", "ts", "attempt"}
@@ -14,22 +18,26 @@ A turn ends in exactly one terminal state: a second terminal record for it is ig
 import json
 import os
 import time
-import uuid
 from collections import OrderedDict
+
+from .state_dir import compact_json
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
 
 
 def new_turn_id(agent):
-    return "%s.%s" % (agent, uuid.uuid4().hex[:16])
+    return "%s.%s" % (agent, os.urandom(8).hex())
 
 
 class Journal:
     """One agent's journal; `turns` is the replayed state, id -> dict, in order."""
 
-    def __init__(self, path, clock=time.time):
+    def __init__(self, path, clock=time.time, on_write=None):
         self.path = path
         self._clock = clock
+        self._on_write = on_write  # set: records wait for write() or sync(), which the caller runs soon
+        self._unwritten = []
+        self._unsynced = False
         self.turns = {}
         self._by_key = {}
         # Kept up to date as records apply, so a long-lived agent's every turn costs O(1), not O(history).
@@ -118,13 +126,38 @@ class Journal:
         return fd
 
     def _append(self, rec):
+        self._unwritten.append(compact_json(rec) + "\n")
+        self._apply(rec)
+        if self._on_write is None:
+            self.sync()
+        else:
+            self._on_write(rec["op"])
+
+    def pending_io(self, sync=True):
+        """True while some record is not yet written (or, with `sync`, not yet fsynced)."""
+        return bool(self._unwritten) or (sync and self._unsynced)
+
+    def write(self):
+        """Hand every record not yet written to the OS, in one write."""
+        if not self._unwritten:
+            return
         if self._fd is None:
             self._fd = self._open_for_append()
-        os.write(self._fd, (json.dumps(rec, separators=(",", ":")) + "\n").encode("utf-8"))
-        os.fsync(self._fd)
-        self._apply(rec)
+        data = "".join(self._unwritten).encode("utf-8")
+        self._unwritten.clear()
+        self._unsynced = True
+        while data:
+            data = data[os.write(self._fd, data):]
+
+    def sync(self):
+        """write(), then fsync (a no-op when every record is on disk already)."""
+        self.write()
+        if self._unsynced:
+            self._unsynced = False
+            os.fsync(self._fd)
 
     def close(self):
+        self.sync()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -3,7 +3,14 @@
 The same class serves the daemon's clients, the shim's control socket and the
 head's side of an SSH channel: it needs only `reader.read(n)`, `writer.write(b)`,
 `writer.drain()` and `writer.close()`. Many requests may be in flight at once;
-each incoming request runs in its own task.
+each incoming request runs in its own task. Between head and node, frames
+written in the same moment leave in one write (one system call, one SSH
+packet); on a shim's socket, where one frame at a time is the rule, each
+leaves at once.
+
+The daemon relays the hot turn methods to shims without a task and without
+decoding the shim's reply: `relay` takes the request, `forward` sends it on,
+and the reply goes back re-addressed (see protocol/framing.py).
 """
 
 import asyncio
@@ -16,20 +23,36 @@ from .protocol.errors import ProtocolError, RpcError, SacError, from_wire
 log = logging.getLogger("sac_node.rpc")
 
 READ_CHUNK = 256 * 1024
+# asyncio reads up to 256 KiB per recv. glibc serves allocations that large with
+# mmap, so every read would cost an mmap, an mremap and a munmap; 64 KiB stays
+# on the heap.
+TRANSPORT_READ_BYTES = 64 * 1024
+
+
+def bounded_reads(transport):
+    """Make an asyncio transport read at most TRANSPORT_READ_BYTES at a time."""
+    if transport is not None and hasattr(transport, "max_size"):
+        transport.max_size = TRANSPORT_READ_BYTES
 
 
 class RpcPeer:
     """One connection. `handlers` maps method -> async fn(peer, params) -> result."""
 
-    def __init__(self, reader, writer, handlers=None, on_notification=None, name="peer"):
+    def __init__(self, reader, writer, handlers=None, on_notification=None, name="peer", relay=None,
+                 prefixed=False):
         self._reader = reader
         self._writer = writer
         self._handlers = handlers or {}
         self._on_notification = on_notification
         self.name = name
+        self._relay = relay  # fn(peer, msgid, method, params) -> True when it took the request
+        self._prefixed = prefixed  # a shim's socket: length-prefixed frames, each written at once
         self._ids = itertools.count(1)
         self._pending = {}
+        self._relayed = {}  # our msgid -> (client peer, its msgid), for replies passed on undecoded
+        self._out = []  # frames written in this moment, sent together by _flush
         self._tasks = set()
+        bounded_reads(getattr(writer, "transport", None))
         self._closed = asyncio.Event()
         self.close_reason = None
         # Per-connection state a handler may keep (e.g. subscriptions).
@@ -41,7 +64,7 @@ class RpcPeer:
 
     async def run(self):
         """Read frames until EOF or a protocol error; then close."""
-        decoder = framing.FrameDecoder()
+        decoder = framing.PrefixedSplitter() if self._prefixed else framing.FrameDecoder()
         try:
             while True:
                 data = await self._reader.read(READ_CHUNK)
@@ -49,6 +72,10 @@ class RpcPeer:
                     self.close_reason = "eof"
                     break
                 for frame in decoder.feed(data):
+                    if self._prefixed:
+                        if self._relayed and self._pass_on(frame):
+                            continue
+                        frame = framing.decode_frame(frame)
                     self._dispatch(frame)
         except ProtocolError as exc:
             self.close_reason = "protocol error: %s" % exc.message
@@ -64,6 +91,8 @@ class RpcPeer:
     def _dispatch(self, frame):
         kind = frame[0]
         if kind == framing.REQUEST:
+            if self._relay is not None and self._relay(self, frame[1], frame[2], frame[3]):
+                return
             self._spawn(self._serve(frame[1], frame[2], frame[3]))
         elif kind == framing.RESPONSE:
             fut = self._pending.pop(frame[1], None)
@@ -101,9 +130,46 @@ class RpcPeer:
                 error = RpcError("%s failed on the node: %s: %s" % (method, type(exc).__name__, exc)).to_wire()
         self._write(framing.encode_response(msgid, error, result))
 
+    def _pass_on(self, data):
+        """Send a reply to a forwarded request back to its client, re-addressed; False if it is not one."""
+        found = framing.response_id(data)
+        target = self._relayed.pop(found[0], None) if found else None
+        if target is None:
+            return False
+        client, client_msgid = target
+        client._write(framing.readdressed(data, found[1], client_msgid))
+        return True
+
+    def forward(self, method, params, client, client_msgid):
+        """Send `client`'s request on; its reply goes back to `client` without being decoded here."""
+        if self.closed:
+            client._write(framing.encode_response(client_msgid, self._closed_error().to_wire(), None))
+            return
+        msgid = next(self._ids)
+        self._relayed[msgid] = (client, client_msgid)
+        self._write(framing.encode_request(msgid, method, params))
+
+    def _closed_error(self):
+        return RpcError("connection to %s closed (%s)" % (self.name, self.close_reason or "closed"))
+
     def _write(self, data):
         if self.closed:
             return
+        if self._prefixed:
+            self._send(framing.prefixed(data))
+            return
+        self._out.append(data)
+        if len(self._out) == 1:
+            asyncio.get_event_loop().call_soon(self._flush)
+
+    def _flush(self):
+        if not self._out or self.closed:
+            return
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        self._send(data)
+
+    def _send(self, data):
         try:
             self._writer.write(data)
         except (ConnectionError, OSError, RuntimeError):
@@ -141,11 +207,15 @@ class RpcPeer:
     async def close(self):
         if self._closed.is_set():
             return
+        self._flush()
         self._closed.set()
         for fut in self._pending.values():
             if not fut.done():
-                fut.set_exception(RpcError("connection to %s closed (%s)" % (self.name, self.close_reason or "closed")))
+                fut.set_exception(self._closed_error())
         self._pending.clear()
+        for client, client_msgid in self._relayed.values():
+            client._write(framing.encode_response(client_msgid, self._closed_error().to_wire(), None))
+        self._relayed.clear()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -158,9 +228,9 @@ class RpcPeer:
             pass
 
 
-async def open_unix_peer(path, handlers=None, on_notification=None, name=None):
-    """Connect to a unix socket and return a running RpcPeer."""
+async def open_unix_peer(path, handlers=None, on_notification=None, name=None, prefixed=False):
+    """Connect to a unix socket and return a running RpcPeer (`prefixed` for a shim's socket)."""
     reader, writer = await asyncio.open_unix_connection(path, limit=READ_CHUNK)
-    peer = RpcPeer(reader, writer, handlers, on_notification, name or path)
+    peer = RpcPeer(reader, writer, handlers, on_notification, name or path, prefixed=prefixed)
     peer.context["runner"] = asyncio.ensure_future(peer.run())
     return peer

@@ -19,9 +19,10 @@ from . import __version__, engine, launch
 from .accounts import AccountPool
 from .handlers import shim_side
 from .quota import QuotaGuard
+from .commit import GroupCommit
 from .journal import Journal
 from .protocol.errors import SacError, TurnNotFound
-from .rpc import RpcPeer
+from .rpc import RpcPeer, bounded_reads
 from .state_dir import StateDir, write_atomic
 from .supervision import states
 from .supervision.restart_policy import RestartTracker
@@ -38,6 +39,14 @@ class EngineExited(Exception):
     """The engine process ended while a turn waited for it."""
 
 
+ENGINE_EXITED = object()  # what a turn's result future gets when the engine ends first
+
+
+def _settle(fut, value):
+    if fut is not None and not fut.done():
+        fut.set_result(value)
+
+
 class Shim:
     """Supervises one engine and serves its agent's turns."""
 
@@ -48,7 +57,8 @@ class Shim:
         with open(agent_dir.spec) as fh:
             self.spec = json.load(fh)
         self.name = self.spec["name"]
-        self.journal = Journal(agent_dir.journal, clock)
+        self.commit = GroupCommit(self.name)
+        self.journal = self.commit.journal = Journal(agent_dir.journal, clock, on_write=self.commit.written)
         self.transcript = Transcript(agent_dir.transcript, clock)
         self.tracker = RestartTracker.from_spec(self.spec.get("restart") or {})
         claude = self.spec.get("claude") or {}
@@ -107,6 +117,7 @@ class Shim:
 
     def _write_heartbeat(self):
         self.transcript.flush()
+        self.journal.sync()
         write_atomic(self.dir.heartbeat, json.dumps({"ts": self.clock(), "state": self.state, "pid": os.getpid()}))
 
     def _load_session(self):
@@ -183,6 +194,9 @@ class Shim:
             *plan.argv, env=plan.env, cwd=plan.cwd, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True, preexec_fn=launch.die_with_parent, limit=64 * 1024 * 1024)
+        pipes = getattr(self.proc, "_transport", None)  # asyncio keeps the pipes' transports there
+        for fd in (1, 2):
+            bounded_reads(pipes.get_pipe_transport(fd) if pipes else None)
         self.engine_started_at = self.last_output_at = self.clock()
         self.engine_spoke = False
         self.state = states.IDLE
@@ -195,12 +209,12 @@ class Shim:
         reader = asyncio.ensure_future(self._read_stdout())
         errs = asyncio.ensure_future(self._read_stderr())
         exited = asyncio.ensure_future(self.proc.wait())
+        exited.add_done_callback(self._engine_exited)
         while not exited.done() and not self.stopping:
             pending = self.journal.pending()
             if not pending:
                 self._wake.clear()
-                await asyncio.wait([exited, asyncio.ensure_future(self._wake.wait())],
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await self._wake.wait()
                 continue
             await self._run_turn(pending[0], exited)
         if self.stopping and not exited.done():
@@ -216,8 +230,11 @@ class Shim:
         self.current, self._result, self.state = tid, asyncio.get_event_loop().create_future(), states.WORKING
         self.turn_used_tools = False
         self.journal.start(tid)
-        started = self.last_output_at = self.clock()  # silence is measured from the turn's start
         self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
+        await self.commit.durable()  # `started` is on disk before the turn can act: no double run after a crash
+        if self.journal.turns[tid]["status"] != "running":
+            return  # cancelled while its start was being written
+        started = self.last_output_at = self.clock()  # silence is measured from the turn's start
         try:
             self.proc.stdin.write(engine.user_line(turn["text"]))
             await self.proc.stdin.drain()
@@ -243,6 +260,10 @@ class Shim:
         else:
             self.last_error = error
 
+    def _engine_exited(self, _):
+        self._wake.set()
+        _settle(self._result, ENGINE_EXITED)
+
     async def _await_result(self, exited, started):
         health = self.spec.get("health") or {}
         stall = float(health.get("stall_timeout_s") or 300)
@@ -256,12 +277,19 @@ class Shim:
                 if now - started >= limit:
                     raise asyncio.TimeoutError("timeout: no result within turn_timeout_s=%gs" % limit)
                 raise asyncio.TimeoutError("stalled: no engine output for stall_timeout_s=%gs" % stall)
-            done, _ = await asyncio.wait([self._result, exited], timeout=budget,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if self._result in done:
-                return self._result.result()
-            if exited in done:
+            if exited.done():
                 raise EngineExited()
+            loop = asyncio.get_event_loop()
+            timer = loop.call_later(budget, _settle, self._result, None)  # None: look at the limits again
+            try:
+                event = await self._result
+            finally:
+                timer.cancel()
+            if event is ENGINE_EXITED:
+                raise EngineExited()
+            if event is not None:
+                return event
+            self._result = loop.create_future()
 
     def finish_turn(self, tid, status, **fields):
         if self.journal.finish(tid, status, **fields):
@@ -293,8 +321,8 @@ class Shim:
                 self.turn_used_tools = True
             if event.get("session_id"):
                 self._save_session(event["session_id"])
-            if event.get("type") == "result" and self._result is not None and not self._result.done():
-                self._result.set_result(event)
+            if event.get("type") == "result":
+                _settle(self._result, event)
 
     async def _read_stderr(self):
         while True:
@@ -325,16 +353,18 @@ class Shim:
     # -- control socket -----------------------------------------------------------
 
     async def _on_client(self, reader, writer):
-        peer = RpcPeer(reader, writer, shim_side.handlers(self), name="daemon")
+        peer = RpcPeer(reader, writer, shim_side.handlers(self), name="daemon", prefixed=True)
         await peer.run()
         for sub in [s for s, (p, _) in self.transcript.subscribers.items() if p is peer]:
             self.transcript.unsubscribe(sub)
 
     def submit(self, text, key=None, source="user"):
+        # The serve loop is woken first, so on an idle engine the turn's start joins the
+        # commit of its acceptance: one write and one fsync for both.
+        self._wake.set()
         turn, created = self.journal.accept(self.name, text, key, source)
         if created:
             self.transcript.append(turn["id"], {"type": "sac", "subtype": "turn_accepted", "source": source})
-            self._wake.set()
         return turn, created
 
     def get_turn(self, tid):
@@ -346,12 +376,17 @@ class Shim:
     async def wait_turn(self, tid, timeout):
         turn = self.get_turn(tid)
         if turn["status"] in ("pending", "running"):
-            fut = asyncio.get_event_loop().create_future()
-            self._waiters.setdefault(tid, []).append(fut)
+            loop = asyncio.get_event_loop()
+            fut = loop.create_future()
+            waiters = self._waiters.setdefault(tid, [])
+            waiters.append(fut)
+            timer = loop.call_later(timeout, _settle, fut, None)
             try:
-                await asyncio.wait_for(asyncio.shield(fut), timeout)
-            except asyncio.TimeoutError:
-                pass
+                await fut
+            finally:
+                timer.cancel()
+                if fut in waiters:
+                    waiters.remove(fut)
         return self.get_turn(tid)
 
     async def cancel_turn(self, tid):

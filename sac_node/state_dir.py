@@ -14,10 +14,15 @@
         home/  work/              the agent's HOME and default workdir
 """
 
+import json
 import os
 import re
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+# One line of a JSONL file of the state dir (journal, transcript): compact, and one encoder for all.
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def default_state_dir():

@@ -7,6 +7,8 @@ import json
 import time
 from collections import deque
 
+from .state_dir import compact_json
+
 RECENT = 2000
 
 
@@ -33,7 +35,7 @@ class Transcript:
         rec = {"seq": self.seq, "ts": self._clock(), "turn": turn_id, "event": event}
         # Buffered: the journal is what must survive a crash; the transcript is flushed at each
         # turn's end, on every heartbeat and whenever it is read from disk.
-        self._fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self._fh.write(compact_json(rec) + "\n")
         if event.get("type") == "sac" and event.get("subtype") in ("turn_ended", "engine_exited"):
             self._fh.flush()
         self.recent.append(rec)

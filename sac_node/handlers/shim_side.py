@@ -1,7 +1,8 @@
 """Methods a shim serves on <agent>/shim.sock, for the daemon (one agent each).
 
 The daemon forwards the agent-scoped methods of its own table here unchanged,
-minus the `agent` field.
+minus the `agent` field. A reply that carries a turn waits for the journal
+records behind it (sac_node/commit.py): an acceptance on disk, an outcome written.
 """
 
 import os
@@ -22,25 +23,33 @@ def handlers(shim):
         turn, created = shim.submit(p["text"], p.get("key"), p.get("source", "user"))
         if p.get("wait_s"):
             turn = await shim.wait_turn(turn["id"], float(p["wait_s"]))
+        await shim.commit.settled(turn)
         return {"turn": turn, "created": created}
 
     async def get(peer, p):
         """turns.get {id} -> turn"""
-        return shim.get_turn(p["id"])
+        turn = shim.get_turn(p["id"])
+        await shim.commit.settled(turn)
+        return turn
 
     async def wait(peer, p):
         """turns.wait {id, timeout_s} -> turn (terminal, or as it stands when the wait ends)"""
-        return await shim.wait_turn(p["id"], float(p.get("timeout_s") or 600))
+        turn = await shim.wait_turn(p["id"], float(p.get("timeout_s") or 600))
+        await shim.commit.settled(turn)
+        return turn
 
     async def cancel(peer, p):
         """turns.cancel {id} -> turn"""
-        return await shim.cancel_turn(p["id"])
+        turn = await shim.cancel_turn(p["id"])
+        await shim.commit.settled(turn)
+        return turn
 
     async def list_turns(peer, p):
         """turns.list {limit?, status?} -> [turn], newest last"""
         turns = list(shim.journal.turns.values())
         if p.get("status"):
             turns = [t for t in turns if t["status"] == p["status"]]
+        await shim.commit.durable()
         return turns[-int(p.get("limit") or 50):]
 
     async def status(peer, p):

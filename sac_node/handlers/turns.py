@@ -1,6 +1,8 @@
 """turns.* and events.* on the node daemon: forwarded to the agent's shim.
 
 Reads (get, list, tail) fall back to the agent's dir when its shim is not running.
+`relay` is the fast path of the turn methods: when the agent's shim is attached,
+the request goes on at once and the shim's reply comes back undecoded.
 """
 
 from ..journal import Journal
@@ -24,6 +26,26 @@ def _forward(method):
         return await shim.call(method, params)
     handler.__doc__ = "%s {agent, ...}: forwarded to the agent's shim (see handlers/shim_side.py)" % method
     return handler
+
+
+RELAYED = frozenset(("turns.submit", "turns.get", "turns.wait", "turns.cancel"))
+
+
+def relay(node, peer, msgid, method, params):
+    """Forward a turn request to its agent's attached shim; False leaves it to the handler (which
+    checks the agent, attaches or respawns the shim, and answers for a stopped agent)."""
+    if method not in RELAYED or not isinstance(params, dict):
+        return False
+    name = params.get("agent")
+    if name is None and isinstance(params.get("id"), str):
+        name = params["id"].split(".", 1)[0]
+    handle = node.shims.get(name) if isinstance(name, str) else None
+    if handle is None or handle.peer.closed:
+        return False
+    params = dict(params)
+    params.pop("agent", None)
+    handle.peer.forward(method, params, peer, msgid)
+    return True
 
 
 submit = _forward("turns.submit")

@@ -1,5 +1,6 @@
 """examples/engines/fast_engine.py, the benchmarks' instant engine, answers real turns inside bwrap."""
 
+import asyncio
 import json
 import os
 import signal
@@ -9,7 +10,8 @@ import sys
 import pytest
 import yaml
 
-from tests.fixtures.agents import SacEnv
+from sac_node.rpc import open_unix_peer
+from tests.fixtures.agents import SacEnv, processes_mentioning
 from tests.fixtures.tools import REPO
 
 pytestmark = pytest.mark.integration
@@ -58,3 +60,62 @@ def test_fast_engine_accepts_resume_and_keeps_that_session():
     events = [json.loads(l) for l in done.stdout.splitlines()]
     assert [e["type"] for e in events] == ["system", "assistant", "result"]
     assert {e["session_id"] for e in events} == {"s-42"} and events[-1]["result"] == "echo: hi"
+
+
+async def test_a_reply_comes_only_once_the_journal_holds_what_it_says(fast_env):
+    """Acceptance is on disk before "accepted" is heard, and an outcome is written before its reply,
+    for a burst of turns too (the shim commits them in groups, the daemon relays replies undecoded)."""
+    fast_env.sac("agents", "start", fast_env.specs / "fast")
+    path = fast_env.agent_dir("fast") / "journal.jsonl"
+
+    def ops(turn_id):
+        return [r["op"] for r in map(json.loads, path.read_text().splitlines()) if r["id"] == turn_id]
+
+    async def one(i):
+        reply = await peer.call("turns.submit", {"agent": "fast", "text": "t%d" % i, "wait_s": 30}, timeout=60)
+        turn = reply["turn"]
+        assert turn["status"] == "completed" and turn["reply"] == "echo: t%d" % i
+        assert ops(turn["id"]) == ["accepted", "started", "completed"]  # read as the reply arrives
+        return turn["id"]
+
+    peer = await open_unix_peer(str(fast_env.home / "node.sock"))
+    try:
+        queued = await peer.call("turns.submit", {"agent": "fast", "text": "queued"}, timeout=30)
+        assert queued["turn"]["status"] in ("pending", "running") and ops(queued["turn"]["id"])[0] == "accepted"
+        ids = await asyncio.gather(*(one(i) for i in range(24)))
+        assert len(set(ids)) == 24
+        done = await peer.call("turns.wait", {"id": queued["turn"]["id"], "timeout_s": 30}, timeout=60)
+        assert done["status"] == "completed" and ops(done["id"]) == ["accepted", "started", "completed"]
+    finally:
+        await peer.close()
+
+
+async def test_a_relayed_call_fails_at_once_when_its_shim_dies(fast_env):
+    fast_env.sac("agents", "start", fast_env.specs / "fast")
+    status = fast_env.sac_json("agents", "status", "fast")
+    peer, engines = await open_unix_peer(str(fast_env.home / "node.sock")), []
+    try:
+        await peer.call("turns.submit", {"agent": "fast", "text": "attach", "wait_s": 30}, timeout=60)
+        engines = processes_mentioning(str(FAST_ENGINE))  # bwrap and the engine inside it
+        for pid in engines:
+            os.kill(pid, signal.SIGSTOP)  # the engine hangs: the next turn stays running
+        waiting = asyncio.ensure_future(
+            peer.call("turns.submit", {"agent": "fast", "text": "never answered", "wait_s": 30}, timeout=60))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        os.kill(status["shim_pid"], signal.SIGKILL)
+        with pytest.raises(Exception, match="closed"):
+            await asyncio.wait_for(waiting, 10)
+        # The daemon respawns the shim; the turn that was running ends interrupted, and turns go on.
+        again = await peer.call("turns.submit", {"agent": "fast", "text": "after", "wait_s": 30}, timeout=60)
+        assert again["turn"]["status"] == "completed" and again["turn"]["reply"] == "echo: after"
+        records = [json.loads(l) for l in (fast_env.agent_dir("fast") / "journal.jsonl").read_text().splitlines()]
+        hung = next(r["id"] for r in records if r.get("text") == "never answered")
+        assert [r["op"] for r in records if r["id"] == hung] == ["accepted", "started", "interrupted"]
+    finally:
+        await peer.close()
+        for pid in engines:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -53,3 +53,45 @@ def test_errors_rebuild_from_code_not_message():
     assert type(from_wire({"code": "spec_error", "message": "agent_not_found"})) is SpecError
     assert type(from_wire({"code": "something_new", "message": "m"})) is RpcError
     assert isinstance(from_wire("junk"), SacError)
+
+
+# -- a shim's socket: length-prefixed frames, replies passed on without decoding ----------------
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), values), max_size=8), st.integers(1, 17))
+def test_prefixed_frames_survive_any_chunking(replies, chunk):
+    frames = [framing.encode_response(i, None, v) for i, v in replies]
+    stream = b"".join(framing.prefixed(f) for f in frames)
+    splitter = framing.PrefixedSplitter()
+    got = []
+    for start in range(0, len(stream), chunk):
+        got.extend(splitter.feed(stream[start:start + chunk]))
+    assert got == frames
+    assert [framing.decode_frame(f) for f in got] == [[framing.RESPONSE, i, None, v] for i, v in replies]
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(-2**63, 2**64 - 1), values, st.none() | st.just({"code": "x"}))
+def test_a_reply_is_readdressed_without_decoding(shim_msgid, client_msgid, result, error):
+    frame = framing.encode_response(shim_msgid, error, result)
+    msgid, offset = framing.response_id(frame)
+    assert msgid == shim_msgid
+    assert framing.FrameDecoder().feed(framing.readdressed(frame, offset, client_msgid)) == [
+        [framing.RESPONSE, client_msgid, error, result]]
+
+
+@pytest.mark.parametrize("frame", [framing.encode_request(1, "m", {}), framing.encode_notification("event", {}),
+                                   b"\x94\x01", b"\x93\x01\x01\x01", b"\x94\x01\xd0\x01\xc0\xc0"])
+def test_only_responses_have_a_response_id(frame):
+    assert framing.response_id(frame) is None
+
+
+def test_an_oversized_prefixed_frame_is_refused_before_it_arrives():
+    with pytest.raises(ProtocolError, match="larger than 1024"):
+        framing.PrefixedSplitter(max_frame_bytes=1024).feed(framing.PREFIX.pack(4096))
+
+
+def test_a_prefixed_frame_that_is_not_rpc_is_refused():
+    with pytest.raises(ProtocolError):
+        framing.decode_frame(b"\xc1")
+    with pytest.raises(ProtocolError):
+        framing.decode_frame(msgpack.packb({"not": "rpc"}))

@@ -96,3 +96,27 @@ def test_running_counts_match_a_full_scan_also_after_replay(tmp_path_factory, op
         done = sum(1 for t in journal.turns.values() if t["status"] in ("completed", "failed", "interrupted",
                                                                           "cancelled"))
         assert journal.usage_total() == ({"output_tokens": 2 * done} if done else {})
+
+
+def test_with_on_write_records_wait_for_write_and_sync(tmp_path, monkeypatch):
+    """The shim's group commit: records of one moment leave in one write and one fsync."""
+    path = tmp_path / "j"
+    ops, fsyncs = [], []
+    real_fsync = __import__("os").fsync
+    monkeypatch.setattr("sac_node.journal.os.fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    j = Journal(str(path), on_write=ops.append)
+    t, _ = j.accept("a", "x")
+    j.start(t["id"])
+    assert ops == ["accepted", "started"] and j.pending_io(sync=False)
+    assert not path.exists() or path.read_text() == ""  # applied in memory only
+    assert j.turns[t["id"]]["status"] == "running"
+    j.sync()
+    assert [json.loads(l)["op"] for l in path.read_text().splitlines()] == ["accepted", "started"]
+    assert len(fsyncs) == 1 and not j.pending_io()
+    j.finish(t["id"], "completed", reply="r")
+    j.write()  # handed to the OS, not yet fsynced
+    assert json.loads(path.read_text().splitlines()[-1])["op"] == "completed"
+    assert not j.pending_io(sync=False) and j.pending_io(sync=True) and len(fsyncs) == 1
+    j.close()  # close syncs what is left
+    assert len(fsyncs) == 2
+    assert Journal(str(path)).turns[t["id"]]["reply"] == "r"
