@@ -14,7 +14,19 @@ import struct
 
 import msgpack
 
+from . import purepack
 from .errors import ProtocolError
+
+if msgpack.Packer.__module__ == "msgpack.fallback":  # no C extension here (node.pyz ships none)
+    _packb, _unpackb, _FORMAT_ERRORS = purepack.packb, purepack.unpackb, (purepack.FormatError,)
+else:
+    def _packb(obj):
+        return msgpack.packb(obj, use_bin_type=True)
+
+    def _unpackb(data):
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+    _FORMAT_ERRORS = (Exception,)  # msgpack raises several unrelated types on garbage
 
 REQUEST = 0
 RESPONSE = 1
@@ -26,15 +38,15 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
 def encode_request(msgid, method, params):
-    return msgpack.packb([REQUEST, msgid, method, params], use_bin_type=True)
+    return _packb([REQUEST, msgid, method, params])
 
 
 def encode_response(msgid, error, result):
-    return msgpack.packb([RESPONSE, msgid, error, result], use_bin_type=True)
+    return _packb([RESPONSE, msgid, error, result])
 
 
 def encode_notification(method, params):
-    return msgpack.packb([NOTIFICATION, method, params], use_bin_type=True)
+    return _packb([NOTIFICATION, method, params])
 
 
 class FrameDecoder:
@@ -118,8 +130,8 @@ class PrefixedSplitter:
 def decode_frame(data):
     """One whole encoded frame -> the validated frame (list); ProtocolError when it is not one."""
     try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        obj = _unpackb(data)
+    except _FORMAT_ERRORS as exc:
         raise ProtocolError("malformed msgpack frame: %s" % exc) from exc
     return validate_frame(obj)
 
@@ -142,4 +154,4 @@ def response_id(data):
 
 def readdressed(data, offset, msgid):
     """The encoded response frame `data` (its rest starting at `offset`) as the reply to `msgid`."""
-    return b"\x94\x01" + msgpack.packb(msgid) + data[offset:]
+    return b"\x94\x01" + _packb(msgid) + data[offset:]

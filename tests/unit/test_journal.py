@@ -120,3 +120,15 @@ def test_with_on_write_records_wait_for_write_and_sync(tmp_path, monkeypatch):
     j.close()  # close syncs what is left
     assert len(fsyncs) == 2
     assert Journal(str(path)).turns[t["id"]]["reply"] == "r"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30)
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=8))
+def test_journal_lines_are_what_json_dumps_writes(record):
+    from sac_node.state_dir import compact_json
+    assert compact_json(record) == json.dumps(record, separators=(",", ":"))
