@@ -1,7 +1,7 @@
 """Gateway throughput and latency: `sac fleet serve` over SSH hosts versus the same engines fed directly.
 
     python bench/gateway.py [--hosts 4] [--agents-per-host 8] [--concurrency 64] [--turns 5000]
-                            [--duration 20] [--serial-turns 300] [--profile-s 8] [--json]
+                            [--duration 20] [--serial-turns 300] [--repeat 3] [--profile-s 8] [--json]
 
 Sets up 4 real OpenSSH sshd hosts on loopback (tests/fixtures/sshd.py) with 8
 agents each whose engine is examples/engines/fast_engine.py (an instant
@@ -13,6 +13,9 @@ stream-json lines itself (the same interpreter, one turn at a time per engine):
   loaded   `--concurrency` turns in flight (keep-alive HTTP/1.1 connections, `POST /v1/turn`
            wait=true, agents round robin) until `--turns` or `--duration`, whichever first
   serial   one turn in flight: the latency of a turn on an otherwise idle fleet
+
+each `--repeat` times (3), the two paths interleaved; the median run is reported,
+and every run's figure is listed (this VM's speed drifts by up to 2x),
 
 plus the CPU each process group spent per turn (from /proc), per-stage times of the
 serial turns (from the journal's timestamps) and, when py-spy is installed, a
@@ -164,10 +167,45 @@ class Rig:
 # -- the two ways to hand a turn to an engine ------------------------------------------------------
 
 
+class HttpConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection: a request at a time, the reply's status and body."""
+
+    def __init__(self):
+        self.transport, self.buffer, self.reply, self.lost = None, b"", None, None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.reply is None or self.reply.done():
+            return
+        head = self.buffer[:end].lower()
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line.startswith(b"content-length:"):
+                length = int(line[15:])
+        if len(self.buffer) < end + 4 + length:
+            return
+        body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
+        self.reply.set_result((int(head[9:12]), body, b"\r\nconnection: close" in head))
+
+    def connection_lost(self, exc):
+        self.lost = exc or ConnectionResetError("the gateway closed the connection")
+        if self.reply is not None and not self.reply.done():
+            self.reply.set_exception(self.lost)
+
+    async def request(self, data):
+        self.reply = asyncio.get_event_loop().create_future()
+        self.transport.write(data)
+        return await self.reply
+
+
 class GatewayClient:
     """`POST /v1/turn {agent, text, wait: true}` over keep-alive HTTP/1.1 connections.
 
-    A small client on asyncio streams, one connection per turn in flight: it writes the
+    A small client on an asyncio protocol, one connection per turn in flight: it writes the
     request and reads the status line, the headers and the Content-Length bytes of the
     body. The load generator shares the two cores with what it measures, so it should
     cost little; aiohttp's client took about four times its CPU per turn.
@@ -185,26 +223,22 @@ class GatewayClient:
         return self
 
     async def __aexit__(self, *exc):
-        for _, writer in self.idle:
-            writer.close()
+        for conn in self.idle:
+            conn.transport.close()
 
     async def request(self, method, route, body=None):
         """(status, body bytes) of one request on a kept-alive connection."""
-        reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection(*self.address)
+        conn = self.idle.pop() if self.idle else (
+            await asyncio.get_event_loop().create_connection(HttpConnection, *self.address))[1]
         data = json.dumps(body).encode() if body is not None else b""
-        writer.write(("%s %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (method, route, self.headers, len(data)))
-                     .encode() + data)
-        head = (await reader.readuntil(b"\r\n\r\n")).lower()
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.startswith(b"content-length:"):
-                length = int(line[15:])
-        payload = await reader.readexactly(length) if length else b""
-        if b"\r\nconnection: close" in head:
-            writer.close()
+        status, payload, closing = await conn.request(
+            ("%s %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (method, route, self.headers, len(data))).encode()
+            + data)
+        if closing or conn.lost:
+            conn.transport.close()
         else:
-            self.idle.append((reader, writer))
-        return int(head[9:12]), payload
+            self.idle.append(conn)
+        return status, payload
 
     async def turn(self, index, text):
         body = {"agent": self.rig.agents[index % len(self.rig.agents)], "text": text, "wait": True,
@@ -586,17 +620,24 @@ async def measure(rig, args):
         for path in (direct, gateway):
             await drive(path.turn, len(rig.agents), 4 * len(rig.agents), 60)  # every engine answered
         groups = lambda: cpu_by_group(rig, direct.pids)  # noqa: E731
-        for name, path in (("direct", direct), ("gateway", gateway)):
-            before, wall = groups(), time.monotonic()
-            run = await drive(path.turn, args.concurrency, args.turns, args.duration)
-            cpu = cpu_delta(before, groups())
-            report["%s_loaded" % name] = dict(summary(run), cpu_s=cpu, wall_s=time.monotonic() - wall)
-        for name, path in (("direct", direct), ("gateway", gateway)):
-            run = await drive(path.turn, 1, args.serial_turns, args.duration, keep=(path is gateway))
-            report["%s_serial" % name] = summary(run)
-            if path is gateway:
-                report["gateway_serial"]["stages_ms"] = stages(run["stamps"])
-                turn_id = run["stamps"][-1][2]["turn_id"]
+        runs = {}
+        for _ in range(args.repeat):  # the two paths interleaved, so a noisy moment hits both
+            for name, path in (("direct", direct), ("gateway", gateway)):
+                before, wall = groups(), time.monotonic()
+                run = await drive(path.turn, args.concurrency, args.turns, args.duration)
+                cpu = cpu_delta(before, groups())
+                runs.setdefault("%s_loaded" % name, []).append(
+                    dict(summary(run), cpu_s=cpu, wall_s=time.monotonic() - wall))
+            for name, path in (("direct", direct), ("gateway", gateway)):
+                run = await drive(path.turn, 1, args.serial_turns, args.duration, keep=(path is gateway))
+                runs.setdefault("%s_serial" % name, []).append(summary(run))
+                if path is gateway:
+                    runs["gateway_serial"][-1]["stages_ms"] = stages(run["stamps"])
+                    turn_id = run["stamps"][-1][2]["turn_id"]
+        for key, results in runs.items():  # the median run of each, and every run's figure
+            figure = "turns_per_s" if key.endswith("_loaded") else "p50_ms"
+            report[key] = sorted(results, key=lambda r: r[figure])[len(results) // 2]
+            report.setdefault("repeats", {})[key] = [r[figure] for r in results]
         for name, route in (("GET /v1/health (HTTP only)", "/v1/health"),
                             ("GET /v1/turns/{id} (one RPC to the shim)", "/v1/turns/" + turn_id)):
             run = await drive(lambda index, text: gateway.get(route), 1, args.serial_turns, args.duration)
@@ -662,7 +703,7 @@ def run(args):
         "versions": versions(args),
         "setup": {"hosts": args.hosts, "agents_per_host": args.agents_per_host, "concurrency": args.concurrency,
                   "turns": args.turns, "duration_s": args.duration, "serial_turns": args.serial_turns,
-                  "runtime": args.runtime, "access_log": args.access_log}})
+                  "runtime": args.runtime, "access_log": args.access_log, "repeat": args.repeat}})
     report["goals"] = goals_of(report)
     return report
 
@@ -710,6 +751,11 @@ def render(report):
         for name, r in report["probes_serial"].items()]
     lines += ["", "serial gateway turn, median per stage (node journal timestamps), ms:", ""]
     lines += ["- %s: %.2f" % (name, ms) for name, ms in report["gateway_serial"]["stages_ms"].items()]
+    rates = report["repeats"]["gateway_loaded"]
+    added = [g - d for g, d in zip(report["repeats"]["gateway_serial"], report["repeats"]["direct_serial"])]
+    lines += ["", "%d runs of each, interleaved; the tables show the median run. Every run: gateway loaded %s turns/s; "
+              "serial added p50 %s ms" % (len(rates), ", ".join("%.0f" % r for r in rates),
+                                         ", ".join("%+.2f" % a for a in added))]
     lines += [""] + render_cpu(report)
     lines += ["", "RSS after the measured runs: " + ", ".join("%s %.1f MB" % kv for kv in report["rss_mb"].items())]
     if report.get("profile"):
@@ -734,6 +780,8 @@ def parse_args(argv=None):
     parser.add_argument("--turns", type=int, default=5000, help="turns per loaded run at most (default 5000)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per run at most (default 20)")
     parser.add_argument("--serial-turns", type=int, default=300, help="turns per serial run (default 300)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="loaded and serial runs of each path, interleaved; the median is reported (default 3)")
     parser.add_argument("--profile-s", type=int, default=8.0,
                         help="seconds of py-spy sampling under load, 0 to skip (default 8)")
     parser.add_argument("--runtime", default="bwrap" if shutil.which("bwrap") else "none",
@@ -746,7 +794,7 @@ def parse_args(argv=None):
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if not (1 <= args.hosts <= 50 and 1 <= args.agents_per_host <= 64 and 1 <= args.concurrency <= 1024
-            and args.turns >= 1 and args.serial_turns >= 1 and args.duration > 0):
+            and args.turns >= 1 and args.serial_turns >= 1 and args.duration > 0 and args.repeat >= 1):
         parser.error("out of range: --hosts 1..50, --agents-per-host 1..64, --concurrency 1..1024, counts >= 1")
     reason = sshd_available()
     if reason:
