@@ -118,7 +118,9 @@ class Shim:
     def _write_heartbeat(self):
         self.transcript.flush()
         self.journal.sync()
-        write_atomic(self.dir.heartbeat, json.dumps({"ts": self.clock(), "state": self.state, "pid": os.getpid()}))
+        # A liveness signal, rewritten every HEARTBEAT_S: it need not survive the machine, so no fsync.
+        write_atomic(self.dir.heartbeat, json.dumps({"ts": self.clock(), "state": self.state, "pid": os.getpid()}),
+                     durable=False)
 
     def _load_session(self):
         try:

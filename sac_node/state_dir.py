@@ -139,13 +139,14 @@ class AgentDir:
         write_atomic(self.desired, value + "\n")
 
 
-def write_atomic(path, text, mode=0o600):
-    """Write a small file atomically (tmp + fsync + rename)."""
+def write_atomic(path, text, mode=0o600, durable=True):
+    """Write a small file atomically (tmp + fsync + rename; no fsync when it need not survive the machine)."""
     tmp = "%s.tmp.%d" % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, text.encode("utf-8") if isinstance(text, str) else text)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
