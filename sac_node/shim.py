@@ -78,7 +78,8 @@ class Shim:
         self._wake = asyncio.Event()
         self.stopping = False
         self.kill_reason = None
-        self._result = None
+        self._result = None  # the running turn's: its result event, None to look at the limits again
+        self._result_event = None
         self._waiters = {}
         self._stderr_tail = []
 
@@ -230,6 +231,7 @@ class Shim:
     async def _run_turn(self, turn, exited):
         tid = turn["id"]
         self.current, self._result, self.state = tid, asyncio.get_event_loop().create_future(), states.WORKING
+        self._result_event = None
         self.turn_used_tools = False
         self.journal.start(tid)
         self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
@@ -279,6 +281,8 @@ class Shim:
                 if now - started >= limit:
                     raise asyncio.TimeoutError("timeout: no result within turn_timeout_s=%gs" % limit)
                 raise asyncio.TimeoutError("stalled: no engine output for stall_timeout_s=%gs" % stall)
+            if self._result_event is not None:  # came while the waiter woke to look at the limits
+                return self._result_event
             if exited.done():
                 raise EngineExited()
             loop = asyncio.get_event_loop()
@@ -324,6 +328,7 @@ class Shim:
             if event.get("session_id"):
                 self._save_session(event["session_id"])
             if event.get("type") == "result":
+                self._result_event = event
                 _settle(self._result, event)
 
     async def _read_stderr(self):
