@@ -51,6 +51,7 @@ import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 
 from sac_fleet.provider.server import ProviderServer  # noqa: E402
+from tests.fixtures import procs  # noqa: E402
 from tests.fixtures.sshd import SshdFleet, sshd_available  # noqa: E402
 from tests.fixtures.tools import find_claude  # noqa: E402
 
@@ -101,20 +102,10 @@ def free_port():
 def proc_table():
     """pid -> (ppid, cmdline, cwd) of every live, non-zombie process."""
     table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as fh:
-                stat = fh.read().rsplit(")", 1)[1].split()
-            if stat[0] == "Z":
-                continue
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
-                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink("/proc/%s/cwd" % entry)
-        except OSError:
-            continue
-        table[int(entry)] = (int(stat[1]), cmd, cwd)
+    for pid, process in procs.processes().items():
+        cwd = procs.cwd(pid) if process.state != "Z" else None
+        if cwd is not None:
+            table[pid] = (process.ppid, process.command, cwd)
     return table
 
 

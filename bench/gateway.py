@@ -45,6 +45,7 @@ import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 
 from sac_node import __version__ as SAC_VERSION  # noqa: E402
+from tests.fixtures import procs  # noqa: E402
 from tests.fixtures.sshd import SshdFleet, sshd_available  # noqa: E402
 
 FAST_ENGINE = REPO / "examples" / "engines" / "fast_engine.py"
@@ -153,7 +154,7 @@ class Rig:
     def node_pids(self, host, role, agent=None):
         """Daemon or shim pids of `host` (their command lines name its state dir), or the shim of `agent`."""
         marker = str(host.state_dir)
-        return sorted(pid for pid, (_, argv, _) in process_table().items()
+        return sorted(pid for pid, argv in ((p.pid, p.argv) for p in procs.processes().values())
                       if any(marker in a for a in argv) and role in argv[1:4] and "bwrap" not in argv[0]
                       and (agent is None or argv[-1].endswith("/agents/" + agent)))
 
@@ -354,42 +355,23 @@ def stages(stamps):
 # -- where the time goes: CPU per process group (/proc), py-spy samples -------------------------------
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_table():
-    """{pid: (ppid, argv, (user, system) CPU seconds)} of every process now."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
-                argv = [a.decode("utf-8", "replace") for a in fh.read().split(b"\0") if a]
-        except OSError:
-            continue
-        table[int(entry)] = (int(fields[1]), argv, (int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS))
-    return table
-
-
 def machine_busy_s():
     """(user, system) CPU seconds all cores spent busy since boot (/proc/stat; iowait counts as idle)."""
     with open("/proc/stat") as fh:
         user, nice, system, _idle, _iowait, irq, softirq, steal = [int(x) for x in fh.readline().split()[1:9]]
-    return ((user + nice) / CLOCK_TICKS, (system + irq + softirq + steal) / CLOCK_TICKS)
+    return ((user + nice) / procs.CLOCK_TICKS, (system + irq + softirq + steal) / procs.CLOCK_TICKS)
 
 
 def classify(rig, direct_pids, table):
     """{pid: group} of the processes this benchmark runs."""
     children = {}
-    for pid, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
+    for pid, process in table.items():
+        children.setdefault(process.ppid, []).append(pid)
     groups = {os.getpid(): "load client (this script)", rig.gateway.pid: "gateway (sac fleet serve)"}
     groups.update((pid, "direct engines") for pid in direct_pids)
     markers = [str(h.state_dir) for h in rig.hosts]
-    for pid, (_, argv, _) in table.items():
+    for pid, process in table.items():
+        argv = process.argv
         if pid in groups or not any(m in a for a in argv for m in markers):
             continue
         role = "node daemons" if "daemon" in argv[1:4] else "shims" if "shim" in argv[1:4] else None
@@ -400,8 +382,8 @@ def classify(rig, direct_pids, table):
         for child in children.get(pid, []):
             groups.setdefault(child, "bwrap + engines (sac)")
             sandboxed.append(child)
-    for pid, (ppid, _, _) in table.items():
-        if pid not in groups and (pid == 2 or ppid == 2):
+    for pid, process in table.items():
+        if pid not in groups and (pid == 2 or process.ppid == 2):
             groups[pid] = "kernel threads (fsync, loopback)"
     stack = [h.process.pid for h in rig.hosts if h.process is not None]
     while stack:
@@ -414,13 +396,13 @@ def classify(rig, direct_pids, table):
 
 def cpu_by_group(rig, direct_pids):
     """[user, system] CPU seconds so far per group, plus the whole machine's busy time."""
-    table = process_table()
+    table = procs.processes()
     totals = {MACHINE: list(machine_busy_s())}
     for pid, group in classify(rig, direct_pids, table).items():
         if pid in table:
             total = totals.setdefault(group, [0.0, 0.0])
-            total[0] += table[pid][2][0]
-            total[1] += table[pid][2][1]
+            total[0] += table[pid].cpu_s[0]
+            total[1] += table[pid].cpu_s[1]
     return totals
 
 
@@ -693,7 +675,7 @@ def run(args):
         if rig is not None:
             rig.close()
         for _ in range(3):
-            kill_all(pid for pid, (_, argv, _) in process_table().items() if any(root in a for a in argv))
+            kill_all(pid for pid, p in procs.processes().items() if any(root in a for a in p.argv))
             time.sleep(0.1)
         shutil.rmtree(root, ignore_errors=True)
     report.update({

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from sac_fleet.api import Fleet  # noqa: E402
 from sac_fleet.provider.server import ProviderServer  # noqa: E402
+from tests.fixtures import procs  # noqa: E402
 from tests.fixtures.agents import processes_mentioning  # noqa: E402
 
 AGENT = "bench"
@@ -76,28 +77,9 @@ def read_status_kb(pid, field):
     return None
 
 
-def children_of(pid):
-    """All descendants of `pid` (from /proc/*/stat parent pids)."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        kids = parents.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
-
-
 def rss_entry(pid, tree=False):
     """{pid, rss_mb, hwm_mb}; with tree, RSS is summed over the process and its descendants."""
-    pids = [pid] + (children_of(pid) if tree else [])
+    pids = [pid] + (procs.descendants(pid) if tree else [])
     rss = [read_status_kb(p, "VmRSS") for p in pids]
     hwm = read_status_kb(pid, "VmHWM")
     return {"pid": pid, "processes": len(pids), "rss_mb": sum(r for r in rss if r) / 1024.0,

@@ -1,10 +1,10 @@
 """Isolation as an agent sees it: secrets stay out of argv, no sandbox means no start unless opted out."""
 
-import os
 import secrets as random_secrets
 
 import pytest
 
+from tests.fixtures import procs
 from tests.fixtures.agents import processes_mentioning
 
 pytestmark = pytest.mark.integration
@@ -12,17 +12,10 @@ pytestmark = pytest.mark.integration
 
 def cmdlines_and_environs():
     """(pid, cmdline, environ) of every process on this machine that we can read."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
-                cmdline = fh.read()
-            with open("/proc/%s/environ" % entry, "rb") as fh:
-                environ = fh.read()
-        except OSError:
-            continue
-        yield int(entry), cmdline, environ
+    for process in procs.processes().values():
+        environ = procs.read(process.pid, "environ")
+        if environ is not None:
+            yield process.pid, process.cmdline, environ
 
 
 def test_provider_key_reaches_the_engine_but_no_argv(sac_env):

@@ -8,6 +8,7 @@ import time
 import aiohttp
 import pytest
 
+from tests.fixtures import procs
 from tests.fixtures.gateway import GatewayProcess
 
 pytestmark = pytest.mark.integration
@@ -28,9 +29,7 @@ async def turn(gw, agent, text, timeout_s=30):
 
 def freeze(host, sig):
     """SIGSTOP/SIGCONT a host's sshd and its sessions: packets go unanswered, TCP stays open."""
-    from tests.fixtures.sshd import _children
-
-    for pid in [host.process.pid] + _children(host.process.pid):
+    for pid in [host.process.pid] + procs.children(host.process.pid):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:

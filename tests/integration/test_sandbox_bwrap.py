@@ -11,6 +11,7 @@ import pytest
 
 from sac_node import sandbox
 from sac_node.protocol.errors import SandboxUnavailable
+from tests.fixtures import procs
 from tests.fixtures.tools import require
 
 pytestmark = pytest.mark.integration
@@ -157,18 +158,10 @@ def test_secret_reaches_the_engine_env_but_no_cmdline(layout):
         with open(seen) as f:
             assert f.read() == secret
         assert proc.poll() is None  # still running (sleeping) while we scan
-        scanned = 0
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    cmdline = f.read()
-            except OSError:
-                continue
-            scanned += 1
-            assert secret.encode() not in cmdline, "secret in argv of pid %s" % pid
-        assert scanned > 3
+        scanned = procs.processes()
+        for process in scanned.values():
+            assert secret.encode() not in process.cmdline, "secret in argv of pid %s" % process.pid
+        assert len(scanned) > 3
     finally:
         proc.kill()
         proc.wait()
