@@ -26,18 +26,10 @@ def _pack(obj, put):
     kind = type(obj)
     if kind is str:
         data = obj.encode("utf-8")
-        size = len(data)
-        if size < 32:
-            put(bytes((0xa0 | size,)))
-        elif size < 0x100:
-            put(bytes((0xd9, size)))
-        elif size < 0x10000:
-            put(b"\xda" + size.to_bytes(2, "big"))
-        else:
-            put(b"\xdb" + size.to_bytes(4, "big"))
+        _header(put, len(data), 0xa0, 32, 0xd9, 0xda, 0xdb)
         put(data)
     elif kind is dict:
-        _header(len(obj), 0x80, b"\xde", b"\xdf", put)
+        _header(put, len(obj), 0x80, 16, None, 0xde, 0xdf)
         for key, value in obj.items():
             _pack(key, put)
             _pack(value, put)
@@ -52,21 +44,13 @@ def _pack(obj, put):
     elif kind is float:
         put(b"\xcb" + _DOUBLE.pack(obj))
     elif kind is list or kind is tuple:
-        _header(len(obj), 0x90, b"\xdc", b"\xdd", put)
+        _header(put, len(obj), 0x90, 16, None, 0xdc, 0xdd)
         for value in obj:
             _pack(value, put)
     elif kind is bytes or kind is bytearray or kind is memoryview:
         data = bytes(obj)
-        size = len(data)
-        if size < 0x100:
-            put(bytes((0xc4, size)))
-        elif size < 0x10000:
-            put(b"\xc5" + size.to_bytes(2, "big"))
-        else:
-            put(b"\xc6" + size.to_bytes(4, "big"))
+        _header(put, len(data), 0, 0, 0xc4, 0xc5, 0xc6)
         put(data)
-    elif isinstance(obj, bool):
-        put(b"\xc3" if obj else b"\xc2")
     elif isinstance(obj, int):
         _pack_int(int(obj), put)
     elif isinstance(obj, float):
@@ -81,13 +65,17 @@ def _pack(obj, put):
         raise TypeError("can not serialize %r object" % (kind.__name__,))
 
 
-def _header(size, fix, two, four, put):
-    if size < 16:
+def _header(put, size, fix, fix_below, one, two, four):
+    """A str, bin, array or map header: the fix form below `fix_below`, else the 1-byte length
+    form (when the type has one), the 2-byte or the 4-byte one."""
+    if size < fix_below:
         put(bytes((fix | size,)))
+    elif one is not None and size < 0x100:
+        put(bytes((one, size)))
     elif size < 0x10000:
-        put(two + size.to_bytes(2, "big"))
+        put(bytes((two,)) + size.to_bytes(2, "big"))
     else:
-        put(four + size.to_bytes(4, "big"))
+        put(bytes((four,)) + size.to_bytes(4, "big"))
 
 
 def _pack_int(value, put):
