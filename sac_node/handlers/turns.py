@@ -10,11 +10,16 @@ from ..protocol.errors import AgentNotRunning, TurnNotFound
 from .agents import _agent, tail_offline
 
 
-def _agent_of(node, p):
+def _agent_name(p):
+    """The agent a turn request is for: its `agent`, else the one its turn id names ('<agent>.<hex>')."""
     name = p.get("agent")
     if name is None and isinstance(p.get("id"), str) and "." in p["id"]:
         name = p["id"].split(".", 1)[0]
-    return _agent(node, name)
+    return name
+
+
+def _agent_of(node, p):
+    return _agent(node, _agent_name(p))
 
 
 def _forward(method):
@@ -36,9 +41,7 @@ def relay(node, peer, msgid, method, params):
     checks the agent, attaches or respawns the shim, and answers for a stopped agent)."""
     if method not in RELAYED or not isinstance(params, dict):
         return False
-    name = params.get("agent")
-    if name is None and isinstance(params.get("id"), str):
-        name = params["id"].split(".", 1)[0]
+    name = _agent_name(params)
     handle = node.shims.get(name) if isinstance(name, str) else None
     if handle is None or handle.peer.closed:
         return False
