@@ -31,12 +31,7 @@ def run_daemon(state):
     if not node.acquire_lock():
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(node.serve())
-    finally:
-        loop.close()
+    asyncio.run(node.serve())  # cancels and awaits what is left: no task is destroyed pending at exit
     return 0
 
 

@@ -82,6 +82,7 @@ class Shim:
         self._result_event = None
         self._waiters = {}
         self._stderr_tail = []
+        self._clients = {}  # RpcPeer -> the task serving it
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -99,10 +100,19 @@ class Shim:
         finally:
             beat.cancel()
             server.close()
+            await self._close_clients()
+            self._write_heartbeat()  # the last one says `stopped`; it flushes the files closed next
             self.transcript.close()
             self.journal.close()
-            self._write_heartbeat()
         return 0 if self.state == states.STOPPED else 1
+
+    async def _close_clients(self):
+        """Close the daemon's connections and let their tasks end (a task cancelled at exit logs an error)."""
+        tasks = list(self._clients.values())
+        for peer in list(self._clients):
+            await peer.close()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
 
     def _fresh_socket(self):
         try:
@@ -361,7 +371,11 @@ class Shim:
 
     async def _on_client(self, reader, writer):
         peer = RpcPeer(reader, writer, shim_side.handlers(self), name="daemon", prefixed=True)
-        await peer.run()
+        self._clients[peer] = asyncio.current_task()
+        try:
+            await peer.run()
+        finally:
+            del self._clients[peer]
         for sub in [s for s, (p, _) in self.transcript.subscribers.items() if p is peer]:
             self.transcript.unsubscribe(sub)
 
@@ -429,12 +443,13 @@ def main(agent_path):
         # Another shim owns this agent: two would run the same turns twice.
         sys.stderr.write("sac shim: another shim already runs agent %s\n" % name)
         return 3
-    shim = Shim(state.agent(name), state)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, shim.stop)
-    try:
-        return loop.run_until_complete(shim.run())
-    finally:
-        loop.close()
+    async def serve():
+        # Built inside the loop (Python 3.8's asyncio objects bind to the loop current at creation).
+        shim = Shim(state.agent(name), state)
+        loop = asyncio.get_event_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, shim.stop)
+        return await shim.run()
+
+    # asyncio.run cancels and awaits what is left (the daemon's connection, say), so the shim exits quietly.
+    return asyncio.run(serve())

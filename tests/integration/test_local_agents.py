@@ -119,6 +119,9 @@ def test_stop_start_and_delete(sac_env):
     assert "a1: stopped" in sac_env.sac("agents", "stop", "a1").stdout
     with pytest.raises(ProcessLookupError):
         os.kill(engine, 0)
+    # The shim left cleanly: its last heartbeat says so, and its log has no traceback.
+    assert json.loads((sac_env.agent_dir("a1") / "heartbeat").read_text())["state"] == "stopped"
+    assert "Traceback" not in (sac_env.agent_dir("a1") / "shim.log").read_text()
     refused = sac_env.sac("agents", "send", "a1", "hi", check=False)
     assert refused.returncode != 0 and "not running" in refused.stderr and "Traceback" not in refused.stderr
     listed = sac_env.sac_json("agents", "list")
