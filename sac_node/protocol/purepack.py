@@ -22,17 +22,52 @@ def packb(obj):
     return b"".join(out)
 
 
+_FIXSTR = [bytes((0xa0 | n,)) for n in range(32)]
+_FIXMAP = [bytes((0x80 | n,)) for n in range(16)]
+_KEYS = {}  # packed map keys: the wire's keys are a small fixed set, packed once each
+_KEYS_MAX = 1024
+
+
+def _packed_str(text):
+    data = text.encode("utf-8")
+    size = len(data)
+    if size < 32:
+        return _FIXSTR[size] + data
+    out = []
+    _header(out.append, size, 0xa0, 32, 0xd9, 0xda, 0xdb)
+    out.append(data)
+    return b"".join(out)
+
+
+def _packed_key(key):
+    data = _KEYS.get(key)
+    if data is None:
+        data = _packed_str(key)
+        if len(_KEYS) < _KEYS_MAX and len(data) < 64:
+            _KEYS[key] = data
+    return data
+
+
 def _pack(obj, put):
     kind = type(obj)
     if kind is str:
-        data = obj.encode("utf-8")
-        _header(put, len(data), 0xa0, 32, 0xd9, 0xda, 0xdb)
-        put(data)
+        put(_packed_str(obj))
     elif kind is dict:
-        _header(put, len(obj), 0x80, 16, None, 0xde, 0xdf)
-        for key, value in obj.items():
-            _pack(key, put)
-            _pack(value, put)
+        if len(obj) < 16:
+            put(_FIXMAP[len(obj)])
+        else:
+            _header(put, len(obj), 0x80, 16, None, 0xde, 0xdf)
+        for key, value in obj.items():  # the common keys and values inline: a reply is mostly these
+            put(_packed_key(key) if type(key) is str else packb(key))
+            kind = type(value)
+            if kind is str:
+                put(_packed_str(value))
+            elif value is None:
+                put(b"\xc0")
+            elif kind is float:
+                put(b"\xcb" + _DOUBLE.pack(value))
+            else:
+                _pack(value, put)
     elif obj is None:
         put(b"\xc0")
     elif obj is True:
