@@ -20,9 +20,10 @@ from .accounts import AccountPool
 from .handlers import shim_side
 from .quota import QuotaGuard
 from .commit import GroupCommit
+from .engine_proc import EngineProcess
 from .journal import Journal
 from .protocol.errors import SacError, TurnNotFound
-from .rpc import RpcPeer, bounded_reads
+from .rpc import RpcPeer
 from .state_dir import StateDir, write_atomic
 from .supervision import states
 from .supervision.restart_policy import RestartTracker
@@ -203,13 +204,9 @@ class Shim:
         for path, content in plan.secret_files.items():
             write_atomic(path, content, 0o600)
         self._stderr_tail = []
-        self.proc = await asyncio.create_subprocess_exec(
-            *plan.argv, env=plan.env, cwd=plan.cwd, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, preexec_fn=launch.die_with_parent, limit=64 * 1024 * 1024)
-        pipes = getattr(self.proc, "_transport", None)  # asyncio keeps the pipes' transports there
-        for fd in (1, 2):
-            bounded_reads(pipes.get_pipe_transport(fd) if pipes else None)
+        self.proc = await EngineProcess.start(plan.argv, self._on_stdout, self._on_stderr, env=plan.env,
+                                              cwd=plan.cwd, start_new_session=True,
+                                              preexec_fn=launch.die_with_parent)
         self.engine_started_at = self.last_output_at = self.clock()
         self.engine_spoke = False
         self.state = states.IDLE
@@ -219,9 +216,7 @@ class Shim:
 
     async def _serve_turns(self):
         """Run pending turns until the engine exits; return its exit code."""
-        reader = asyncio.ensure_future(self._read_stdout())
-        errs = asyncio.ensure_future(self._read_stderr())
-        exited = asyncio.ensure_future(self.proc.wait())
+        exited = self.proc.exited
         exited.add_done_callback(self._engine_exited)
         while not exited.done() and not self.stopping:
             pending = self.journal.pending()
@@ -232,8 +227,8 @@ class Shim:
             await self._run_turn(pending[0], exited)
         if self.stopping and not exited.done():
             await self.terminate()
-        code = await exited
-        await asyncio.wait([reader, errs], timeout=2)
+        code = await self.proc.wait()
+        await asyncio.wait([self.proc.output_closed], timeout=2)  # the lines written just before the exit
         if self.current:
             self.finish_turn(self.current, "interrupted", error="engine exited (code %s) during the turn" % code)
         return code
@@ -250,8 +245,8 @@ class Shim:
             return  # cancelled while its start was being written
         started = self.last_output_at = self.clock()  # silence is measured from the turn's start
         try:
-            self.proc.stdin.write(engine.user_line(turn["text"]))
-            await self.proc.stdin.drain()
+            self.proc.write(engine.user_line(turn["text"]))
+            await self.proc.drain()
             event = await self._await_result(exited, started)
         except (BrokenPipeError, ConnectionResetError, EngineExited):
             return  # _serve_turns marks the turn interrupted once the exit code is known
@@ -320,42 +315,35 @@ class Shim:
             if self.state == states.WORKING:
                 self.state = states.IDLE
 
-    async def _read_stdout(self):
-        while True:
-            line = await self.proc.stdout.readline()
-            if not line:
-                return
-            self.last_output_at = self.clock()
-            self.engine_spoke = True
-            event = engine.parse_event(line)
-            if event is None:
-                continue
-            self.transcript.append(self.current, event)
-            if event.get("type") == "assistant" and any(
-                    isinstance(b, dict) and b.get("type") == "tool_use"
-                    for b in (event.get("message") or {}).get("content") or []):
-                self.turn_used_tools = True
-            if event.get("session_id"):
-                self._save_session(event["session_id"])
-            if event.get("type") == "result":
-                self._result_event = event
-                _settle(self._result, event)
+    def _on_stdout(self, line):
+        self.last_output_at = self.clock()
+        self.engine_spoke = True
+        event = engine.parse_event(line)
+        if event is None:
+            return
+        # The line as the engine wrote it goes into the transcript: it is JSON already (noise is not).
+        self.transcript.append(self.current, event, raw=None if event.get("subtype") == "engine_noise" else line)
+        if event.get("type") == "assistant" and any(
+                isinstance(b, dict) and b.get("type") == "tool_use"
+                for b in (event.get("message") or {}).get("content") or []):
+            self.turn_used_tools = True
+        if event.get("session_id"):
+            self._save_session(event["session_id"])
+        if event.get("type") == "result":
+            self._result_event = event
+            _settle(self._result, event)
 
-    async def _read_stderr(self):
-        while True:
-            line = await self.proc.stderr.readline()
-            if not line:
-                return
-            text = line.decode("utf-8", "replace").rstrip()
-            if text:
-                self._stderr_tail = (self._stderr_tail + [text])[-20:]
-                log.info("[agent=%s] engine stderr: %s", self.name, text)
+    def _on_stderr(self, line):
+        text = line.decode("utf-8", "replace").rstrip()
+        if text:
+            self._stderr_tail = (self._stderr_tail + [text])[-20:]
+            log.info("[agent=%s] engine stderr: %s", self.name, text)
 
     async def terminate(self):
         if self.proc is None or self.proc.returncode is not None:
             return
         try:
-            self.proc.stdin.close()
+            self.proc.close_stdin()
             os.killpg(self.proc.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError, OSError):
             pass

@@ -29,13 +29,17 @@ class Transcript:
             self.recent.append(rec)
             self.seq = max(self.seq, rec.get("seq", 0))
 
-    def append(self, turn_id, event):
-        """Record one event and push it to matching subscribers; return the record."""
+    def append(self, turn_id, event, raw=None):
+        """Record one event and push it to matching subscribers; return the record.
+
+        `raw` is the event's JSON text as the engine wrote it (one line): written as it is
+        rather than encoded again.
+        """
         self.seq += 1
         rec = {"seq": self.seq, "ts": self._clock(), "turn": turn_id, "event": event}
         # Buffered: the journal is what must survive a crash; the transcript is flushed at each
         # turn's end, on every heartbeat and whenever it is read from disk.
-        self._fh.write(compact_json(rec) + "\n")
+        self._fh.write(_line(rec, raw))
         if event.get("type") == "sac" and event.get("subtype") in ("turn_ended", "engine_exited"):
             self._fh.flush()
         self.recent.append(rec)
@@ -76,6 +80,18 @@ class Transcript:
 
     def close(self):
         self._fh.close()
+
+
+def _line(rec, raw):
+    if raw is not None:
+        try:
+            event = raw.strip().decode("utf-8")
+        except UnicodeDecodeError:
+            event = ""
+        if event.startswith("{"):  # what json.loads took as an object (a BOM it skips would not be)
+            return '{"seq":%d,"ts":%s,"turn":%s,"event":%s}\n' % (
+                rec["seq"], compact_json(rec["ts"]), compact_json(rec["turn"]), event)
+    return compact_json(rec) + "\n"
 
 
 def read_records(path):
