@@ -198,6 +198,8 @@ async def _open(inventory, host, accept_new, start):
     ping = time.monotonic()
     facts = await client.facts(timeout=host.connect_timeout)
     latency = (time.monotonic() - ping) * 1000
+    if channel == "stream-local" and facts.get("state_dir"):
+        client.direct_to_shims(conn.open_unix_connection, facts["state_dir"])
     link = HostLink(host.name, client=client, conn=conn, facts=facts, latency_ms=round(latency, 1),
                     actions=actions, channel=channel)
     link.connect_ms = round((time.monotonic() - start) * 1000)

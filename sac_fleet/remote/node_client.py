@@ -2,12 +2,27 @@
 
 The stream may be a local unix socket, an SSH stream-local channel or an SSH
 exec channel bridged by `node.pyz attach`; the client cannot tell them apart.
+
+Where the head can open streams to the node's sockets (SSH stream-local), the
+turn calls (submit, wait, get, cancel) go straight to the agent's shim over a
+stream of their own, and the daemon stays out of the turn path. Whenever that
+stream cannot be had (the shim is not running, is being respawned, or the
+server refuses), the call goes to the daemon, which relays it or answers for a
+stopped agent; a failed attempt is not retried for SHIM_RETRY_S.
 """
 
 import asyncio
+import re
+import time
 
 from sac_node.protocol import messages as m
+from sac_node.protocol.errors import SacError
 from sac_node.rpc import RpcPeer
+from sac_node.state_dir import StateDir
+
+SHIM_RETRY_S = 1.0
+SHIM_OPEN_TIMEOUT_S = 10.0
+_AGENT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # the node's agent names: safe as a path component
 
 
 class Subscription:
@@ -48,6 +63,57 @@ class NodeClient:
         self._sub_ids = 0
         self.peer = RpcPeer(reader, writer, on_notification=self._on_notification, name="node:%s" % host)
         self._runner = asyncio.ensure_future(self.peer.run())
+        self._open_stream = None  # path -> NodeStream, when turn calls may go straight to shims
+        self._state = None
+        self._shims = {}  # agent -> RpcPeer on its shim's socket, or the future of one being opened
+        self._shim_retry_at = {}
+
+    def direct_to_shims(self, open_stream, state_dir):
+        """Send turn calls straight to each agent's shim; `open_stream(path)` opens a stream to a node socket."""
+        self._open_stream, self._state = open_stream, StateDir(state_dir)
+
+    async def _turn_call(self, agent, method, params):
+        """A turn method, on the agent's shim when a stream to it can be had, else through the daemon."""
+        shim = await self._shim(agent) if self._open_stream is not None else None
+        if shim is None:
+            return await self.call(method, params)
+        direct = dict(params)
+        direct.pop("agent", None)
+        try:
+            return await shim.call(method, direct)
+        except SacError:
+            # The stream closed under the call: the shim died, perhaps before it read the request.
+            # The daemon respawns it; asking again there is safe for all but a submit without a key
+            # (the dead shim may have journalled it, and it would then run twice).
+            if not shim.closed or (method == m.TURNS_SUBMIT and not params.get("key")):
+                raise
+        return await self.call(method, params)
+
+    async def _shim(self, agent):
+        shim = self._shims.get(agent)
+        if isinstance(shim, RpcPeer) and not shim.closed:
+            return shim
+        if shim is None or isinstance(shim, RpcPeer):
+            if self.peer.closed or not _AGENT.fullmatch(agent or "") or \
+                    time.monotonic() < self._shim_retry_at.get(agent, 0):
+                return None
+            shim = self._shims[agent] = asyncio.ensure_future(self._open_shim(agent))
+        return await asyncio.shield(shim)
+
+    async def _open_shim(self, agent):
+        try:
+            stream = await asyncio.wait_for(self._open_stream(self._state.agent(agent).socket), SHIM_OPEN_TIMEOUT_S)
+        except (SacError, OSError, asyncio.TimeoutError):
+            self._shims.pop(agent, None)
+            self._shim_retry_at[agent] = time.monotonic() + SHIM_RETRY_S
+            return None
+        shim = RpcPeer(stream.reader, stream.writer, name="shim:%s@%s" % (agent, self.host), prefixed=True)
+        self._shims[agent] = shim
+        shim.context["runner"] = asyncio.ensure_future(shim.run())
+        if self.peer.closed:  # this client closed while the stream opened
+            await shim.close()
+            return None
+        return shim
 
     def _on_notification(self, method, params):
         sub = self._subs.get(params.get("sub"))
@@ -86,16 +152,16 @@ class NodeClient:
         params = {"agent": agent, "text": text, "key": key}
         if wait_s:
             params["wait_s"] = wait_s
-        return await self.call(m.TURNS_SUBMIT, params)
+        return await self._turn_call(agent, m.TURNS_SUBMIT, params)
 
     async def wait_turn(self, turn_id, timeout):
-        return await self.call(m.TURNS_WAIT, {"id": turn_id, "timeout_s": timeout})
+        return await self._turn_call(_agent_of(turn_id), m.TURNS_WAIT, {"id": turn_id, "timeout_s": timeout})
 
     async def get_turn(self, turn_id):
-        return await self.call(m.TURNS_GET, {"id": turn_id})
+        return await self._turn_call(_agent_of(turn_id), m.TURNS_GET, {"id": turn_id})
 
     async def cancel_turn(self, turn_id):
-        return await self.call(m.TURNS_CANCEL, {"id": turn_id})
+        return await self._turn_call(_agent_of(turn_id), m.TURNS_CANCEL, {"id": turn_id})
 
     async def list_turns(self, agent, limit=50, status=None):
         return await self.call(m.TURNS_LIST, {"agent": agent, "limit": limit, "status": status})
@@ -118,3 +184,11 @@ class NodeClient:
 
     async def close(self):
         await self.peer.close()
+        for shim in list(self._shims.values()):
+            if isinstance(shim, RpcPeer):
+                await shim.close()
+
+
+def _agent_of(turn_id):
+    """The agent a turn id names ('<agent>.<hex>'); None when it names none."""
+    return turn_id.split(".", 1)[0] if isinstance(turn_id, str) and "." in turn_id else None

@@ -338,6 +338,7 @@ class SSHConnection:
         self.target = target
         self._conns = conns
         self._conn = conns[-1]
+        _cork(self._conn)
 
     @property
     def name(self):
@@ -453,3 +454,50 @@ async def _scan_ready(reader):
         seen += len(line)
         if seen > MAX_BANNER_BYTES:
             raise BootstrapFailed("printed over %d bytes without %s" % (MAX_BANNER_BYTES, READY_MARKER))
+
+
+
+class _CorkedTransport:
+    """An asyncio transport whose writes of one pass of the event loop leave in one system call.
+
+    asyncssh writes every packet (and the empty IGNORE packet it puts before each
+    data packet) to the socket on its own: with many turns in flight that is a
+    system call per packet here and a read per packet on the server. Everything
+    but `write` goes to the real transport; `close` sends what is pending first.
+    """
+
+    def __init__(self, transport):
+        self._transport = transport
+        self._pending = []
+        self._loop = asyncio.get_event_loop()
+
+    def write(self, data):
+        self._pending.append(data)
+        if len(self._pending) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self):
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self):
+        self._flush()
+        self._transport.close()
+
+    def abort(self):
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
+def _cork(conn):
+    """Cork an asyncssh connection's transport (see _CorkedTransport); left as it is where a version of
+    asyncssh keeps its transport elsewhere."""
+    transport = getattr(conn, "_transport", None)
+    if isinstance(transport, asyncio.Transport):
+        conn._transport = _CorkedTransport(transport)

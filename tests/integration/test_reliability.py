@@ -1,6 +1,7 @@
 """Hosts that drop and come back, seen through a long-lived gateway (real sshd, real agents)."""
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -20,10 +21,13 @@ async def get(gw, path):
             return resp.status, await resp.json()
 
 
-async def turn(gw, agent, text, timeout_s=30):
-    async with aiohttp.ClientSession(headers={"Authorization": "Bearer " + gw.token}) as session:
-        async with session.post(gw.url + "/v1/turn", json={"agent": agent, "text": text,
-                                                           "timeout_s": timeout_s}) as resp:
+async def turn(gw, agent, text, timeout_s=30, key=None):
+    body = {"agent": agent, "text": text, "timeout_s": timeout_s}
+    if key is not None:
+        body["idempotency_key"] = key
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer " + gw.token},
+                                     timeout=aiohttp.ClientTimeout(total=timeout_s + 15)) as session:
+        async with session.post(gw.url + "/v1/turn", json=body) as resp:
             return resp.status, await resp.json()
 
 
@@ -78,4 +82,42 @@ async def test_dead_host_is_detected_by_keepalive_and_recovers_by_itself(fleet_e
         assert status == 200 and answer["text"] == "echo: after"
     finally:
         freeze(h2, signal.SIGCONT)
+        assert gw.stop() == 0
+
+
+def _pid_in(path):
+    with open(path) as fh:
+        return json.load(fh)["pid"]
+
+
+async def test_turns_go_straight_to_the_shim_and_survive_a_frozen_daemon(fleet_env):
+    (h1,) = fleet_env.sshd.start(1)
+    fleet_env.add_host(h1)
+    fleet_env.add_agent("direct", {"hosts": [h1.name]})
+    inventory = fleet_env.write()
+    assert fleet_env.sac_json("fleet", "up", inventory)["ok"]
+    daemon = _pid_in(h1.state_dir / "daemon.json")
+    gw = GatewayProcess(fleet_env.env, inventory)
+    try:
+        assert (await turn(gw, "direct", "before"))[1]["text"] == "echo: before"
+        # The gateway's turn calls reach the shim over a stream of their own: a daemon that
+        # answers nothing (stopped, or busy restarting) does not hold them up.
+        os.kill(daemon, signal.SIGSTOP)
+        status, answer = await turn(gw, "direct", "daemon frozen", timeout_s=20)
+        assert status == 200, answer
+        assert answer["text"] == "echo: daemon frozen"
+        os.kill(daemon, signal.SIGCONT)
+
+        # A shim that dies is respawned by the daemon. A turn sent with a key while the head has
+        # not yet seen its stream close is asked again through the daemon, and runs once.
+        os.kill(_pid_in(h1.state_dir / "agents" / "direct" / "shim.json"), signal.SIGKILL)
+        status, answer = await turn(gw, "direct", "after the shim died", timeout_s=30, key="k-after-kill")
+        assert status == 200, answer
+        assert answer["text"] == "echo: after the shim died"
+        status, again = await turn(gw, "direct", "after the shim died", timeout_s=30, key="k-after-kill")
+        assert status == 200 and again["turn_id"] == answer["turn_id"] and again["created"] is False
+        status, answer = await turn(gw, "direct", "and the next one", timeout_s=30)
+        assert status == 200 and answer["text"] == "echo: and the next one"
+    finally:
+        os.kill(daemon, signal.SIGCONT)
         assert gw.stop() == 0
