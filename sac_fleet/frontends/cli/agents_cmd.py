@@ -7,8 +7,6 @@ import sys
 import typer
 from rich.console import Console
 
-from sac_fleet.api import Fleet
-
 from . import render
 
 app = typer.Typer(no_args_is_help=True, help="Run agents on this machine: start, send turns, watch them.")
@@ -18,6 +16,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def run(coro_fn):
     """Run `coro_fn(fleet)` with a Fleet that is closed afterwards."""
+    from sac_fleet.api import Fleet  # not at the top: `--help` and usage errors need no node client
+
     async def main():
         async with Fleet(via_gateway=True) as fleet:
             return await coro_fn(fleet)

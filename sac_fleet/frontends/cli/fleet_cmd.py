@@ -10,10 +10,6 @@ import sys
 import typer
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
-from sac_fleet.api import Fleet
 
 from . import render, serve_cmd
 from .agents_cmd import print_turn, progress_printer
@@ -28,6 +24,7 @@ HOST_STYLE = {"ok": "green", "connecting": "yellow"}
 
 
 def run(inventory, coro_fn, accept_new=False):
+    from sac_fleet.api import Fleet  # not at the top: `--help` and usage errors need no node client
     from sac_fleet.core.inventory import resolve_inventory_path
 
     inventory = str(resolve_inventory_path(inventory))  # INVENTORY, else $SAC_INVENTORY, else ./inventory.yaml
@@ -44,6 +41,10 @@ def emit_json(value):
 
 
 def hosts_table(rows):
+    # rich's tables are imported where drawn: every `sac` command imports this module.
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, header_style="bold", title="hosts", title_justify="left")
     for col in ("HOST", "STATE", "LATENCY", "PYTHON", "NODE", "AGENTS run/want", "REASON"):
         table.add_column(col, overflow="fold")
@@ -57,6 +58,9 @@ def hosts_table(rows):
 
 
 def fleet_agents_table(rows):
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, header_style="bold", title="agents", title_justify="left")
     for col in ("AGENT", "HOST", "STATE", "TURNS ok/pend/fail", "HEARTBEAT", "RESTARTS", "LAST ERROR"):
         table.add_column(col, overflow="fold")
@@ -91,6 +95,9 @@ class HostProgress:
         self.live = Live(self._table(), console=out, transient=False) if out.is_terminal and not quiet else None
 
     def _table(self):
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(box=None, header_style="bold")
         table.add_column("HOST")
         table.add_column("STEP")

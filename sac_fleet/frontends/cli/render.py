@@ -3,9 +3,6 @@
 import json
 import time
 
-from rich.table import Table
-from rich.text import Text
-
 STATE_STYLE = {"idle": "green", "working": "cyan", "starting": "yellow", "restarting": "yellow",
                "stopped": "dim", "failed": "red"}
 
@@ -27,6 +24,9 @@ def isolation_label(iso):
 
 
 def agents_table(statuses):
+    from rich.table import Table  # only the tables need it, not a turn's progress lines
+    from rich.text import Text
+
     table = Table(box=None, header_style="bold")
     for col in ("AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "TURNS ok/pend/fail", "LAST TURN", "SANDBOX",
                 "LAST ERROR"):
