@@ -1,4 +1,4 @@
-"""Wall time of common `sac` commands, each a fresh process, and the heavy packages each one imports.
+"""Wall and CPU time of common `sac` commands, each a fresh process, and the heavy packages each one imports.
 
     python bench/cli_startup.py [--repeat 20] [--json]
 
@@ -13,7 +13,8 @@ rows are interleaved round by round so load from elsewhere hits them alike:
   sac agents send (gateway)       the same while `sac fleet serve` runs (the CLI goes through it)
 
 The agent's engine is examples/engines/fast_engine.py (instant replies, no sandbox), so a
-send row is start-up plus a millisecond turn. Each row is also run once under
+send row is start-up plus a millisecond turn. CPU time (user + system of the `sac` process
+alone) is steadier than wall time on a busy machine. Each row is also run once under
 `python -X importtime` to list the heavy packages it loads. State lives in a temporary
 SAC_HOME; every process started here is stopped at the end.
 """
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -66,11 +68,14 @@ def check(proc, argv):
 
 
 def timed(argv, env):
+    """(wall seconds, CPU seconds: user + system) of one run of `argv`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=str(REPO))
     took = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     check(proc, argv)
-    return took
+    return took, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def heavy_imports(argv, env):
@@ -118,16 +123,18 @@ class Gateway:
 
 def measure(rows, env, repeat):
     """{row name: summary} of `rows` ({name: argv}), interleaved round by round after a warm-up round."""
-    samples = {name: [] for name in rows}
+    samples = {name: ([], []) for name in rows}
     for round_no in range(repeat + 1):
         for name, argv in rows.items():
-            took = timed(argv, env)
+            wall, cpu = timed(argv, env)
             if round_no:
-                samples[name].append(took)
+                samples[name][0].append(wall)
+                samples[name][1].append(cpu)
     report = {}
     for name, argv in rows.items():
         heavy, import_s = heavy_imports(argv, env)
-        report[name] = dict(summarise(samples[name]), heavy=heavy, import_s=import_s)
+        report[name] = dict(summarise(samples[name][0]), cpu_median_ms=statistics.median(samples[name][1]) * 1e3,
+                            heavy=heavy, import_s=import_s)
     return report
 
 
@@ -184,11 +191,11 @@ def render(report):
     m = report["machine"]
     lines = ["sac CLI start-up  %s  commit %s  %d cores  Python %s  (load %s before/after)" % (
         report["date"], report["commit"], m["cores"], m["python"], "/".join(map(str, m["load_avg_1m"]))), "",
-        "| command | median ms | p95 ms | min ms | n | imports ms | heavy packages imported |",
-        "|---|---:|---:|---:|---:|---:|---|"]
+        "| command | median ms | p95 ms | min ms | CPU ms (median) | n | imports ms | heavy packages imported |",
+        "|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, row in report["rows"].items():
-        lines.append("| %s | %.0f | %.0f | %.0f | %d | %.0f | %s |" % (
-            name, row["median_ms"], row["p95_ms"], row["min_ms"], row["n"], row["import_s"] * 1e3,
+        lines.append("| %s | %.0f | %.0f | %.0f | %.0f | %d | %.0f | %s |" % (
+            name, row["median_ms"], row["p95_ms"], row["min_ms"], row["cpu_median_ms"], row["n"], row["import_s"] * 1e3,
             ", ".join(row["heavy"]) or "-"))
     return "\n".join(lines)
 
