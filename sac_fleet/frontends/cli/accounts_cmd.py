@@ -4,12 +4,12 @@ import json
 import sys
 
 import typer
-from rich.console import Console
 
 from .agents_cmd import run
+from .render import LazyConsole
 
 app = typer.Typer(no_args_is_help=True, help="Accounts (API keys, OAuth config dirs) of agents: which is active, which rest.")
-out = Console(highlight=False, soft_wrap=True)
+out = LazyConsole(highlight=False, soft_wrap=True)
 STYLE = {"active": "green", "ready": "", "resting": "yellow"}
 
 

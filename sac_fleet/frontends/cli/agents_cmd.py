@@ -5,13 +5,12 @@ import json
 import sys
 
 import typer
-from rich.console import Console
 
 from . import render
 
 app = typer.Typer(no_args_is_help=True, help="Run agents on this machine: start, send turns, watch them.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = render.LazyConsole(highlight=False, soft_wrap=True)
+err = render.LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def run(coro_fn):

@@ -8,16 +8,14 @@ import json
 import sys
 
 import typer
-from rich.console import Console
-from rich.live import Live
 
 from . import render, serve_cmd
 from .agents_cmd import print_turn, progress_printer
 
 app = typer.Typer(no_args_is_help=True, help="Run agents across the hosts of an inventory.yaml.")
 app.add_typer(serve_cmd.app)  # `sac fleet serve`
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = render.LazyConsole(highlight=False, soft_wrap=True)
+err = render.LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 INVENTORY = typer.Argument(None, help="The inventory (default: $SAC_INVENTORY or ./inventory.yaml).")
 HOST_STYLE = {"ok": "green", "connecting": "yellow"}
@@ -41,7 +39,7 @@ def emit_json(value):
 
 
 def hosts_table(rows):
-    # rich's tables are imported where drawn: every `sac` command imports this module.
+    # rich is imported where it draws: every `sac` command imports this module, and JSON output needs no rich.
     from rich.table import Table
     from rich.text import Text
 
@@ -91,8 +89,11 @@ class HostProgress:
     """Per-host progress of `fleet up`: a live table on a terminal, plain lines elsewhere."""
 
     def __init__(self, quiet):
-        self.rows, self.quiet = {}, quiet
-        self.live = Live(self._table(), console=out, transient=False) if out.is_terminal and not quiet else None
+        self.rows, self.quiet, self.live = {}, quiet, None
+        if not quiet and out.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=out.console, transient=False)
 
     def _table(self):
         from rich.table import Table

@@ -3,6 +3,25 @@
 import json
 import time
 
+class LazyConsole:
+    """A rich Console made on its first use: a command whose output is JSON never imports rich (~40 ms),
+    and `agents send` imports it while the agent works on the turn, not before sending it."""
+
+    def __init__(self, **options):
+        self._options, self._console = options, None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name):
+        return getattr(self.console, name)
+
+
 STATE_STYLE = {"idle": "green", "working": "cyan", "starting": "yellow", "restarting": "yellow",
                "stopped": "dim", "failed": "red"}
 

@@ -10,11 +10,12 @@ import logging
 import sys
 
 import typer
-from rich.console import Console
+
+from .render import LazyConsole
 
 app = typer.Typer()
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = LazyConsole(highlight=False, soft_wrap=True)
+err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _say(line):
