@@ -10,8 +10,9 @@ from sac_fleet.frontends.gateway.http import make_app
 from sac_fleet.frontends.gateway.schema import turn_view
 from sac_fleet.frontends.gateway.service import Gateway
 from sac_fleet.remote import gateway_client
-from sac_fleet.remote.gateway_client import GatewayClient, node_turn
+from sac_fleet.remote.gateway_client import GatewayClient, node_turn, register
 from sac_node.protocol.errors import AgentNotFound, HostUnreachable, RpcError, SacError, TurnTimeout
+from tests.fixtures.cli_imports import run_sac
 
 TOKEN = "t" * 43
 BIG = "x" * 200_000  # longer than asyncio's 64 KiB line limit and than one HTTP chunk
@@ -90,6 +91,15 @@ async def test_send_streams_the_turns_records_and_returns_the_node_turn(gateway)
     assert gateway.node.submitted == [("a1", "hi", "k1")]
     expected = node_turn(turn_view(gateway.node.turns["a1.0000000000000001"]))
     assert turn == expected and turn["reply"] == "echo: hi" and turn["status"] == "completed"
+
+
+async def test_the_cli_sends_through_the_gateway_without_an_http_library(gateway, tmp_path):
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    register(gateway.url, None, tmp_path / "token", environ={"SAC_HOME": str(tmp_path)})  # pid: this process
+    ran = await asyncio.to_thread(run_sac, ["agents", "send", "a1", "hi"], tmp_path)
+    assert ran.code == 0 and ran.stdout == "echo: hi\n", ran.stderr
+    assert gateway.node.submitted[0][:2] == ("a1", "hi")
+    assert "sac_fleet.remote.gateway_client" in ran.modules and "aiohttp" not in ran.modules
 
 
 async def test_no_wait_returns_the_accepted_turn(gateway):
