@@ -4,9 +4,9 @@ Python start-up and imports are most of a one-shot `sac` command (bench/cli_star
 docs/benchmarks.md). These tests pin which modules each common command loads, not how
 long it takes, so they cannot flake.
 
-pydantic is not in HEAVY: typer (since 0.2x) validates every parameter with a pydantic
-TypeAdapter, so each command with a parameter imports it whatever sac does. sac's own
-pydantic models (core.spec, core.inventory) are in SAC_HEAVY.
+pydantic is not in HEAVY: typer (0.29 here, since its pull request #1831) validates every
+parameter with a pydantic TypeAdapter, so each command with a parameter imports it whatever
+sac does. sac's own pydantic models (core.spec, core.inventory) are in SAC_HEAVY.
 """
 
 import json

@@ -5,7 +5,7 @@ import time
 
 class LazyConsole:
     """A rich Console made on its first use: a command whose output is JSON never imports rich (~40 ms),
-    and `agents send` imports it while the agent works on the turn, not before sending it."""
+    and `agents send` submits its turn before rich loads."""
 
     def __init__(self, **options):
         self._options, self._console = options, None
