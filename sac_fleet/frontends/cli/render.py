@@ -3,6 +3,7 @@
 import json
 import time
 
+
 class LazyConsole:
     """A rich Console made on its first use: a command whose output is JSON never imports rich (~40 ms),
     and `agents send` submits its turn before rich loads."""
