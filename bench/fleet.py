@@ -42,7 +42,7 @@ import yaml  # noqa: E402
 from sac_fleet.api import Fleet  # noqa: E402
 from sac_fleet.control import fleet_ops  # noqa: E402
 from sac_fleet.remote import bootstrap as bootstrap_mod  # noqa: E402
-from sac_fleet.remote import host_link, node_client, ssh  # noqa: E402
+from sac_fleet.remote import node_client, ssh, ssh_link  # noqa: E402
 from sac_fleet.remote.pyz import build_pyz  # noqa: E402
 from sac_node import __version__ as SAC_VERSION  # noqa: E402
 from tests.fixtures import sshd as sshd_fixture  # noqa: E402
@@ -126,10 +126,10 @@ class PhaseClock:
         setattr(owner, attr, timed)
 
     def install(self):
-        self.wrap(host_link, "connect_host", "connect", lambda target, *a, **k: target.name)
+        self.wrap(ssh_link, "connect_host", "connect", lambda target, *a, **k: target.name)
         self.wrap(bootstrap_mod, "probe", probe_phase, lambda conn, *a, **k: conn.name)
         self.wrap(ssh.SSHConnection, "upload", "upload", lambda conn, *a, **k: conn.name)
-        self.wrap(host_link, "attach", "attach", lambda conn, *a, **k: conn.name)
+        self.wrap(ssh_link, "attach", "attach", lambda conn, *a, **k: conn.name)
         self.wrap(node_client.NodeClient, "facts", "facts", lambda client, *a, **k: client.host)
         self.wrap(fleet_ops, "connect_all", "all hosts linked (connect_all)", lambda *a, **k: FLEET)
 

@@ -4,14 +4,12 @@ import json
 import sys
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from .agents_cmd import run
+from .render import LazyConsole
 
 app = typer.Typer(no_args_is_help=True, help="Accounts (API keys, OAuth config dirs) of agents: which is active, which rest.")
-out = Console(highlight=False, soft_wrap=True)
+out = LazyConsole(highlight=False, soft_wrap=True)
 STYLE = {"active": "green", "ready": "", "resting": "yellow"}
 
 
@@ -20,6 +18,9 @@ def rows_of(statuses):
 
 
 def table(rows):
+    from rich.table import Table  # loaded when a table is drawn: every `sac` command imports this module
+    from rich.text import Text
+
     t = Table(box=None, header_style="bold")
     for col in ("AGENT", "ACCOUNT", "KIND", "STATE", "TOKENS used/limit", "RESTING", "LIMITED", "REASON"):
         t.add_column(col, overflow="fold")

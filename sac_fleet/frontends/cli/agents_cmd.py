@@ -5,19 +5,18 @@ import json
 import sys
 
 import typer
-from rich.console import Console
-
-from sac_fleet.api import Fleet
 
 from . import render
 
 app = typer.Typer(no_args_is_help=True, help="Run agents on this machine: start, send turns, watch them.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = render.LazyConsole(highlight=False, soft_wrap=True)
+err = render.LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def run(coro_fn):
     """Run `coro_fn(fleet)` with a Fleet that is closed afterwards."""
+    from sac_fleet.api import Fleet  # not at the top: `--help` and usage errors need no node client
+
     async def main():
         async with Fleet(via_gateway=True) as fleet:
             return await coro_fn(fleet)

@@ -7,12 +7,11 @@ import logging
 import sys
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from sac_node.protocol.errors import SacError
 
 from . import accounts_cmd, agents_cmd, fleet_cmd, mcp_cmd, provider_cmd, spec_cmd
+from .render import LazyConsole
 
 app = typer.Typer(
     name="sac",
@@ -28,7 +27,7 @@ app.add_typer(provider_cmd.app, name="provider")
 app.add_typer(accounts_cmd.app, name="accounts")
 app.add_typer(mcp_cmd.app, name="mcp")
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+err_console = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -51,6 +50,8 @@ def main():
     except SacError as exc:
         if _State.debug:
             raise
+        from rich.markup import escape
+
         err_console.print("[red]error:[/red] " + escape(exc.message), markup=True, highlight=False)
         sys.exit(exc.data.get("exit_code", 2) if isinstance(exc.data, dict) else 2)
     except typer.Exit as exc:

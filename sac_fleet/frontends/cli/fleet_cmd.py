@@ -8,26 +8,21 @@ import json
 import sys
 
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
-from sac_fleet.api import Fleet
 
 from . import render, serve_cmd
 from .agents_cmd import print_turn, progress_printer
 
 app = typer.Typer(no_args_is_help=True, help="Run agents across the hosts of an inventory.yaml.")
 app.add_typer(serve_cmd.app)  # `sac fleet serve`
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = render.LazyConsole(highlight=False, soft_wrap=True)
+err = render.LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 INVENTORY = typer.Argument(None, help="The inventory (default: $SAC_INVENTORY or ./inventory.yaml).")
 HOST_STYLE = {"ok": "green", "connecting": "yellow"}
 
 
 def run(inventory, coro_fn, accept_new=False):
+    from sac_fleet.api import Fleet  # not at the top: `--help` and usage errors need no node client
     from sac_fleet.core.inventory import resolve_inventory_path
 
     inventory = str(resolve_inventory_path(inventory))  # INVENTORY, else $SAC_INVENTORY, else ./inventory.yaml
@@ -44,6 +39,10 @@ def emit_json(value):
 
 
 def hosts_table(rows):
+    # rich is imported where it draws: every `sac` command imports this module, and JSON output needs no rich.
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, header_style="bold", title="hosts", title_justify="left")
     for col in ("HOST", "STATE", "LATENCY", "PYTHON", "NODE", "AGENTS run/want", "REASON"):
         table.add_column(col, overflow="fold")
@@ -57,6 +56,9 @@ def hosts_table(rows):
 
 
 def fleet_agents_table(rows):
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, header_style="bold", title="agents", title_justify="left")
     for col in ("AGENT", "HOST", "STATE", "TURNS ok/pend/fail", "HEARTBEAT", "RESTARTS", "LAST ERROR"):
         table.add_column(col, overflow="fold")
@@ -87,10 +89,16 @@ class HostProgress:
     """Per-host progress of `fleet up`: a live table on a terminal, plain lines elsewhere."""
 
     def __init__(self, quiet):
-        self.rows, self.quiet = {}, quiet
-        self.live = Live(self._table(), console=out, transient=False) if out.is_terminal and not quiet else None
+        self.rows, self.quiet, self.live = {}, quiet, None
+        if not quiet and out.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=out.console, transient=False)
 
     def _table(self):
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(box=None, header_style="bold")
         table.add_column("HOST")
         table.add_column("STEP")

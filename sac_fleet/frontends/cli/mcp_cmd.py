@@ -6,13 +6,14 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from sac_node.protocol.errors import ConfigError
 
+from .render import LazyConsole
+
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
                   help="Serve agents as MCP tools over stdio (`sac mcp`), or add that server to a .mcp.json.")
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 INVENTORY = typer.Option(None, "--inventory", "-i",
                          help="Serve every host of this inventory.yaml (default: only this machine's agents).")

@@ -3,8 +3,25 @@
 import json
 import time
 
-from rich.table import Table
-from rich.text import Text
+
+class LazyConsole:
+    """A rich Console made on its first use: a command whose output is JSON never imports rich (~40 ms),
+    and `agents send` submits its turn before rich loads."""
+
+    def __init__(self, **options):
+        self._options, self._console = options, None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name):
+        return getattr(self.console, name)
+
 
 STATE_STYLE = {"idle": "green", "working": "cyan", "starting": "yellow", "restarting": "yellow",
                "stopped": "dim", "failed": "red"}
@@ -27,6 +44,9 @@ def isolation_label(iso):
 
 
 def agents_table(statuses):
+    from rich.table import Table  # only the tables need it, not a turn's progress lines
+    from rich.text import Text
+
     table = Table(box=None, header_style="bold")
     for col in ("AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "TURNS ok/pend/fail", "LAST TURN", "SANDBOX",
                 "LAST ERROR"):

@@ -10,13 +10,12 @@ import logging
 import sys
 
 import typer
-from rich.console import Console
 
-from sac_fleet.api import Fleet
+from .render import LazyConsole
 
 app = typer.Typer()
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = LazyConsole(highlight=False, soft_wrap=True)
+err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _say(line):
@@ -52,6 +51,7 @@ def serve(inventory: str = typer.Argument(None, help="An inventory: serve its ho
           access_log: bool = typer.Option(True, "--access-log/--no-access-log",
                                           help="Log each request (method, path, status; never headers).")):
     """Serve the fleet over HTTP: POST /v1/turn, turn lookup, status, SSE transcripts and A2A."""
+    from sac_fleet.api import Fleet
     from sac_fleet.frontends.gateway.auth import load_or_create_token, token_path
     from sac_fleet.frontends.gateway.http import serve as run_gateway
     from sac_fleet.remote.gateway_client import register, unregister

@@ -5,12 +5,7 @@ from __future__ import annotations
 from typing import List
 
 import typer
-import yaml
-from rich.console import Console
-from rich.markup import escape
-from rich.syntax import Syntax
 
-from sac_fleet.core.spec import parse_spec
 from sac_node.protocol.errors import SpecError
 
 app = typer.Typer(no_args_is_help=True, help="Check agent specs (spec.yaml).")
@@ -22,6 +17,13 @@ def check(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors, not the resolved specs."),
 ):
     """Validate each spec and print it resolved (defaults filled in). Exit 2 if any is invalid."""
+    # Imported here, not at the top: every `sac` command loads this module, and pydantic is slow to import.
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.syntax import Syntax
+
+    from sac_fleet.core.spec import parse_spec
+
     if not files:
         raise SpecError("no spec given (usage: sac spec check FILE...)")
     out = Console(highlight=False, soft_wrap=True)
@@ -44,6 +46,8 @@ def check(
 
 def render_resolved(node: dict) -> str:
     """The node-facing dict as YAML, with ``to_home`` files shown by size instead of content."""
+    import yaml
+
     shown = dict(node)
     shown["to_home"] = {path: "%d bytes" % len(content) for path, content in sorted(node["to_home"].items())}
     return "---  # %s\n%s" % (node["source"], yaml.safe_dump(shown, sort_keys=False, allow_unicode=True, width=100))

@@ -1,0 +1,110 @@
+"""A host's node over SSH: connect, attach to a running daemon of this head's sha, else bootstrap one.
+
+host_link imports this module only for hosts with an SSH transport: it brings in
+asyncssh (~0.4 s to import), which an inventory of local hosts never needs.
+"""
+
+import json
+import os
+
+from sac_node.protocol.errors import SacError
+from sac_node.state_dir import default_state_dir, ensure_private_dir, write_atomic
+
+from .bootstrap import attach, bootstrap
+from .node_client import NodeClient
+from .pyz import build_pyz
+from .ssh import DEFAULT_KNOWN_HOSTS, SSHTarget, StreamLocalRefused, connect_host
+
+
+async def open_ssh(inventory, host, accept_new):
+    """(SSHConnection, NodeClient, bootstrap actions) of an inventory host; the connection is closed on failure."""
+    conn = await connect_host(ssh_target(inventory, host), accept_new_host_keys=accept_new,
+                              timeout=host.connect_timeout)
+    try:
+        client, actions = await _attach_warm(conn, host), []
+        if client is None:
+            info, actions = await bootstrap(conn, _node_settings(host))
+            client = await attach(conn, _node_settings(host), info)
+            remember_state_dir(host, info["state_dir"])
+    except BaseException:
+        conn.close()
+        raise
+    return conn, client, actions
+
+
+def ssh_target(inventory, host):
+    """The SSHTarget of an inventory host, with its jump chain."""
+    hops = []
+    for hop in inventory.jump_chain(host.name):
+        via = inventory.hosts.get(hop.host) if hop.host else None
+        hops.append(_target(via) if via else SSHTarget(name=str(hop), address=hop.address, port=hop.port,
+                                                        user=hop.user, connect_timeout=host.connect_timeout))
+    return _target(host, tuple(hops))
+
+
+def _target(host, jump=()):
+    return SSHTarget(
+        name=host.name, address=host.address, port=host.port, user=host.user,
+        identity_file=host.identity_file, known_hosts=host.known_hosts or DEFAULT_KNOWN_HOSTS,
+        connect_timeout=host.connect_timeout, keepalive_s=host.keepalive_s, jump=jump)
+
+
+def _hints_path():
+    return os.path.join(default_state_dir(), "hosts.json")
+
+
+def _state_dir_hint(host):
+    """The absolute state dir of a host: its own when the inventory gives one, else what a probe found."""
+    if os.path.isabs(host.state_dir):
+        return host.state_dir
+    try:
+        with open(_hints_path()) as fh:
+            return json.load(fh).get("%s|%s" % (host.name, host.state_dir))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def remember_state_dir(host, absolute):
+    """Keep the probe's answer for `~/...` state dirs: a path hint only, checked by the node's sha."""
+    if os.path.isabs(host.state_dir):
+        return
+    try:
+        with open(_hints_path()) as fh:
+            hints = json.load(fh)
+    except (OSError, ValueError):
+        hints = {}
+    hints["%s|%s" % (host.name, host.state_dir)] = absolute
+    try:
+        ensure_private_dir(default_state_dir())
+        write_atomic(_hints_path(), json.dumps(hints, indent=1, sort_keys=True))
+    except OSError:
+        pass
+
+
+async def _attach_warm(conn, host):
+    """Straight to a running daemon of this head's sha over stream-local: no exec, no probe.
+
+    None when that is not possible (no hint, forwarding refused, no daemon, another sha);
+    the caller then bootstraps as usual, which also upgrades an old node.
+    """
+    hint = _state_dir_hint(host)
+    if not hint:
+        return None
+    try:
+        stream = await conn.open_unix_connection(hint.rstrip("/") + "/node.sock")
+    except StreamLocalRefused:
+        return None
+    client = NodeClient(stream.reader, stream.writer, host=conn.name, channel=stream.kind)
+    try:
+        facts = await client.facts(timeout=host.connect_timeout)
+    except SacError:
+        facts = {}
+    if facts.get("sha") != build_pyz()[1]:
+        await client.close()
+        return None
+    return client
+
+
+def _node_settings(host):
+    return {"python": host.python, "env_preamble": host.env_preamble, "state_dir": host.state_dir,
+            "connect_timeout": host.connect_timeout}
