@@ -9,8 +9,11 @@ without bound.
 """
 
 import asyncio
+import logging
 
 from .rpc import bounded_reads
+
+log = logging.getLogger("sac_node.engine_proc")
 
 LINE_LIMIT = 64 * 1024 * 1024
 PIPE = -1  # subprocess.PIPE, without importing subprocess for one constant
@@ -67,8 +70,14 @@ class EngineProcess(asyncio.SubprocessProtocol):
         for fd in (1, 2):
             bounded_reads(transport.get_pipe_transport(fd))
 
+    def _emit(self, fd, line):
+        try:
+            self._on_line[fd](line)
+        except Exception:  # one line's trouble (a full disk, say) must not cost the lines after it
+            log.exception("handling a line of the engine's %s failed", "stdout" if fd == 1 else "stderr")
+
     def pipe_data_received(self, fd, data):
-        emit, partial = self._on_line[fd], self._partial[fd]
+        partial = self._partial[fd]
         start = 0
         end = data.find(b"\n")
         while end >= 0:
@@ -78,7 +87,7 @@ class EngineProcess(asyncio.SubprocessProtocol):
                 line = b"".join(partial)
                 partial.clear()
                 self._partial_size[fd] = 0
-            emit(line)
+            self._emit(fd, line)
             start = end + 1
             end = data.find(b"\n", start)
         if start < len(data):
@@ -88,7 +97,7 @@ class EngineProcess(asyncio.SubprocessProtocol):
                 line = b"".join(partial)
                 partial.clear()
                 self._partial_size[fd] = 0
-                emit(line)
+                self._emit(fd, line)
 
     def pipe_connection_lost(self, fd, exc):
         if fd == 0:
@@ -97,7 +106,7 @@ class EngineProcess(asyncio.SubprocessProtocol):
         if self._partial[fd]:  # the last line, without its newline
             line = b"".join(self._partial[fd])
             self._partial[fd].clear()
-            self._on_line[fd](line)
+            self._emit(fd, line)
         self._open.discard(fd)
         if not self._open and not self.output_closed.done():
             self.output_closed.set_result(None)

@@ -67,3 +67,17 @@ def test_any_chunking_gives_the_same_lines(texts, data):
 async def test_a_line_over_the_limit_comes_in_pieces_and_the_next_one_is_whole():
     lines, _ = _feed([b"a" * 6, b"a" * 6, b"aa\nnext\n"], limit=10)
     assert lines == [b"a" * 12, b"aa\n", b"next\n"]
+
+
+async def test_a_line_whose_handling_fails_costs_no_other_line(caplog):
+    seen = []
+
+    def handle(line):
+        seen.append(line)
+        if line == b"bad\n":
+            raise OSError("No space left on device")
+
+    proc = EngineProcess(handle, [].append)
+    proc.pipe_data_received(1, b"one\nbad\ntwo\n")
+    assert seen == [b"one\n", b"bad\n", b"two\n"]
+    assert "No space left on device" in caplog.text
