@@ -41,6 +41,7 @@ log = logging.getLogger("sac_node.journal")
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
 KEEP_TURNS = 1000
+MIN_KEEP_TURNS = 10  # so that a turn a reply is about to carry is still there
 KEEP_KEYS_S = 7 * 24 * 3600.0
 MAX_KEYS = 20000  # keys of dropped turns, at most: a bound on memory whatever the rate of keyed turns
 ERROR_SUMMARY = 200  # characters of a dropped turn's error that its key's summary keeps
@@ -55,7 +56,7 @@ class Retention(namedtuple("Retention", "keep_turns keep_keys_s max_keys",
     @classmethod
     def from_spec(cls, spec):
         settings = spec.get("journal") or {}
-        return cls(max(1, int(settings.get("keep_turns", KEEP_TURNS))),
+        return cls(max(MIN_KEEP_TURNS, int(settings.get("keep_turns", KEEP_TURNS))),
                    float(settings.get("keep_keys_s", KEEP_KEYS_S)), MAX_KEYS)
 
 

@@ -20,8 +20,8 @@ from .accounts import AccountPool
 from .handlers import shim_side
 from .quota import QuotaGuard
 from .commit import GroupCommit
-from .journal import Journal
-from .protocol.errors import SacError, TurnNotFound
+from .journal import Journal, Retention
+from .protocol.errors import SacError
 from .rpc import RpcPeer, bounded_reads
 from .state_dir import StateDir, write_atomic
 from .supervision import states
@@ -58,7 +58,8 @@ class Shim:
             self.spec = json.load(fh)
         self.name = self.spec["name"]
         self.commit = GroupCommit(self.name)
-        self.journal = self.commit.journal = Journal(agent_dir.journal, clock, on_write=self.commit.written)
+        self.journal = self.commit.journal = Journal(agent_dir.journal, clock, on_write=self.commit.written,
+                                                     retention=Retention.from_spec(self.spec))
         self.transcript = Transcript(agent_dir.transcript, clock)
         self.tracker = RestartTracker.from_spec(self.spec.get("restart") or {})
         claude = self.spec.get("claude") or {}
@@ -124,6 +125,7 @@ class Shim:
     async def _heartbeat(self):
         while True:
             self._write_heartbeat()
+            self.journal.maybe_compact(self.name)  # cheap unless due; the journal was just synced
             await asyncio.sleep(HEARTBEAT_S)
 
     def _write_heartbeat(self):
@@ -389,10 +391,7 @@ class Shim:
         return turn, created
 
     def get_turn(self, tid):
-        turn = self.journal.turns.get(tid)
-        if turn is None:
-            raise TurnNotFound("turn %s not found on agent %s" % (tid, self.name))
-        return turn
+        return self.journal.get(tid, self.name)
 
     async def wait_turn(self, tid, timeout):
         turn = self.get_turn(tid)
