@@ -31,6 +31,7 @@ and goes on with the records above.
 import json
 import logging
 import os
+import sys
 import time
 from collections import OrderedDict, namedtuple
 
@@ -43,8 +44,9 @@ TERMINAL = ("completed", "failed", "interrupted", "cancelled")
 KEEP_TURNS = 1000
 MIN_KEEP_TURNS = 10  # so that a turn a reply is about to carry is still there
 KEEP_KEYS_S = 7 * 24 * 3600.0
-MAX_KEYS = 20000  # keys of dropped turns, at most: a bound on memory whatever the rate of keyed turns
-ERROR_SUMMARY = 200  # characters of a dropped turn's error that its key's summary keeps
+MAX_KEYS = 10000  # keys of dropped turns, at most (~0.5 KB each): a bound whatever the rate of keyed turns
+SUMMARY = ("key", "ended_at", "status", "source", "accepted_at", "error")  # what a dropped turn's key keeps
+ERROR_SUMMARY = 200  # characters of a dropped turn's error that its summary keeps
 
 
 class Retention(namedtuple("Retention", "keep_turns keep_keys_s max_keys",
@@ -80,7 +82,7 @@ class Journal:
         self._pending = OrderedDict()
         self._running = OrderedDict()
         self._ended = OrderedDict()  # the kept ended turns, oldest ended first: the next to drop
-        self._keys = OrderedDict()  # id -> summary of a dropped turn whose key is kept, oldest ended first
+        self._keys = OrderedDict()  # id -> SUMMARY tuple of a dropped turn whose key is kept, oldest ended first
         self._counts = dict.fromkeys(("pending", "running") + TERMINAL, 0)
         self._usage = {}
         self._last_at = None
@@ -172,9 +174,8 @@ class Journal:
         key = turn.get("key")
         if key and self._by_key.get(key) == tid:
             error = turn.get("error")
-            self._keys[tid] = {"id": tid, "key": key, "status": turn["status"], "source": turn.get("source"),
-                               "accepted_at": turn.get("accepted_at"), "ended_at": turn.get("ended_at"),
-                               "error": error[:ERROR_SUMMARY] if isinstance(error, str) else error}
+            self._keys[tid] = (key, turn.get("ended_at") or 0, turn["status"], turn.get("source"),
+                               turn.get("accepted_at"), error[:ERROR_SUMMARY] if isinstance(error, str) else error)
             self._forget_keys(now)
 
     def _forget_keys(self, now):
@@ -185,17 +186,18 @@ class Journal:
             if len(keys) <= self.retention.max_keys and not self._expired(summary, now):
                 return
             keys.popitem(last=False)
-            if self._by_key.get(summary["key"]) == tid:
-                del self._by_key[summary["key"]]
+            if self._by_key.get(summary[0]) == tid:
+                del self._by_key[summary[0]]
 
     def _expired(self, summary, now):
-        return (summary.get("ended_at") or 0) + self.retention.keep_keys_s < now
+        return summary[1] + self.retention.keep_keys_s < now
 
     def _summary(self, tid):
+        """A dropped turn's summary as a turn dict (no text, reply, usage), while its key is kept."""
         summary = self._keys.get(tid)
         if summary is None or self._expired(summary, self._clock()):
             return None
-        return summary
+        return dict(zip(SUMMARY, summary), id=tid)
 
     def turn_for_key(self, key):
         """The turn an idempotency key names, or None; a dropped turn's summary for keep_keys_s after it ended."""
@@ -228,9 +230,12 @@ class Journal:
             self._running[tid] = turn
 
     def _restore_key(self, rec):
-        summary = rec["turn"]
-        self._keys[summary["id"]] = summary
-        self._by_key[summary["key"]] = summary["id"]
+        turn = rec["turn"]
+        source = turn.get("source")  # status and source interned: one string each for thousands of keys
+        self._keys[turn["id"]] = (turn["key"], turn.get("ended_at") or 0, sys.intern(turn["status"]),
+                                  sys.intern(source) if isinstance(source, str) else source,
+                                  turn.get("accepted_at"), turn.get("error"))
+        self._by_key[turn["key"]] = turn["id"]
 
     def _restore_snapshot(self, rec):
         self._counts.update(rec["counts"])
@@ -244,9 +249,10 @@ class Journal:
     _RESTORE = {"turn": _restore_turn, "key": _restore_key, "snapshot": _restore_snapshot}
 
     def _compaction_threshold(self):
-        # Twice the records the kept state needs, plus keep_turns: a compaction rewrites about as
-        # many records as were appended since the last one, so its cost per turn stays flat.
-        return 2 * (len(self.turns) + len(self._keys) + 1) + self.retention.keep_turns
+        # Twice the records the kept state needs, plus 4 * keep_turns: at least as many records are
+        # appended between two compactions as one rewrites (about 4/3 * keep_turns turns by default),
+        # so its cost per turn stays flat and small.
+        return 2 * (len(self.turns) + len(self._keys) + 1) + 4 * self.retention.keep_turns
 
     def compaction_due(self):
         return self._records + len(self._unwritten) > self._compact_at
@@ -276,7 +282,8 @@ class Journal:
         """
         now = self._clock()
         self._forget_keys(now)
-        lines = [compact_json({"op": "key", "turn": summary}) for summary in self._keys.values()]
+        lines = [compact_json({"op": "key", "turn": dict(zip(SUMMARY, summary), id=tid)})
+                 for tid, summary in self._keys.items()]
         lines.extend(compact_json({"op": "turn", "turn": turn}) for turn in self.turns.values())
         lines.append(compact_json({"op": "snapshot", "ts": now, "counts": self._counts, "usage": self._usage,
                                    "last_at": self._last_at, "dropped": self._dropped,

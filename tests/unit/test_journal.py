@@ -195,7 +195,7 @@ def test_memory_and_file_stay_bounded_after_many_turns(tmp_path):
     assert len(j._keys) == 8 and len(j._by_key) == 5 + 8  # summaries of dropped keyed turns, at most max_keys
     assert j.summary() == {"completed": 60, "pending": 2, "failed": 0, "cancelled": 0}
     # Uncompacted, the file would hold 2 + 3 * 60 records; compacted, never much more than the kept state.
-    assert max(sizes[20:]) <= 2 * (7 + 8 + 1) + 5 and len(lines(path)) < 2 + 3 * 60
+    assert max(sizes) <= 2 * (7 + 8 + 1) + 4 * 5 and len(lines(path)) < 2 + 3 * 60
     assert Journal(path, clock, retention=j.retention).counts() == j.counts()
 
 
@@ -239,7 +239,7 @@ def test_a_retry_with_the_key_of_a_dropped_turn_gets_that_turn_for_keep_keys_s(t
         turn, created = journal.accept("a", "first, sent again", key="k-first")
         assert not created and turn["id"] == first and turn["status"] == "failed"
         assert turn["error"] == "it broke" and turn["key"] == "k-first" and "reply" not in turn
-        assert journal.get(first, "a") is turn  # what a wait on the retried turn answers
+        assert journal.get(first, "a") == turn  # what a wait on the retried turn answers
     clock.now += 600  # the key is kept for keep_keys_s after the turn ended, not longer
     again = Journal(path, clock, retention=retention)
     turn, created = again.accept("a", "first, much later", key="k-first")
@@ -290,20 +290,20 @@ def test_compaction_takes_the_records_not_yet_written(tmp_path):
 
 def test_compaction_is_due_by_a_count_of_records(tmp_path):
     path = str(tmp_path / "j")
-    j = Journal(path, Clock(), retention=Retention(keep_turns=4))
-    assert j._compact_at == 2 + 4
-    run_turn(j, "one")
-    run_turn(j, "two")
-    assert not j.maybe_compact("a") and len(lines(path)) == 6  # not due: the file is not touched
-    run_turn(j, "three")
-    assert j.maybe_compact("a") and [r["op"] for r in lines(path)] == ["turn"] * 3 + ["snapshot"]
-    assert j._compact_at == 2 * (3 + 1) + 4 and not j.maybe_compact("a")
+    j = Journal(path, Clock(), retention=Retention(keep_turns=2))
+    assert j._compact_at == 2 + 4 * 2
+    for text in ("one", "two", "three"):
+        run_turn(j, text)
+    assert not j.maybe_compact("a") and len(lines(path)) == 9  # not due: the file is not touched
+    run_turn(j, "four")
+    assert j.maybe_compact("a") and [r["op"] for r in lines(path)] == ["turn"] * 2 + ["snapshot"]
+    assert j._compact_at == 2 * (2 + 1) + 4 * 2 and not j.maybe_compact("a")
 
 
 def test_a_failed_compaction_leaves_the_journal_whole_and_waits_before_trying_again(tmp_path, caplog):
     path = str(tmp_path / "j")
     j = Journal(path, Clock(), retention=Retention(keep_turns=2))
-    for i in range(3):
+    for i in range(4):
         run_turn(j, "t%d" % i)
     before = Path(path).read_text()
     with mock.patch("sac_node.state_dir.os.fsync", side_effect=OSError(28, "No space left on device")):
