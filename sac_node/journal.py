@@ -176,7 +176,8 @@ class Journal:
             error = turn.get("error")
             self._keys[tid] = (key, turn.get("ended_at") or 0, turn["status"], turn.get("source"),
                                turn.get("accepted_at"), error[:ERROR_SUMMARY] if isinstance(error, str) else error)
-            self._forget_keys(now)
+            if len(self._keys) > self.retention.max_keys:  # expired ones go at compaction; lookups skip them
+                self._forget_keys(now)
 
     def _forget_keys(self, now):
         """Drop the summaries past keep_keys_s at `now`, or beyond max_keys, oldest ended first."""
