@@ -505,13 +505,30 @@ def cause_of(error):
     return error[:60] or "unknown"
 
 
+def as_records(rec):
+    """The records one journal line stands for: itself; for a compacted journal's `turn` or `key` line,
+    the records of that turn so far; none for its `snapshot` (sac_node/journal.py)."""
+    if rec.get("op") not in ("turn", "key", "snapshot"):
+        return [rec]
+    if rec["op"] == "snapshot":
+        return []
+    turn = rec["turn"]
+    records = [{"op": "accepted", "id": turn["id"], "key": turn.get("key"), "text": turn.get("text")}]
+    if turn.get("attempts") and turn["status"] != "pending":
+        records.append({"op": "started", "id": turn["id"]})
+    if turn["status"] in TERMINAL:
+        records.append({"op": turn["status"], "id": turn["id"], "error": turn.get("error"),
+                        "reply": turn.get("reply")})
+    return records
+
+
 def scan_journals(cluster):
     """Every turn in every journal on disk: id -> {agent, key, ops, final, error, text, reply}."""
     turns, torn = {}, 0
     for name in cluster.agents:
         records, bad = read_journal(cluster.agent_dir(name) / "journal.jsonl")
         torn += bad
-        for rec in records:
+        for rec in (one for line in records for one in as_records(line)):
             turn = turns.setdefault(rec.get("id"), {"agent": name, "ops": [], "key": None, "error": None,
                                                     "text": None, "reply": None})
             turn["ops"].append(rec.get("op"))

@@ -1,4 +1,4 @@
-"""The turn journal: an append-only, fsynced JSONL log per agent.
+"""The turn journal: a fsynced JSONL log per agent, appended to and compacted now and then.
 
 By default each record is written and fsynced at once. The shim commits in
 groups instead (`on_write`, called with each record's op): a record is applied
@@ -9,20 +9,57 @@ Records:
     {"op": "accepted", "id", "text", "ts", "key", "source"}
     {"op": "started", "id", "ts", "attempt"}
     {"op": "requeued", "id", "ts", "reason"}     back to pending: it had not acted yet
-    {"op": "completed" | "failed" | "interrupted" | "cancelled", "id", "ts", "text",
+    {"op": "completed" | "failed" | "interrupted" | "cancelled", "id", "ts", "reply",
      "session_id", "usage", "timings", "error"}
-Replaying the log rebuilds every turn; a torn last line (a crash mid-write) is ignored.
+Replaying the log rebuilds the turns; a torn last line (a crash mid-write) is ignored.
 A turn ends in exactly one terminal state: a second terminal record for it is ignored.
+
+What is kept (`Retention`): every pending and running turn, the last `keep_turns`
+ended turns, and for a dropped turn that had an idempotency key, a summary that
+answers a retry with that key until `keep_keys_s` after the turn ended. Counts,
+usage and the last turn time cover every turn ever. `compact()` rewrites the
+file to what is kept; a compacted file starts with
+    {"op": "key", "turn": {"id", "key", "status", "source", "accepted_at", "ended_at", "error"}}
+                          a dropped turn's summary, oldest ended first
+    {"op": "turn", "turn": {...}}
+                          a kept turn as it stands, in accepted order
+    {"op": "snapshot", "ts", "counts", "usage", "last_at", "dropped", "ended": [id, ...]}
+                          closes them: totals over every turn, the kept ended turns in ended order
+and goes on with the records above.
 """
 
 import json
+import logging
 import os
+import sys
 import time
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
-from .state_dir import compact_json
+from .protocol.errors import TurnNotFound
+from .state_dir import compact_json, fsync_dir, replace_file
+
+log = logging.getLogger("sac_node.journal")
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
+KEEP_TURNS = 1000
+MIN_KEEP_TURNS = 10  # so that a turn a reply is about to carry is still there
+KEEP_KEYS_S = 7 * 24 * 3600.0
+MAX_KEYS = 10000  # keys of dropped turns, at most (~0.5 KB each): a bound whatever the rate of keyed turns
+SUMMARY = ("key", "ended_at", "status", "source", "accepted_at", "error")  # what a dropped turn's key keeps
+ERROR_SUMMARY = 200  # characters of a dropped turn's error that its summary keeps
+
+
+class Retention(namedtuple("Retention", "keep_turns keep_keys_s max_keys",
+                           defaults=(KEEP_TURNS, KEEP_KEYS_S, MAX_KEYS))):
+    """What a journal keeps of ended turns (spec `journal: {keep_turns, keep_keys_s}`)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_spec(cls, spec):
+        settings = spec.get("journal") or {}
+        return cls(max(MIN_KEEP_TURNS, int(settings.get("keep_turns", KEEP_TURNS))),
+                   float(settings.get("keep_keys_s", KEEP_KEYS_S)), MAX_KEYS)
 
 
 def new_turn_id(agent):
@@ -30,23 +67,29 @@ def new_turn_id(agent):
 
 
 class Journal:
-    """One agent's journal; `turns` is the replayed state, id -> dict, in order."""
+    """One agent's journal; `turns` is the kept state, id -> dict, in accepted order."""
 
-    def __init__(self, path, clock=time.time, on_write=None):
+    def __init__(self, path, clock=time.time, on_write=None, retention=Retention()):
         self.path = path
         self._clock = clock
         self._on_write = on_write  # set: records wait for write() or sync(), which the caller runs soon
+        self.retention = retention
         self._unwritten = []
         self._unsynced = False
         self.turns = {}
-        self._by_key = {}
+        self._by_key = {}  # key -> id of the turn (kept, or summarised in _keys) that key names
         # Kept up to date as records apply, so a long-lived agent's every turn costs O(1), not O(history).
         self._pending = OrderedDict()
         self._running = OrderedDict()
+        self._ended = OrderedDict()  # the kept ended turns, oldest ended first: the next to drop
+        self._keys = OrderedDict()  # id -> SUMMARY tuple of a dropped turn whose key is kept, oldest ended first
         self._counts = dict.fromkeys(("pending", "running") + TERMINAL, 0)
         self._usage = {}
         self._last_at = None
+        self._dropped = 0
+        self._records = 0  # lines in the file: compact() once they are many more than the kept state needs
         self._replay()
+        self._compact_at = self._compaction_threshold()
         self._fd = None
 
     def _replay(self):
@@ -56,11 +99,16 @@ class Journal:
             return
         with fh:
             for raw in fh:
+                self._records += 1
                 try:
                     rec = json.loads(raw)
                 except ValueError:
                     continue  # torn write at the end of a crash
-                self._apply(rec)
+                restore = self._RESTORE.get(rec.get("op"))
+                if restore is None:
+                    self._apply(rec)
+                else:
+                    restore(self, rec)
 
     def _apply(self, rec):
         turn = self.turns.get(rec.get("id"))
@@ -82,6 +130,9 @@ class Journal:
             for key, value in (turn.get("usage") or {}).items():
                 if isinstance(value, (int, float)):
                     self._usage[key] = self._usage.get(key, 0) + value
+            self._ended[turn["id"]] = turn
+            if len(self._ended) > self.retention.keep_turns:
+                self._drop_oldest(rec.get("ts") or 0)
         when = rec.get("ts")
         if when and (self._last_at is None or when > self._last_at):
             self._last_at = when
@@ -112,6 +163,141 @@ class Journal:
             for field in ("reply", "session_id", "usage", "timings", "error"):
                 if rec.get(field) is not None:
                     turn[field] = rec[field]
+
+    # -- what is kept ------------------------------------------------------------
+
+    def _drop_oldest(self, now):
+        """Forget the kept ended turn that ended first; a key it carried lives on in a summary."""
+        tid, turn = self._ended.popitem(last=False)
+        del self.turns[tid]
+        self._dropped += 1
+        key = turn.get("key")
+        if key and self._by_key.get(key) == tid:
+            error = turn.get("error")
+            self._keys[tid] = (key, turn.get("ended_at") or 0, turn["status"], turn.get("source"),
+                               turn.get("accepted_at"), error[:ERROR_SUMMARY] if isinstance(error, str) else error)
+            if len(self._keys) > self.retention.max_keys:  # expired ones go at compaction; lookups skip them
+                self._forget_keys(now)
+
+    def _forget_keys(self, now):
+        """Drop the summaries past keep_keys_s at `now`, or beyond max_keys, oldest ended first."""
+        keys = self._keys
+        while keys:
+            tid, summary = next(iter(keys.items()))
+            if len(keys) <= self.retention.max_keys and not self._expired(summary, now):
+                return
+            keys.popitem(last=False)
+            if self._by_key.get(summary[0]) == tid:
+                del self._by_key[summary[0]]
+
+    def _expired(self, summary, now):
+        return summary[1] + self.retention.keep_keys_s < now
+
+    def _summary(self, tid):
+        """A dropped turn's summary as a turn dict (no text, reply, usage), while its key is kept."""
+        summary = self._keys.get(tid)
+        if summary is None or self._expired(summary, self._clock()):
+            return None
+        return dict(zip(SUMMARY, summary), id=tid)
+
+    def turn_for_key(self, key):
+        """The turn an idempotency key names, or None; a dropped turn's summary for keep_keys_s after it ended."""
+        tid = self._by_key.get(key)
+        if tid is None:
+            return None
+        return self.turns.get(tid) or self._summary(tid)
+
+    def get(self, tid, agent):
+        """The turn `tid` (a dropped one's summary while its key is kept), else TurnNotFound."""
+        turn = self.turns.get(tid) or self._summary(tid)
+        if turn is not None:
+            return turn
+        if not self._dropped:
+            raise TurnNotFound("turn %s not found on agent %s" % (tid, agent))
+        raise TurnNotFound("turn %s not found on agent %s: it is older than the %d ended turns agent %s keeps "
+                           "(journal.keep_turns), or it never existed" % (tid, agent, self.retention.keep_turns, agent))
+
+    # -- a compacted file --------------------------------------------------------
+
+    def _restore_turn(self, rec):
+        turn = rec["turn"]
+        tid = turn["id"]
+        self.turns[tid] = turn
+        if turn.get("key"):
+            self._by_key[turn["key"]] = tid
+        if turn["status"] == "pending":
+            self._pending[tid] = turn
+        elif turn["status"] == "running":
+            self._running[tid] = turn
+
+    def _restore_key(self, rec):
+        turn = rec["turn"]
+        source = turn.get("source")  # status and source interned: one string each for thousands of keys
+        self._keys[turn["id"]] = (turn["key"], turn.get("ended_at") or 0, sys.intern(turn["status"]),
+                                  sys.intern(source) if isinstance(source, str) else source,
+                                  turn.get("accepted_at"), turn.get("error"))
+        self._by_key[turn["key"]] = turn["id"]
+
+    def _restore_snapshot(self, rec):
+        self._counts.update(rec["counts"])
+        self._usage = dict(rec["usage"])
+        self._last_at = rec["last_at"]
+        self._dropped = rec["dropped"]
+        self._ended = OrderedDict((tid, self.turns[tid]) for tid in rec["ended"] if tid in self.turns)
+        while len(self._ended) > self.retention.keep_turns:  # compacted when keep_turns was larger
+            self._drop_oldest(rec.get("ts") or 0)
+
+    _RESTORE = {"turn": _restore_turn, "key": _restore_key, "snapshot": _restore_snapshot}
+
+    def _compaction_threshold(self):
+        # Twice the records the kept state needs, plus 4 * keep_turns: more records are appended
+        # between two compactions than one rewrites (with 1000 kept turns, one compaction per 1700
+        # turns), so its cost per turn stays flat and small.
+        return 2 * (len(self.turns) + len(self._keys) + 1) + 4 * self.retention.keep_turns
+
+    def compaction_due(self):
+        return self._records + len(self._unwritten) > self._compact_at
+
+    def maybe_compact(self, agent):
+        """compact() when the file holds many more records than the kept state needs; True if it did.
+
+        One comparison when not due, so the shim calls it at every heartbeat. A failure is logged
+        and leaves the old file whole; the next try waits for keep_turns more records.
+        """
+        if not self.compaction_due():
+            return False
+        try:
+            self.compact()
+        except OSError as exc:
+            self._compact_at = self._records + len(self._unwritten) + self.retention.keep_turns
+            log.error("[agent=%s] journal compaction failed, the journal goes on growing: %s", agent, exc)
+            return False
+        return True
+
+    def compact(self):
+        """Rewrite the file to the kept state, records not yet written included.
+
+        The new file is written beside the journal (journal.jsonl.tmp) and fsynced, renamed over
+        it, and the directory fsynced: a crash at any point leaves the old file or the new one.
+        Appends go on in the new file.
+        """
+        now = self._clock()
+        self._forget_keys(now)
+        lines = [compact_json({"op": "key", "turn": dict(zip(SUMMARY, summary), id=tid)})
+                 for tid, summary in self._keys.items()]
+        lines.extend(compact_json({"op": "turn", "turn": turn}) for turn in self.turns.values())
+        lines.append(compact_json({"op": "snapshot", "ts": now, "counts": self._counts, "usage": self._usage,
+                                   "last_at": self._last_at, "dropped": self._dropped,
+                                   "ended": list(self._ended)}))
+        fd = replace_file(self.path, ("\n".join(lines) + "\n").encode("utf-8"))
+        if self._fd is not None:
+            os.close(self._fd)  # the old file's: it is gone from the directory
+        self._fd = fd
+        self._unwritten.clear()
+        self._unsynced = False
+        self._records = len(lines)
+        self._compact_at = self._compaction_threshold()
+        fsync_dir(self.path)  # before any later record is acknowledged: the rename must outlive a power loss
 
     def _open_for_append(self):
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -144,6 +330,7 @@ class Journal:
         if self._fd is None:
             self._fd = self._open_for_append()
         data = "".join(self._unwritten).encode("utf-8")
+        self._records += len(self._unwritten)
         self._unwritten.clear()
         self._unsynced = True
         while data:
@@ -164,8 +351,10 @@ class Journal:
 
     def accept(self, agent, text, key=None, source="user"):
         """Append a new turn (or return the existing one for a known idempotency key)."""
-        if key and key in self._by_key:
-            return self.turns[self._by_key[key]], False
+        if key:
+            known = self.turn_for_key(key)
+            if known is not None:
+                return known, False
         tid = new_turn_id(agent)
         self._append({"op": "accepted", "id": tid, "text": text, "ts": self._clock(), "key": key, "source": source})
         return self.turns[tid], True

@@ -21,8 +21,8 @@ from .handlers import shim_side
 from .quota import QuotaGuard
 from .commit import GroupCommit
 from .engine_proc import EngineProcess
-from .journal import Journal
-from .protocol.errors import SacError, TurnNotFound
+from .journal import Journal, Retention
+from .protocol.errors import SacError
 from .rpc import RpcPeer
 from .state_dir import StateDir, write_atomic
 from .supervision import states
@@ -59,7 +59,8 @@ class Shim:
             self.spec = json.load(fh)
         self.name = self.spec["name"]
         self.commit = GroupCommit(self.name)
-        self.journal = self.commit.journal = Journal(agent_dir.journal, clock, on_write=self.commit.written)
+        self.journal = self.commit.journal = Journal(agent_dir.journal, clock, on_write=self.commit.written,
+                                                     retention=Retention.from_spec(self.spec))
         self.transcript = Transcript(agent_dir.transcript, clock)
         self.tracker = RestartTracker.from_spec(self.spec.get("restart") or {})
         claude = self.spec.get("claude") or {}
@@ -125,6 +126,7 @@ class Shim:
     async def _heartbeat(self):
         while True:
             self._write_heartbeat()
+            self.journal.maybe_compact(self.name)  # cheap unless due; the journal was just synced
             await asyncio.sleep(HEARTBEAT_S)
 
     def _write_heartbeat(self):
@@ -241,7 +243,7 @@ class Shim:
         self.journal.start(tid)
         self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
         await self.commit.durable()  # `started` is on disk before the turn can act: no double run after a crash
-        if self.journal.turns[tid]["status"] != "running":
+        if (self.journal.turns.get(tid) or {}).get("status") != "running":
             return  # cancelled while its start was being written
         started = self.last_output_at = self.clock()  # silence is measured from the turn's start
         try:
@@ -377,10 +379,7 @@ class Shim:
         return turn, created
 
     def get_turn(self, tid):
-        turn = self.journal.turns.get(tid)
-        if turn is None:
-            raise TurnNotFound("turn %s not found on agent %s" % (tid, self.name))
-        return turn
+        return self.journal.get(tid, self.name)
 
     async def wait_turn(self, tid, timeout):
         turn = self.get_turn(tid)

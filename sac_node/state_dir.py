@@ -150,3 +150,35 @@ def write_atomic(path, text, mode=0o600, durable=True):
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def replace_file(path, data):
+    """Replace `path` by `data` atomically (`path`.tmp, fsync, rename) and return an fd on it for appends.
+
+    The caller fsyncs the directory (fsync_dir) before anything depends on the new file.
+    """
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return fd
+
+
+def fsync_dir(path):
+    """fsync the directory holding `path`, so that a rename into it survives a power loss."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

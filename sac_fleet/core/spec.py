@@ -296,6 +296,13 @@ class Health(_Model):
     stall_timeout_s: Seconds = 300.0
 
 
+class Journal(_Model):
+    """``journal``: how much of its ended turns an agent keeps (docs/reliability.md)."""
+
+    keep_turns: Annotated[int, Field(strict=True, ge=10)] = 1000
+    keep_keys_s: Seconds = 604800.0
+
+
 class Isolation(_Model):
     """``isolation``: the sandbox the engine runs in."""
 
@@ -337,6 +344,7 @@ class AgentSettings(_Model):
     startup_prompts: list[NonEmpty] = []
     restart: Restart = Restart()
     health: Health = Health()
+    journal: Journal = Journal()
     isolation: Isolation = Isolation()
     placement: Placement = Placement()
 
@@ -402,6 +410,7 @@ class Spec(_Model):
             "startup_prompts": list(body.startup_prompts),
             "restart": body.restart.model_dump(),
             "health": body.health.model_dump(),
+            "journal": body.journal.model_dump(),
             "isolation": body.isolation.model_dump(),
             "placement": body.placement.model_dump(),
             "to_home": dict(self._to_home),

@@ -9,7 +9,7 @@ from .. import launch
 from ..protocol.errors import AgentNotFound, AgentNotRunning, SpecError
 from ..state_dir import NAME_RE, ensure_private_dir, write_atomic
 from ..transcript import read_tail
-from ..journal import Journal
+from ..journal import Journal, Retention
 
 
 def spec_hash(spec):
@@ -160,7 +160,7 @@ async def _status(node, name):
 def offline_status(agent, now):
     """Status of an agent whose shim is not running, read from its dir."""
     spec = _load_spec(agent)
-    journal = Journal(agent.journal)
+    journal = offline_journal(agent, spec)
     desired = agent.read_desired()
     try:
         with open(agent.session) as fh:
@@ -178,6 +178,11 @@ def offline_status(agent, now):
         "workdir": launch.resolve_workdir(spec, agent), "fleet": spec.get("fleet"),
         "generation": spec.get("generation"), "fenced": os.path.exists(os.path.join(agent.path, "fenced.json")),
     }
+
+
+def offline_journal(agent, spec=None):
+    """The journal of an agent whose shim is not running, read only (only a shim compacts its journal)."""
+    return Journal(agent.journal, retention=Retention.from_spec(_load_spec(agent) if spec is None else spec))
 
 
 def tail_offline(agent, n):

@@ -5,9 +5,8 @@ Reads (get, list, tail) fall back to the agent's dir when its shim is not runnin
 the request goes on at once and the shim's reply comes back undecoded.
 """
 
-from ..journal import Journal
-from ..protocol.errors import AgentNotRunning, TurnNotFound
-from .agents import _agent, tail_offline
+from ..protocol.errors import AgentNotRunning
+from .agents import _agent, offline_journal, tail_offline
 
 
 def _agent_name(p):
@@ -63,10 +62,7 @@ async def get(node, peer, p):
         shim = await node.shim(agent.name)
         return await shim.call("turns.get", {"id": p["id"]})
     except AgentNotRunning:
-        turn = Journal(agent.journal).turns.get(p["id"])
-        if turn is None:
-            raise TurnNotFound("turn %s not found on agent %s" % (p["id"], agent.name))
-        return turn
+        return offline_journal(agent).get(p["id"], agent.name)
 
 
 async def list_turns(node, peer, p):
@@ -76,7 +72,7 @@ async def list_turns(node, peer, p):
         shim = await node.shim(agent.name)
         return await shim.call("turns.list", {"limit": p.get("limit"), "status": p.get("status")})
     except AgentNotRunning:
-        turns = list(Journal(agent.journal).turns.values())
+        turns = list(offline_journal(agent).turns.values())
         if p.get("status"):
             turns = [t for t in turns if t["status"] == p["status"]]
         return turns[-int(p.get("limit") or 50):]

@@ -10,6 +10,7 @@ import sys
 import pytest
 import yaml
 
+from sac_node.protocol.errors import TurnNotFound
 from sac_node.rpc import open_unix_peer
 from tests.fixtures.agents import SacEnv, processes_mentioning
 from tests.fixtures.tools import REPO
@@ -119,3 +120,66 @@ async def test_a_relayed_call_fails_at_once_when_its_shim_dies(fast_env):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+async def test_a_small_journal_keep_bounds_the_file_and_survives_a_shim_kill(fast_env):
+    """journal.keep_turns: 10. The shim compacts its journal as turns go on; a new shim, after kill -9,
+    replays the compacted file: status still counts every turn, a kept key still names its turn, and a
+    dropped turn is not found with a message naming the setting."""
+    spec = fast_env.specs / "fast" / "spec.yaml"
+    doc = yaml.safe_load(spec.read_text())
+    doc["spec"]["journal"] = {"keep_turns": 10}
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    fast_env.sac("agents", "start", fast_env.specs / "fast")
+    path = fast_env.agent_dir("fast") / "journal.jsonl"
+
+    def ops():
+        return [json.loads(line)["op"] for line in path.read_text().splitlines()]
+
+    async def until(predicate, what, timeout=30):
+        for _ in range(int(timeout / 0.1)):
+            found = await predicate()
+            if found:
+                return found
+            await asyncio.sleep(0.1)
+        raise AssertionError("timed out waiting for " + what)
+
+    peer = await open_unix_peer(str(fast_env.home / "node.sock"))
+    try:
+        ids = []
+        for i in range(60):
+            params = {"agent": "fast", "text": "t%d" % i, "wait_s": 30}
+            if i >= 5:
+                params["key"] = "k%d" % i  # the first five have no key: once dropped, nothing names them
+            reply = await peer.call("turns.submit", params, timeout=60)
+            assert reply["created"] and reply["turn"]["status"] == "completed"
+            ids.append(reply["turn"]["id"])
+
+        async def compacted():
+            return "snapshot" in ops()
+        await until(compacted, "the heartbeat to compact the journal")
+        assert len(ops()) < 3 * 60  # accepted, started, completed per turn, uncompacted
+        before = await peer.call("agents.status", {"name": "fast"}, timeout=30)
+        assert before["turns"] == {"completed": 60, "pending": 0, "failed": 0, "cancelled": 0}
+
+        os.kill(before["shim_pid"], signal.SIGKILL)
+
+        async def respawned():
+            try:
+                status = await peer.call("agents.status", {"name": "fast"}, timeout=30)
+            except Exception:
+                return None
+            return status if status["shim_pid"] != before["shim_pid"] and status["state"] == "idle" else None
+        after = await until(respawned, "the daemon to respawn the shim")
+        assert after["turns"] == before["turns"] and after["usage"] == before["usage"]
+        assert after["last_turn_at"] == before["last_turn_at"]
+
+        listed = await peer.call("turns.list", {"agent": "fast", "limit": 100}, timeout=30)
+        assert [t["id"] for t in listed] == ids[-10:]
+        retry = await peer.call("turns.submit", {"agent": "fast", "text": "t5 again", "key": "k5", "wait_s": 30},
+                                timeout=60)
+        assert not retry["created"] and retry["turn"]["id"] == ids[5] and retry["turn"]["status"] == "completed"
+        with pytest.raises(TurnNotFound, match=r"older than the 10 ended turns agent fast keeps \(journal.keep_turns\)"):
+            await peer.call("turns.get", {"id": ids[0]}, timeout=30)
+    finally:
+        await peer.close()

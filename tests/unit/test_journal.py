@@ -1,11 +1,19 @@
-"""The journal: accepted turns are durable, end exactly once, and survive torn writes."""
+"""The journal: accepted turns are durable, end exactly once, survive torn writes, and a
+long-lived agent's journal stays bounded (retention and compaction) without breaking any of that."""
 
+import itertools
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
-from sac_node.journal import Journal
+from sac_node.journal import Journal, Retention
+from sac_node.protocol.errors import TurnNotFound
 
 
 def test_replay_rebuilds_turns(tmp_path):
@@ -132,3 +140,303 @@ json_values = st.recursive(
 def test_journal_lines_are_what_json_dumps_writes(record):
     from sac_node.state_dir import compact_json
     assert compact_json(record) == json.dumps(record, separators=(",", ":"))
+
+
+# -- retention and compaction ------------------------------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Clock:
+    """A clock the test moves; every call returns the same time until it does."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def run_turn(j, text, key=None, status="completed", tokens=2):
+    turn, created = j.accept("a", text, key=key)
+    if created:
+        j.start(turn["id"])
+        j.finish(turn["id"], status, reply="re: " + text, usage={"output_tokens": tokens},
+                 error=None if status == "completed" else "it broke")
+    return turn["id"]
+
+
+def lines(path):
+    with open(path) as fh:
+        return [json.loads(l) for l in fh]
+
+
+def visible(j):
+    """Everything a caller can see of a journal (status, turns.get/list, a retry with a key)."""
+    return json.loads(json.dumps({"turns": list(j.turns.values()), "counts": j.counts(), "summary": j.summary(),
+                                  "usage": j.usage_total(), "last": j.last_turn_at(),
+                                  "pending": [t["id"] for t in j.pending()],
+                                  # A shim runs one turn at a time: the order of several has no meaning.
+                                  "running": sorted(t["id"] for t in j.running())}))
+
+
+def test_memory_and_file_stay_bounded_after_many_turns(tmp_path):
+    path = str(tmp_path / "journal.jsonl")
+    clock = Clock()
+    j = Journal(path, clock, retention=Retention(keep_turns=5, keep_keys_s=3600, max_keys=8))
+    waiting = [j.accept("a", "waits %d" % i)[0]["id"] for i in range(2)]  # pending turns are always kept
+    sizes = []
+    for i in range(60):
+        clock.now += 1
+        run_turn(j, "t%d" % i, key="k%d" % i)
+        j.maybe_compact("a")
+        sizes.append(len(lines(path)))
+    assert len(j.turns) == 5 + 2 and all(t in j.turns for t in waiting)
+    assert len(j._keys) == 8 and len(j._by_key) == 5 + 8  # summaries of dropped keyed turns, at most max_keys
+    assert j.summary() == {"completed": 60, "pending": 2, "failed": 0, "cancelled": 0}
+    # Uncompacted, the file would hold 2 + 3 * 60 records; compacted, never much more than the kept state.
+    assert max(sizes) <= 2 * (7 + 8 + 1) + 4 * 5 and len(lines(path)) < 2 + 3 * 60
+    assert Journal(path, clock, retention=j.retention).counts() == j.counts()
+
+
+def test_counters_survive_compaction_and_replay(tmp_path):
+    path = str(tmp_path / "journal.jsonl")
+    clock = Clock()
+    j = Journal(path, clock, retention=Retention(keep_turns=3))
+    for i, status in enumerate(["completed", "failed", "interrupted", "cancelled", "completed", "completed",
+                                "failed", "completed"]):
+        clock.now += 1
+        run_turn(j, "t%d" % i, status=status, tokens=i)
+    running = j.accept("a", "running")[0]["id"]
+    j.start(running)
+    j.accept("a", "pending")
+    before = (j.counts(), j.summary(), j.usage_total(), j.last_turn_at())
+    assert before[1] == {"completed": 4, "pending": 2, "failed": 3, "cancelled": 1}
+    assert before[2] == {"output_tokens": sum(range(8))} and before[3] == clock.now
+    state = visible(j)
+    j.compact()
+    assert (j.counts(), j.summary(), j.usage_total(), j.last_turn_at()) == before and visible(j) == state
+    assert [r["op"] for r in lines(path)] == ["turn"] * 5 + ["snapshot"]
+    again = Journal(path, clock, retention=j.retention)
+    assert (again.counts(), again.summary(), again.usage_total(), again.last_turn_at()) == before
+    assert visible(again) == state
+    assert [t["id"] for t in again.running()] == [running]  # a started turn never looks pending again
+
+
+def test_a_retry_with_the_key_of_a_dropped_turn_gets_that_turn_for_keep_keys_s(tmp_path):
+    path = str(tmp_path / "journal.jsonl")
+    clock = Clock()
+    retention = Retention(keep_turns=2, keep_keys_s=600)
+    j = Journal(path, clock, retention=retention)
+    first = run_turn(j, "first", key="k-first", status="failed")
+    for i in range(4):
+        clock.now += 10
+        run_turn(j, "later %d" % i)
+    assert first not in j.turns
+    j.compact()
+    j.close()
+    for journal in (j, Journal(path, clock, retention=retention)):
+        turn, created = journal.accept("a", "first, sent again", key="k-first")
+        assert not created and turn["id"] == first and turn["status"] == "failed"
+        assert turn["error"] == "it broke" and turn["key"] == "k-first" and "reply" not in turn
+        assert journal.get(first, "a") == turn  # what a wait on the retried turn answers
+    clock.now += 600  # the key is kept for keep_keys_s after the turn ended, not longer
+    again = Journal(path, clock, retention=retention)
+    turn, created = again.accept("a", "first, much later", key="k-first")
+    assert created and turn["id"] != first and turn["status"] == "pending"
+    assert again.accept("a", "and again", key="k-first") == (turn, False)
+
+
+def test_a_kept_turn_answers_its_key_even_after_keep_keys_s(tmp_path):
+    clock = Clock()
+    j = Journal(str(tmp_path / "j"), clock, retention=Retention(keep_turns=5, keep_keys_s=60))
+    tid = run_turn(j, "quiet agent", key="k")
+    clock.now += 3600
+    assert j.accept("a", "retry", key="k") == (j.turns[tid], False)
+
+
+def test_a_dropped_turn_is_not_found_with_a_message_naming_the_setting(tmp_path):
+    path = str(tmp_path / "j")
+    j = Journal(path, Clock(), retention=Retention(keep_turns=3))
+    old = run_turn(j, "old")
+    with pytest.raises(TurnNotFound, match=r"^turn a\.nope not found on agent a$"):
+        j.get("a.nope", "a")  # nothing dropped yet: nothing to explain
+    for i in range(3):
+        run_turn(j, "t%d" % i)
+    j.compact()
+    for journal in (j, Journal(path, retention=j.retention)):
+        with pytest.raises(TurnNotFound) as info:
+            journal.get(old, "a")
+        assert info.value.message == ("turn %s not found on agent a: it is older than the 3 ended turns agent a "
+                                      "keeps (journal.keep_turns), or it never existed" % old)
+
+
+def test_compaction_takes_the_records_not_yet_written(tmp_path):
+    path = str(tmp_path / "j")
+    ops = []
+    j = Journal(path, Clock(), on_write=ops.append)
+    pending = j.accept("a", "accepted, not yet on disk")[0]["id"]
+    running = j.accept("a", "started, not yet on disk")[0]["id"]
+    j.start(running)
+    assert j.pending_io(sync=False) and j.compaction_due() is False
+    j.compact()
+    assert not j.pending_io()  # on disk: the group commit has nothing left to write or fsync
+    again = Journal(path)
+    assert [t["id"] for t in again.pending()] == [pending] and [t["id"] for t in again.running()] == [running]
+    j.finish(running, "completed", reply="r")  # appends go on in the new file
+    j.close()
+    assert Journal(path).turns[running]["reply"] == "r"
+
+
+def test_compaction_is_due_by_a_count_of_records(tmp_path):
+    path = str(tmp_path / "j")
+    j = Journal(path, Clock(), retention=Retention(keep_turns=2))
+    assert j._compact_at == 2 + 4 * 2
+    for text in ("one", "two", "three"):
+        run_turn(j, text)
+    assert not j.maybe_compact("a") and len(lines(path)) == 9  # not due: the file is not touched
+    run_turn(j, "four")
+    assert j.maybe_compact("a") and [r["op"] for r in lines(path)] == ["turn"] * 2 + ["snapshot"]
+    assert j._compact_at == 2 * (2 + 1) + 4 * 2 and not j.maybe_compact("a")
+
+
+def test_a_failed_compaction_leaves_the_journal_whole_and_waits_before_trying_again(tmp_path, caplog):
+    path = str(tmp_path / "j")
+    j = Journal(path, Clock(), retention=Retention(keep_turns=2))
+    for i in range(4):
+        run_turn(j, "t%d" % i)
+    before = Path(path).read_text()
+    with mock.patch("sac_node.state_dir.os.fsync", side_effect=OSError(28, "No space left on device")):
+        assert not j.maybe_compact("a")
+    assert "[agent=a] journal compaction failed" in caplog.text and "No space left" in caplog.text
+    assert Path(path).read_text() == before and not os.path.exists(path + ".tmp")
+    assert not j.maybe_compact("a")  # the next try waits for keep_turns more records
+    tid = run_turn(j, "after")
+    assert j.maybe_compact("a")
+    assert Journal(path).turns[tid]["reply"] == "re: after"
+
+
+CRASH = """
+import os, sys
+sys.path.insert(0, %(repo)r)
+from sac_node import journal, state_dir
+j = journal.Journal(%(path)r, retention=journal.Retention(keep_turns=2))
+j.accept("a", "pending, accepted before the crash", key="k-late")
+def crash(*args):
+    os._exit(9)
+setattr(%(where)s, %(name)r, crash)
+j.compact()
+"""
+
+
+@pytest.mark.parametrize("where,name", [("state_dir.os", "rename"), ("journal", "fsync_dir")])
+def test_a_crash_during_compaction_leaves_the_old_journal_or_the_new_one(tmp_path, where, name):
+    path = str(tmp_path / "journal.jsonl")
+    j = Journal(path, retention=Retention(keep_turns=2))
+    for i in range(4):
+        run_turn(j, "t%d" % i, key="k%d" % i)
+    j.close()
+    done = subprocess.run([sys.executable, "-c", CRASH % {"repo": REPO, "path": path, "where": where, "name": name}],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 9, done.stderr
+    ops = [r["op"] for r in lines(path)]
+    if name == "rename":  # the new file was written and fsynced beside the journal, not yet renamed over it
+        assert os.path.exists(path + ".tmp") and ops == ["accepted", "started", "completed"] * 4 + ["accepted"]
+    else:
+        assert not os.path.exists(path + ".tmp") and ops == ["key"] * 2 + ["turn"] * 3 + ["snapshot"]
+    again = Journal(path, retention=Retention(keep_turns=2))
+    assert again.summary() == {"completed": 4, "pending": 1, "failed": 0, "cancelled": 0}
+    assert [t["text"] for t in again.pending()] == ["pending, accepted before the crash"]
+    assert again.accept("a", "retry", key="k1")[1] is False  # a dropped turn's key is still known
+    again.compact()  # a tmp file left by the crash is simply overwritten
+    assert not os.path.exists(path + ".tmp") and visible(Journal(path, retention=again.retention)) == visible(again)
+
+
+def test_a_torn_last_line_after_compaction_is_ignored_and_cut_off(tmp_path):
+    path = str(tmp_path / "journal.jsonl")
+    j = Journal(path, retention=Retention(keep_turns=2))
+    for i in range(4):
+        run_turn(j, "t%d" % i)
+    j.compact()
+    kept = run_turn(j, "after the compaction")
+    j.close()
+    with open(path, "ab") as fh:
+        fh.write(b'{"op":"accepted","id":"a.torn","te')
+    again = Journal(path, retention=Retention(keep_turns=2))
+    assert "a.torn" not in again.turns and again.turns[kept]["status"] == "completed"
+    assert again.summary()["completed"] == 5
+    later = run_turn(again, "after the tear")
+    again.close()
+    replayed = Journal(path, retention=Retention(keep_turns=2))
+    assert list(replayed.turns) == [kept, later] and replayed.summary()["completed"] == 6
+
+
+def test_a_smaller_keep_turns_trims_a_journal_compacted_with_a_larger_one(tmp_path):
+    path = str(tmp_path / "j")
+    j = Journal(path, Clock(), retention=Retention(keep_turns=10))
+    ids = [run_turn(j, "t%d" % i, key="k%d" % i) for i in range(6)]
+    j.compact()
+    smaller = Journal(path, Clock(), retention=Retention(keep_turns=2))
+    assert list(smaller.turns) == ids[-2:] and smaller.counts() == j.counts()
+    assert smaller.accept("a", "retry", key="k0")[0]["id"] == ids[0]
+
+
+ACTIONS = ["accept", "accept", "accept_key", "start", "requeue", "completed", "failed", "interrupted", "cancelled",
+           "compact", "sync", "tick"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 40)), max_size=80), st.integers(1, 4),
+       st.sampled_from([0.5, 25.0, 1e9]), st.integers(1, 4))
+def test_compaction_at_any_point_shows_what_an_uncompacted_journal_shows(tmp_path_factory, actions, keep_turns,
+                                                                         keep_keys_s, max_keys):
+    """Two journals get the same records; one is compacted at random points (and group-commits),
+    the other never. Both, and both files replayed, show the same turns, counts and key answers."""
+    root = tmp_path_factory.mktemp("j")
+    clock, retention = Clock(), Retention(keep_turns, keep_keys_s, max_keys)
+    serial = itertools.count()
+    with mock.patch("sac_node.journal.new_turn_id", lambda agent: "%s.%016x" % (agent, next(serial) // 2)):
+        compacted = Journal(str(root / "compacted"), clock, on_write=lambda op: None, retention=retention)
+        plain = Journal(str(root / "plain"), clock, retention=retention)
+        ids, keys = [], set()
+        for action, n in actions:
+            clock.now += 1
+            if action in ("accept", "accept_key"):
+                key = "k%d" % (n % 5) if action == "accept_key" else None
+                keys.discard(None) if key is None else keys.add(key)
+                answers = [j.accept("a", "t%d" % n, key=key) for j in (compacted, plain)]
+                assert answers[0][0]["id"] == answers[1][0]["id"] and answers[0][1] == answers[1][1]
+                ids.append(answers[0][0]["id"])
+            elif action == "compact":
+                compacted.compact()
+            elif action == "sync":
+                compacted.sync()
+            elif action == "tick":
+                clock.now += n
+            elif ids:
+                tid = ids[n % len(ids)]
+                for j in (compacted, plain):
+                    status = j.turns[tid]["status"] if tid in j.turns else None
+                    if action == "start" and status == "pending":
+                        j.start(tid)
+                    elif action == "requeue" and status == "running":
+                        j.requeue(tid, "limited")
+                    elif action not in ("start", "requeue") and status in ("pending", "running"):
+                        j.finish(tid, action, usage={"output_tokens": n})
+        compacted.close()
+        plain.close()
+        journals = [compacted, plain] + [Journal(j.path, clock, retention=retention) for j in (compacted, plain)]
+
+    def answers(j):
+        found = {}
+        for tid in ids:
+            try:
+                found[tid] = j.get(tid, "a")
+            except TurnNotFound as exc:
+                found[tid] = exc.message
+        return json.loads(json.dumps([visible(j), found, {k: j.turn_for_key(k) for k in sorted(keys)}]))
+
+    expected = answers(plain)
+    for j in journals:
+        assert answers(j) == expected
+        assert len(j.turns) - len(j.pending()) - len(j.running()) <= retention.keep_turns

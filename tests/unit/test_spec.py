@@ -53,6 +53,7 @@ DEFAULTS = {
     "startup_prompts": [],
     "restart": {"policy": "on-failure", "max_retries": 5, "backoff": {"initial": 1.0, "max": 60.0, "multiplier": 2.0}},
     "health": {"turn_timeout_s": 600.0, "stall_timeout_s": 300.0},
+    "journal": {"keep_turns": 1000, "keep_keys_s": 604800.0},
     "isolation": {"runtime": "auto", "image": None, "binds": [], "network": "host", "gpus": False},
     "placement": {"hosts": [], "group": None, "labels": {}, "replicas": 1, "per_host": False,
                   "singleton": False, "sticky": True},
@@ -96,6 +97,7 @@ def test_full_example_resolves_to_the_node_contract(tmp_path):
         "restart": {"policy": "on-failure", "max_retries": 5,
                     "backoff": {"initial": 1.0, "max": 60.0, "multiplier": 2.0}},
         "health": {"turn_timeout_s": 600.0, "stall_timeout_s": 300.0},
+        "journal": DEFAULTS["journal"],
         "isolation": {"runtime": "auto", "image": "~/.sac/images/sac-base.sif", "binds": ["/data/shared:/data:ro"],
                       "network": "host", "gpus": False},
         "placement": DEFAULTS["placement"],
@@ -110,6 +112,11 @@ def test_minimal_spec_fills_every_default_and_takes_the_directory_name(tmp_path)
     assert spec.name == "my-agent-2"
     assert spec.source == str(path.resolve())
     assert spec.to_node() == dict(DEFAULTS, name="my-agent-2", source=str(path.resolve()))
+
+
+def test_journal_retention_reaches_the_node(tmp_path):
+    text = MINIMAL + "spec: {journal: {keep_turns: 50, keep_keys_s: 3600}}\n"
+    assert parse_spec(write_spec(tmp_path, text)).to_node()["journal"] == {"keep_turns": 50, "keep_keys_s": 3600.0}
 
 
 def test_node_dict_is_msgpack_round_trippable(tmp_path):
@@ -193,6 +200,11 @@ CASES = [
      "spec.yaml:16 spec.health.turn_timeout_s: expected a number, got '600' (write 600, without quotes)"),
     (mutate("stall_timeout_s: 300", "stall_timeout_s: .inf"),
      "spec.yaml:16 spec.health.stall_timeout_s: expected a finite number, got inf"),
+    (MINIMAL + "spec: {journal: {keep_turns: 5}}\n", "spec.yaml:3 spec.journal.keep_turns: must be at least 10, got 5"),
+    (MINIMAL + "spec: {journal: {keep_turns: 100.0}}\n",
+     "spec.yaml:3 spec.journal.keep_turns: expected a whole number, got 100.0"),
+    (MINIMAL + "spec: {journal: {keep_keys_s: 0}}\n", "spec.yaml:3 spec.journal.keep_keys_s: must be greater than 0, got 0"),
+    (MINIMAL + "spec: {journal: {keep: 5}}\n", "spec.yaml:3 spec.journal.keep: unknown field (allowed: keep_keys_s, keep_turns)"),
     (mutate("engine: claude", "engine: codex"),
      "spec.yaml:6 spec.engine: 'codex' is not an engine (write engine: claude, or engine: {command: [prog, args...]})"),
     (mutate("engine: claude", "engine: {command: python3 x.py}"),
