@@ -400,7 +400,7 @@ class Spec(_Model):
         """The plain dict the node receives (see the contract in docs/spec-reference.md)."""
         body = self.spec
         engine = body.engine.model_dump(exclude_none=True)
-        return {
+        node = {
             "name": self.metadata.name,
             "labels": dict(self.metadata.labels),
             "workdir": body.workdir,
@@ -410,12 +410,16 @@ class Spec(_Model):
             "startup_prompts": list(body.startup_prompts),
             "restart": body.restart.model_dump(),
             "health": body.health.model_dump(),
-            "journal": body.journal.model_dump(),
             "isolation": body.isolation.model_dump(),
             "placement": body.placement.model_dump(),
             "to_home": dict(self._to_home),
             "source": self._source,
         }
+        if "journal" in body.model_fields_set:
+            # Only when the spec says it: the node's defaults are the same, and a spec without it
+            # keeps the hash it had before `journal` existed (so an upgrade restarts no agent).
+            node["journal"] = body.journal.model_dump()
+        return node
 
 
 # --- reading ---------------------------------------------------------------------

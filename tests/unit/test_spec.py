@@ -53,7 +53,6 @@ DEFAULTS = {
     "startup_prompts": [],
     "restart": {"policy": "on-failure", "max_retries": 5, "backoff": {"initial": 1.0, "max": 60.0, "multiplier": 2.0}},
     "health": {"turn_timeout_s": 600.0, "stall_timeout_s": 300.0},
-    "journal": {"keep_turns": 1000, "keep_keys_s": 604800.0},
     "isolation": {"runtime": "auto", "image": None, "binds": [], "network": "host", "gpus": False},
     "placement": {"hosts": [], "group": None, "labels": {}, "replicas": 1, "per_host": False,
                   "singleton": False, "sticky": True},
@@ -97,7 +96,6 @@ def test_full_example_resolves_to_the_node_contract(tmp_path):
         "restart": {"policy": "on-failure", "max_retries": 5,
                     "backoff": {"initial": 1.0, "max": 60.0, "multiplier": 2.0}},
         "health": {"turn_timeout_s": 600.0, "stall_timeout_s": 300.0},
-        "journal": DEFAULTS["journal"],
         "isolation": {"runtime": "auto", "image": "~/.sac/images/sac-base.sif", "binds": ["/data/shared:/data:ro"],
                       "network": "host", "gpus": False},
         "placement": DEFAULTS["placement"],
@@ -114,9 +112,14 @@ def test_minimal_spec_fills_every_default_and_takes_the_directory_name(tmp_path)
     assert spec.to_node() == dict(DEFAULTS, name="my-agent-2", source=str(path.resolve()))
 
 
-def test_journal_retention_reaches_the_node(tmp_path):
+def test_journal_retention_reaches_the_node_only_when_the_spec_sets_it(tmp_path):
     text = MINIMAL + "spec: {journal: {keep_turns: 50, keep_keys_s: 3600}}\n"
     assert parse_spec(write_spec(tmp_path, text)).to_node()["journal"] == {"keep_turns": 50, "keep_keys_s": 3600.0}
+    text = MINIMAL + "spec: {journal: {keep_turns: 50}}\n"
+    assert parse_spec(write_spec(tmp_path, text)).to_node()["journal"] == {"keep_turns": 50, "keep_keys_s": 604800.0}
+    # Without it the node dict (and so the spec hash) is what it was before `journal` existed:
+    # upgrading sac restarts no running agent.
+    assert "journal" not in parse_spec(write_spec(tmp_path, MINIMAL)).to_node()
 
 
 def test_node_dict_is_msgpack_round_trippable(tmp_path):
