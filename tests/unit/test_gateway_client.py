@@ -13,6 +13,7 @@ from sac_fleet.remote import gateway_client
 from sac_fleet.remote.gateway_client import GatewayClient, node_turn, register
 from sac_node.protocol.errors import AgentNotFound, HostUnreachable, RpcError, SacError, TurnTimeout
 from tests.fixtures.cli_imports import run_sac
+from tests.fixtures.gateway import OneNodeFleet
 
 TOKEN = "t" * 43
 BIG = "x" * 200_000  # longer than asyncio's 64 KiB line limit and than one HTTP chunk
@@ -59,22 +60,9 @@ class ScriptedNode:
         return self.turns[tid]
 
 
-class ScriptedFleet:
-    inventory_path = None
-
-    def __init__(self):
-        self.client = ScriptedNode()
-
-    async def node(self, agent=None):
-        return self.client
-
-    async def close(self):
-        pass
-
-
 @pytest.fixture
 async def gateway():
-    fleet = ScriptedFleet()
+    fleet = OneNodeFleet(ScriptedNode())
     server = TestServer(make_app(Gateway(fleet), TOKEN), host="127.0.0.1")
     await server.start_server()
     server.node = fleet.client

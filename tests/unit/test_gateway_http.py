@@ -8,6 +8,7 @@ from sac_fleet.frontends.gateway.openapi import document
 from sac_fleet.frontends.gateway.schema import ERROR_TABLE, error_codes
 from sac_fleet.frontends.gateway.service import Gateway
 from sac_node.protocol.errors import AgentNotRunning, HostUnreachable, SacError, TurnTimeout
+from tests.fixtures.gateway import OneNodeFleet
 
 TOKEN = "t" * 43
 AUTH = {"Authorization": "Bearer " + TOKEN}
@@ -48,22 +49,9 @@ class ScriptedNode:
         return turn
 
 
-class ScriptedFleet:
-    inventory_path = None
-
-    def __init__(self):
-        self.client = ScriptedNode()
-
-    async def node(self, agent=None):
-        return self.client
-
-    async def close(self):
-        pass
-
-
 @pytest.fixture
 async def client():
-    fleet = ScriptedFleet()
+    fleet = OneNodeFleet(ScriptedNode())
     async with TestClient(TestServer(make_app(Gateway(fleet), TOKEN))) as c:
         c.node = fleet.client
         yield c
