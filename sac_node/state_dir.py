@@ -6,8 +6,8 @@
       agents/<name>/              0700, one per agent
         spec.json                 the resolved spec the head sent
         desired                   "running" | "stopped"
-        journal.jsonl             every accepted turn and its outcome (fsynced)
-        transcript.jsonl          engine and supervisor events
+        journal.jsonl             accepted turns and outcomes (fsynced; compacted, see journal.py)
+        transcript.jsonl[.1]      engine and supervisor events (rotated at 64 MiB)
         session.json              the engine's last session id
         heartbeat                 touched by the shim
         shim.json  shim.sock  shim.log

@@ -1,33 +1,44 @@
 """An agent's transcript: every engine and supervisor event, numbered, on disk and live.
 
 Each record is {"seq", "ts", "turn", "event"}; subscribers get them as notifications.
+The file is rotated at ROTATE_BYTES: transcript.jsonl becomes transcript.jsonl.1
+(the one before is deleted), so a long-lived agent keeps at most about twice that
+on disk, and a shim starting up reads only the end of it.
 """
 
 import json
+import logging
+import os
 import time
 from collections import deque
 
 from .state_dir import compact_json
 
+log = logging.getLogger("sac_node.transcript")
+
 RECENT = 2000
+ROTATE_BYTES = 64 * 1024 * 1024
+TAIL_BLOCK = 256 * 1024
 
 
 class Transcript:
     """Append-only event log with live subscribers (peer, sub id, optional turn filter)."""
 
-    def __init__(self, path, clock=time.time):
+    def __init__(self, path, clock=time.time, rotate_bytes=ROTATE_BYTES):
         self.path = path
         self._clock = clock
-        self.recent = deque(maxlen=RECENT)
-        self.seq = 0
-        self._load_tail()
-        self._fh = open(path, "a", encoding="utf-8")
+        self._rotate_bytes = rotate_bytes
+        self.recent = deque(read_tail(path, RECENT), maxlen=RECENT)
+        self.seq = max((rec.get("seq", 0) for rec in self.recent), default=0)
+        self._fh = self._open()
         self.subscribers = {}
 
-    def _load_tail(self):
-        for rec in read_records(self.path):
-            self.recent.append(rec)
-            self.seq = max(self.seq, rec.get("seq", 0))
+    def _open(self):
+        fh = open(self.path, "a", encoding="utf-8")
+        self._size = fh.tell()
+        if self._size and not _ends_with_newline(self.path):
+            fh.write("\n")  # a line torn by a crash stays apart from the next record (readers skip it)
+        return fh
 
     def append(self, turn_id, event, raw=None):
         """Record one event and push it to matching subscribers; return the record.
@@ -39,8 +50,12 @@ class Transcript:
         rec = {"seq": self.seq, "ts": self._clock(), "turn": turn_id, "event": event}
         # Buffered: the journal is what must survive a crash; the transcript is flushed at each
         # turn's end, on every heartbeat and whenever it is read from disk.
-        self._fh.write(_line(rec, raw))
-        if event.get("type") == "sac" and event.get("subtype") in ("turn_ended", "engine_exited"):
+        line = _line(rec, raw)
+        self._fh.write(line)
+        self._size += len(line)
+        if self._size >= self._rotate_bytes:
+            self._rotate()
+        elif event.get("type") == "sac" and event.get("subtype") in ("turn_ended", "engine_exited"):
             self._fh.flush()
         self.recent.append(rec)
         for sub_id, (peer, turn_filter) in list(self.subscribers.items()):
@@ -49,6 +64,15 @@ class Transcript:
             elif turn_filter is None or turn_filter == turn_id:
                 peer.notify("event", {"sub": sub_id, "record": rec})
         return rec
+
+    def _rotate(self):
+        """transcript.jsonl -> transcript.jsonl.1 (replacing the one before); a new file goes on."""
+        try:
+            self._fh.close()
+            os.replace(self.path, rotated(self.path))
+        except OSError as exc:
+            log.error("rotating %s failed, it goes on growing: %s", self.path, exc)
+        self._fh = self._open()
 
     def records_since(self, from_seq=0, turn_id=None):
         """Past records after `from_seq` (from memory when possible, else from disk)."""
@@ -94,21 +118,65 @@ def _line(rec, raw):
     return compact_json(rec) + "\n"
 
 
+def rotated(path):
+    return path + ".1"
+
+
+def _ends_with_newline(path):
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
+def _records(lines):
+    for raw in lines:
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue  # a line torn by a crash
+        if isinstance(rec, dict):
+            yield rec
+
+
 def read_records(path):
-    """Every record of a transcript file, skipping a torn line; nothing when there is no file."""
-    try:
-        with open(path, "rb") as fh:
-            for raw in fh:
-                try:
-                    yield json.loads(raw)
-                except ValueError:
-                    continue
-    except FileNotFoundError:
-        return
+    """Every record kept on disk (the rotated file's, then the current one's), skipping torn lines."""
+    for name in (rotated(path), path):
+        try:
+            with open(name, "rb") as fh:
+                yield from _records(fh)
+        except FileNotFoundError:
+            continue
 
 
 def read_tail(path, n):
-    """The last n records of a transcript file, for an agent whose shim is not running."""
-    return list(deque(read_records(path), maxlen=n or None))
+    """The last n records on disk (all with n=0), reading each file from its end: the cost does not
+    grow with the transcript."""
+    if not n:
+        return list(read_records(path))
+    found = []
+    for name in (path, rotated(path)):
+        found = _tail_of(name, n - len(found)) + found
+        if len(found) >= n:
+            break
+    return found[-n:]
+
+
+def _tail_of(path, n):
+    """The last n records of one file."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    with fh:
+        end = fh.seek(0, os.SEEK_END)
+        data, start = b"", end
+        while start > 0 and data.count(b"\n") <= n:
+            start = max(0, start - TAIL_BLOCK)
+            fh.seek(start)
+            data = fh.read(end - start)
+        lines = data.split(b"\n")
+        if start > 0:
+            lines = lines[1:]  # the first is likely cut
+        return list(_records(line for line in lines if line.strip()))[-n:]
 
 
