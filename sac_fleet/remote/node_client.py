@@ -107,6 +107,9 @@ class NodeClient:
             self._shims.pop(agent, None)
             self._shim_retry_at[agent] = time.monotonic() + SHIM_RETRY_S
             return None
+        except BaseException:
+            self._shims.pop(agent, None)  # not kept: the next call tries again
+            raise
         shim = RpcPeer(stream.reader, stream.writer, name="shim:%s@%s" % (agent, self.host), prefixed=True)
         self._shims[agent] = shim
         shim.context["runner"] = asyncio.ensure_future(shim.run())

@@ -338,7 +338,8 @@ class SSHConnection:
         self.target = target
         self._conns = conns
         self._conn = conns[-1]
-        _cork(self._conn)
+        for conn in conns:  # through jump hosts, the first one's TCP socket carries every packet
+            _cork(conn)
 
     @property
     def name(self):
