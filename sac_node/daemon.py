@@ -117,9 +117,10 @@ class Node:
         return peer
 
     async def _connect_shim(self, name):
+        from .handlers import turns  # the handlers import this module
         try:
             return await open_unix_peer(self.state.agent(name).socket, on_notification=self._on_shim_event,
-                                        name="shim:%s" % name, prefixed=True)
+                                        name="shim:%s" % name, prefixed=True, relay_lost=turns.relay_lost)
         except OSError as exc:
             raise AgentNotRunning("agent %s: its shim does not answer (%s)" % (name, exc)) from exc
 

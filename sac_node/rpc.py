@@ -39,7 +39,7 @@ class RpcPeer:
     """One connection. `handlers` maps method -> async fn(peer, params) -> result."""
 
     def __init__(self, reader, writer, handlers=None, on_notification=None, name="peer", relay=None,
-                 prefixed=False):
+                 prefixed=False, relay_lost=None):
         self._reader = reader
         self._writer = writer
         self._handlers = handlers or {}
@@ -47,9 +47,12 @@ class RpcPeer:
         self.name = name
         self._relay = relay  # fn(peer, msgid, method, params) -> True when it took the request
         self._prefixed = prefixed  # a shim's socket: length-prefixed frames, each written at once
+        # fn(client peer, its msgid, method, params) -> True when it took over a request forwarded on
+        # this connection that closed before its reply
+        self._relay_lost = relay_lost
         self._ids = itertools.count(1)
         self._pending = {}
-        self._relayed = {}  # our msgid -> (client peer, its msgid), for replies passed on undecoded
+        self._relayed = {}  # our msgid -> (client peer, its msgid, method, its params), for replies passed on
         self._out = []  # frames written in this moment, sent together by _flush
         self._tasks = set()
         bounded_reads(getattr(writer, "transport", None))
@@ -136,18 +139,24 @@ class RpcPeer:
         target = self._relayed.pop(found[0], None) if found else None
         if target is None:
             return False
-        client, client_msgid = target
+        client, client_msgid = target[:2]
         client._write(framing.readdressed(data, found[1], client_msgid))
         return True
 
-    def forward(self, method, params, client, client_msgid):
-        """Send `client`'s request on; its reply goes back to `client` without being decoded here."""
+    def forward(self, method, params, client, client_msgid, original=None):
+        """Send `client`'s request on; its reply goes back to `client` without being decoded here.
+
+        `original` is the request's params as the client sent them, for `relay_lost`."""
         if self.closed:
             client._write(framing.encode_response(client_msgid, self._closed_error().to_wire(), None))
             return
         msgid = next(self._ids)
-        self._relayed[msgid] = (client, client_msgid)
+        self._relayed[msgid] = (client, client_msgid, method, params if original is None else original)
         self._write(framing.encode_request(msgid, method, params))
+
+    def serve(self, msgid, method, params):
+        """Serve a request of this peer's through its handlers, as if it had just arrived (not relayed)."""
+        self._spawn(self._serve(msgid, method, params))
 
     def _closed_error(self):
         return RpcError("connection to %s closed (%s)" % (self.name, self.close_reason or "closed"))
@@ -213,7 +222,9 @@ class RpcPeer:
             if not fut.done():
                 fut.set_exception(self._closed_error())
         self._pending.clear()
-        for client, client_msgid in self._relayed.values():
+        for client, client_msgid, method, params in self._relayed.values():
+            if self._relay_lost is not None and self._relay_lost(client, client_msgid, method, params):
+                continue
             client._write(framing.encode_response(client_msgid, self._closed_error().to_wire(), None))
         self._relayed.clear()
         current = asyncio.current_task()
@@ -228,9 +239,10 @@ class RpcPeer:
             pass
 
 
-async def open_unix_peer(path, handlers=None, on_notification=None, name=None, prefixed=False):
+async def open_unix_peer(path, handlers=None, on_notification=None, name=None, prefixed=False, relay_lost=None):
     """Connect to a unix socket and return a running RpcPeer (`prefixed` for a shim's socket)."""
     reader, writer = await asyncio.open_unix_connection(path, limit=READ_CHUNK)
-    peer = RpcPeer(reader, writer, handlers, on_notification, name or path, prefixed=prefixed)
+    peer = RpcPeer(reader, writer, handlers, on_notification, name or path, prefixed=prefixed,
+                   relay_lost=relay_lost)
     peer.context["runner"] = asyncio.ensure_future(peer.run())
     return peer

@@ -5,7 +5,9 @@ Reads (get, list, tail) fall back to the agent's dir when its shim is not runnin
 the request goes on at once and the shim's reply comes back undecoded.
 """
 
-from ..protocol.errors import AgentNotRunning
+import asyncio
+
+from ..protocol.errors import AgentNotRunning, RpcError
 from .agents import _agent, offline_journal, tail_offline
 
 
@@ -21,13 +23,29 @@ def _agent_of(node, p):
     return _agent(node, _agent_name(p))
 
 
+SHIM_ATTEMPTS = 3
+
+
+def _safe_to_repeat(method, params):
+    """All turn calls but a submit without a key: a shim that died under it may have journalled it."""
+    return not (method == "turns.submit" and not params.get("key"))
+
+
 def _forward(method):
     async def handler(node, peer, p):
         agent = _agent_of(node, p)
-        shim = await node.shim(agent.name)
         params = dict(p)
         params.pop("agent", None)
-        return await shim.call(method, params)
+        for attempt in range(1, SHIM_ATTEMPTS + 1):
+            shim = await node.shim(agent.name)
+            try:
+                return await shim.call(method, params)
+            except RpcError:
+                # The shim's connection closed under the call: it died (or was dying when we
+                # connected). Ask its successor when that is safe.
+                if not shim.closed or not _safe_to_repeat(method, p) or attempt == SHIM_ATTEMPTS:
+                    raise
+            await asyncio.sleep(0.2 * attempt)  # the dead shim's process goes; the supervisor respawns it
     handler.__doc__ = "%s {agent, ...}: forwarded to the agent's shim (see handlers/shim_side.py)" % method
     return handler
 
@@ -44,9 +62,19 @@ def relay(node, peer, msgid, method, params):
     handle = node.shims.get(name) if isinstance(name, str) else None
     if handle is None or handle.peer.closed:
         return False
-    params = dict(params)
-    params.pop("agent", None)
-    handle.peer.forward(method, params, peer, msgid)
+    forwarded = dict(params)
+    forwarded.pop("agent", None)
+    handle.peer.forward(method, forwarded, peer, msgid, original=params)
+    return True
+
+
+def relay_lost(client, msgid, method, params):
+    """A relayed request whose shim connection closed before the reply (the shim died): served again
+    through the handlers, which respawn the shim and wait for it. All but a submit without a key: the
+    dead shim may have journalled that one, and it would run twice; its caller gets the error."""
+    if not _safe_to_repeat(method, params):
+        return False
+    client.serve(msgid, method, params)
     return True
 
 
