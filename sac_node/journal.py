@@ -36,7 +36,7 @@ import time
 from collections import OrderedDict, namedtuple
 
 from .protocol.errors import TurnNotFound
-from .state_dir import compact_json, fsync_dir, replace_file
+from .state_dir import compact_json, fsync_dir, open_for_append, replace_file
 
 log = logging.getLogger("sac_node.journal")
 
@@ -299,18 +299,6 @@ class Journal:
         self._compact_at = self._compaction_threshold()
         fsync_dir(self.path)  # before any later record is acknowledged: the rename must outlive a power loss
 
-    def _open_for_append(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        size = os.fstat(fd).st_size
-        if size:
-            # A crash mid-write leaves a line without its newline: cut it off, or
-            # the next record would be glued to it and lost on replay.
-            tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
-            if not tail.endswith(b"\n"):
-                keep = size - len(tail) + tail.rfind(b"\n") + 1
-                os.ftruncate(fd, keep)
-        return fd
-
     def _append(self, rec):
         self._unwritten.append(compact_json(rec) + "\n")
         self._apply(rec)
@@ -328,7 +316,7 @@ class Journal:
         if not self._unwritten:
             return
         if self._fd is None:
-            self._fd = self._open_for_append()
+            self._fd = open_for_append(self.path)
         data = "".join(self._unwritten).encode("utf-8")
         self._records += len(self._unwritten)
         self._unwritten.clear()

@@ -152,6 +152,18 @@ def write_atomic(path, text, mode=0o600, durable=True):
     os.replace(tmp, path)
 
 
+def open_for_append(path):
+    """An O_APPEND fd on a JSONL file (created 0600), with a line torn by a crash cut off its end:
+    otherwise the next record would be glued to it and lost on reading."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    size = os.fstat(fd).st_size
+    if size:
+        tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+        if not tail.endswith(b"\n"):
+            os.ftruncate(fd, size - len(tail) + tail.rfind(b"\n") + 1)
+    return fd
+
+
 def replace_file(path, data):
     """Replace `path` by `data` atomically (`path`.tmp, fsync, rename) and return an fd on it for appends.
 

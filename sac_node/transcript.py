@@ -12,7 +12,7 @@ import os
 import time
 from collections import deque
 
-from .state_dir import compact_json
+from .state_dir import compact_json, open_for_append
 
 log = logging.getLogger("sac_node.transcript")
 
@@ -34,10 +34,8 @@ class Transcript:
         self.subscribers = {}
 
     def _open(self):
-        fh = open(self.path, "a", encoding="utf-8")
+        fh = os.fdopen(open_for_append(self.path), "a", encoding="utf-8")
         self._size = fh.tell()
-        if self._size and not _ends_with_newline(self.path):
-            fh.write("\n")  # a line torn by a crash stays apart from the next record (readers skip it)
         return fh
 
     def append(self, turn_id, event, raw=None):
@@ -120,12 +118,6 @@ def _line(rec, raw):
 
 def rotated(path):
     return path + ".1"
-
-
-def _ends_with_newline(path):
-    with open(path, "rb") as fh:
-        fh.seek(-1, os.SEEK_END)
-        return fh.read(1) == b"\n"
 
 
 def _records(lines):
