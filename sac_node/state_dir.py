@@ -141,15 +141,8 @@ class AgentDir:
 
 def write_atomic(path, text, mode=0o600, durable=True):
     """Write a small file atomically (tmp + fsync + rename; no fsync when it need not survive the machine)."""
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, text.encode("utf-8") if isinstance(text, str) else text)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    os.close(replace_file(path, data, mode, durable, tmp="%s.tmp.%d" % (path, os.getpid())))
 
 
 def open_for_append(path):
@@ -164,19 +157,20 @@ def open_for_append(path):
     return fd
 
 
-def replace_file(path, data):
-    """Replace `path` by `data` atomically (`path`.tmp, fsync, rename) and return an fd on it for appends.
-
-    The caller fsyncs the directory (fsync_dir) before anything depends on the new file.
+def replace_file(path, data, mode=0o600, durable=True, tmp=None):
+    """Replace `path` by `data` atomically (a tmp file, fsync unless not `durable`, rename) and return
+    an fd on it for appends. A caller that needs the rename to outlive a power loss fsyncs the
+    directory (fsync_dir) before anything depends on the new file.
     """
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    tmp = tmp or path + ".tmp"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
-        os.rename(tmp, path)
+        if durable:
+            os.fsync(fd)
+        os.rename(tmp, path)  # atomic over an existing `path` on POSIX
     except BaseException:
         os.close(fd)
         try:
