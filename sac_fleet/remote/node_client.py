@@ -85,7 +85,7 @@ class NodeClient:
             # The stream closed under the call: the shim died, perhaps before it read the request.
             # The daemon respawns it; asking again there is safe for all but a submit without a key
             # (the dead shim may have journalled it, and it would then run twice).
-            if not shim.closed or (method == m.TURNS_SUBMIT and not params.get("key")):
+            if not shim.closed or not m.safe_to_repeat(method, params):
                 raise
         return await self.call(method, params)
 

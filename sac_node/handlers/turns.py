@@ -8,6 +8,7 @@ the request goes on at once and the shim's reply comes back undecoded.
 import asyncio
 
 from ..protocol.errors import AgentNotRunning, RpcError
+from ..protocol import messages as m
 from .agents import _agent, offline_journal, tail_offline
 
 
@@ -26,11 +27,6 @@ def _agent_of(node, p):
 SHIM_ATTEMPTS = 3
 
 
-def _safe_to_repeat(method, params):
-    """All turn calls but a submit without a key: a shim that died under it may have journalled it."""
-    return not (method == "turns.submit" and not params.get("key"))
-
-
 def _forward(method):
     async def handler(node, peer, p):
         agent = _agent_of(node, p)
@@ -43,14 +39,14 @@ def _forward(method):
             except RpcError:
                 # The shim's connection closed under the call: it died (or was dying when we
                 # connected). Ask its successor when that is safe.
-                if not shim.closed or not _safe_to_repeat(method, p) or attempt == SHIM_ATTEMPTS:
+                if not shim.closed or not m.safe_to_repeat(method, p) or attempt == SHIM_ATTEMPTS:
                     raise
             await asyncio.sleep(0.2 * attempt)  # the dead shim's process goes; the supervisor respawns it
     handler.__doc__ = "%s {agent, ...}: forwarded to the agent's shim (see handlers/shim_side.py)" % method
     return handler
 
 
-RELAYED = frozenset(("turns.submit", "turns.get", "turns.wait", "turns.cancel"))
+RELAYED = frozenset((m.TURNS_SUBMIT, m.TURNS_GET, m.TURNS_WAIT, m.TURNS_CANCEL))
 
 
 def relay(node, peer, msgid, method, params):
@@ -72,7 +68,7 @@ def relay_lost(client, msgid, method, params):
     """A relayed request whose shim connection closed before the reply (the shim died): served again
     through the handlers, which respawn the shim and wait for it. All but a submit without a key: the
     dead shim may have journalled that one, and it would run twice; its caller gets the error."""
-    if not _safe_to_repeat(method, params):
+    if not m.safe_to_repeat(method, params):
         return False
     client.serve(msgid, method, params)
     return True

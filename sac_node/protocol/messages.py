@@ -37,3 +37,9 @@ EVENTS_SUBSCRIBE = "events.subscribe"
 EVENTS_UNSUBSCRIBE = "events.unsubscribe"
 EVENTS_TAIL = "events.tail"
 EVENT = "event"
+
+
+def safe_to_repeat(method, params):
+    """Whether a turn call may be asked again of a shim that replaced one that died under it: all but a
+    submit without an idempotency key (the dead shim may have journalled it, and it would run twice)."""
+    return not (method == TURNS_SUBMIT and not params.get("key"))
