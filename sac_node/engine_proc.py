@@ -16,7 +16,6 @@ from .rpc import bounded_reads
 log = logging.getLogger("sac_node.engine_proc")
 
 LINE_LIMIT = 64 * 1024 * 1024
-PIPE = -1  # subprocess.PIPE, without importing subprocess for one constant
 
 
 class EngineProcess(asyncio.SubprocessProtocol):
@@ -37,8 +36,9 @@ class EngineProcess(asyncio.SubprocessProtocol):
     @classmethod
     async def start(cls, argv, on_stdout, on_stderr, **popen_kwargs):
         loop = asyncio.get_event_loop()
-        _, proc = await loop.subprocess_exec(lambda: cls(on_stdout, on_stderr), *argv, stdin=PIPE, stdout=PIPE,
-                                             stderr=PIPE, **popen_kwargs)
+        pipe = asyncio.subprocess.PIPE
+        _, proc = await loop.subprocess_exec(lambda: cls(on_stdout, on_stderr), *argv, stdin=pipe, stdout=pipe,
+                                             stderr=pipe, **popen_kwargs)
         return proc
 
     @property
