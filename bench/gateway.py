@@ -330,6 +330,20 @@ async def drive(turn, concurrency, total, duration, keep=False):
             "stamps": stamps}
 
 
+async def pairs(gateway, count):
+    """Two turns at once to two agents of one host, `count` times, 5 ms apart; latency of each pair.
+
+    What a server's Nagle algorithm costs: the second reply waits for the first one's ACK, which
+    the head delays (~40 ms) when it has nothing to send back (docs/benchmarks.md)."""
+    latencies, start = [], time.perf_counter()
+    for i in range(count):
+        sent = time.perf_counter()
+        await asyncio.gather(gateway.turn(0, "pair %d a" % i), gateway.turn(1, "pair %d b" % i))
+        latencies.append(time.perf_counter() - sent)
+        await asyncio.sleep(0.005)
+    return {"turns": 2 * count, "elapsed_s": time.perf_counter() - start, "latencies_s": latencies}
+
+
 def summary(run):
     lat = run["latencies_s"]
     return {"turns": run["turns"], "elapsed_s": round(run["elapsed_s"], 3),
@@ -624,6 +638,7 @@ async def measure(rig, args):
                             ("GET /v1/turns/{id} (one RPC to the shim)", "/v1/turns/" + turn_id)):
             run = await drive(lambda index, text: gateway.get(route), 1, args.serial_turns, args.duration)
             report.setdefault("probes_serial", {})[name] = summary(run)
+        report["pairs"] = summary(await pairs(gateway, args.serial_turns // 2))
         report["rss_mb"] = rss_of(rig)
         if args.profile_s > 0:
             report["profile"] = await profile_under_load(rig, gateway, args)
@@ -731,6 +746,9 @@ def render(report):
     lines += ["| %s | 1 | %d | %.0f | %.2f | %.2f | %.2f | |" % (
         name, r["turns"], r["turns_per_s"], r["p50_ms"], r["p90_ms"], r["p99_ms"])
         for name, r in report["probes_serial"].items()]
+    r = report["pairs"]
+    lines.append("| 2 turns at once to one host, 5 ms apart (latency of the pair) | 2 | %d | | %.2f | %.2f | %.2f | |"
+                 % (r["turns"], r["p50_ms"], r["p90_ms"], r["p99_ms"]))
     lines += ["", "serial gateway turn, median per stage (node journal timestamps), ms:", ""]
     lines += ["- %s: %.2f" % (name, ms) for name, ms in report["gateway_serial"]["stages_ms"].items()]
     rates = report["repeats"]["gateway_loaded"]
