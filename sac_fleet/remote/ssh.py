@@ -392,7 +392,7 @@ class SSHConnection:
             raise
         except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
             log.info("host %s: no-op exec on %s failed (%s): its replies may wait for delayed ACKs",
-                     self.name, _conn_name(conn), str(exc) or type(exc).__name__)
+                     self.name, _conn_name(conn), exc or type(exc).__name__)
             return
         if result.exit_status != 0:
             log.info("host %s: no-op exec on %s exited %s: its replies may wait for delayed ACKs",
