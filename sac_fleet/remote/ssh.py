@@ -39,7 +39,6 @@ KEEPALIVE_COUNT_MAX = 3
 ENCRYPTION_PREFERENCE = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
                          "aes128-ctr", "aes192-ctr", "aes256-ctr"]
 MAX_BANNER_BYTES = 64 * 1024
-NODELAY_TIMEOUT_S = 10.0  # for the no-op exec that makes a server send small packets at once
 STDERR_TAIL_BYTES = 4096
 
 
@@ -318,11 +317,6 @@ async def connect_host(target, *, accept_new_host_keys=False, timeout=None):
     return SSHConnection(target, hops)
 
 
-def _conn_name(conn):
-    peer = conn.get_extra_info("peername") or ("?", 0)
-    return "%s:%s" % (peer[0], peer[1])
-
-
 def _close_all(conns):
     for conn in reversed(conns):
         conn.close()
@@ -344,7 +338,6 @@ class SSHConnection:
         self.target = target
         self._conns = conns
         self._conn = conns[-1]
-        self._nodelay = None  # the task of disable_nagle_soon()
         for conn in conns:  # through jump hosts, the first one's TCP socket carries every packet
             _cork(conn)
 
@@ -367,36 +360,6 @@ class SSHConnection:
             raise self._lost(exc, "running a command") from exc
         returncode = result.returncode if result.returncode is not None else -1
         return RunResult(returncode, result.stdout or b"", result.stderr or b"")
-
-    def disable_nagle_soon(self):
-        """disable_nagle() in the background: a command need not wait for it; close() stops it."""
-        if self._nodelay is None:
-            self._nodelay = asyncio.ensure_future(self.disable_nagle())
-
-    async def disable_nagle(self, timeout=NODELAY_TIMEOUT_S):
-        """Have every server of the chain send small packets at once, with one no-op exec each.
-
-        sshd turns Nagle's algorithm off (TCP_NODELAY) on its side only when a session
-        execs something. A connection that carries only stream-local or direct-tcpip
-        channels (a warm attach, a jump hop) keeps it on: a reply written while the one
-        before is not yet acknowledged waits for the head's delayed ACK, about 40 ms, so
-        two turns to one host at once took ~47 ms instead of ~5 ms. Never raises: a server
-        that refuses exec keeps Nagle (logged), and everything still works, only slower.
-        """
-        await asyncio.gather(*(self._nodelay_on(conn, timeout) for conn in self._conns))
-
-    async def _nodelay_on(self, conn, timeout):
-        try:
-            result = await asyncio.wait_for(conn.run("true", check=False), timeout)
-        except asyncio.CancelledError:
-            raise
-        except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
-            log.info("host %s: no-op exec on %s failed (%s): its replies may wait for delayed ACKs",
-                     self.name, _conn_name(conn), exc or type(exc).__name__)
-            return
-        if result.exit_status != 0:
-            log.info("host %s: no-op exec on %s exited %s: its replies may wait for delayed ACKs",
-                     self.name, _conn_name(conn), result.exit_status)
 
     async def upload(self, path, data, mode=0o644, timeout=None):
         """Write `data` to `path` atomically (temp file, then rename); parent dirs are created."""
@@ -448,8 +411,6 @@ class SSHConnection:
 
     def close(self):
         """Close the connection and its jump hops (no wait)."""
-        if self._nodelay is not None:
-            self._nodelay.cancel()
         _close_all(self._conns)
 
     async def wait_closed(self):

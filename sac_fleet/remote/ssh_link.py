@@ -20,7 +20,6 @@ async def open_ssh(inventory, host, accept_new):
     """(SSHConnection, NodeClient, bootstrap actions) of an inventory host; the connection is closed on failure."""
     conn = await connect_host(ssh_target(inventory, host), accept_new_host_keys=accept_new,
                               timeout=host.connect_timeout)
-    conn.disable_nagle_soon()  # in the background: no command waits for it
     try:
         client, actions = await _attach_warm(conn, host), []
         if client is None:
