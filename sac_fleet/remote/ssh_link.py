@@ -4,6 +4,7 @@ host_link imports this module only for hosts with an SSH transport: it brings in
 asyncssh (~0.4 s to import), which an inventory of local hosts never needs.
 """
 
+import asyncio
 import json
 import os
 
@@ -20,13 +21,16 @@ async def open_ssh(inventory, host, accept_new):
     """(SSHConnection, NodeClient, bootstrap actions) of an inventory host; the connection is closed on failure."""
     conn = await connect_host(ssh_target(inventory, host), accept_new_host_keys=accept_new,
                               timeout=host.connect_timeout)
+    nodelay = asyncio.ensure_future(conn.disable_nagle())  # alongside the attach: no added round trip
     try:
         client, actions = await _attach_warm(conn, host), []
+        await nodelay  # before any probe, and before a command could close the connection under it
         if client is None:
             info, actions = await bootstrap(conn, _node_settings(host))
             client = await attach(conn, _node_settings(host), info)
             remember_state_dir(host, info["state_dir"])
     except BaseException:
+        nodelay.cancel()
         conn.close()
         raise
     return conn, client, actions

@@ -6,8 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
+
+from tests.fixtures.gateway import GatewayProcess
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +262,34 @@ def test_a_host_without_the_python_it_names_says_so(fleet_env):
     assert proc.returncode == 1 and rows[good.name]["state"] == "ok"
     assert rows[bad.name]["state"] == "python_missing" and "set `python:`" in rows[bad.name]["reason"]
     assert rows[bad.name]["agents_running"] is None
+
+
+def test_a_host_behind_a_jump_host_sends_small_packets_at_once(fleet_env):
+    """sshd turns Nagle off only for a session that execs, and the head's quick ACKs reach only the
+    first hop: without one no-op exec on the target, a gateway's warm connection to a host behind a
+    bastion left the target's sshd with Nagle on, and the second of two turns at once to it waited
+    ~40 ms for the bastion's delayed ACK (bench/gateway.py, "2 turns at once to one host")."""
+    bastion, target = fleet_env.sshd.start(2, log_level="DEBUG1")
+    fleet_env.add_host(bastion, jump_only=True)
+    fleet_env.add_host(target, jump=[bastion.name])
+    fleet_env.add_agent("behind", {"hosts": [target.name]})
+    inventory = fleet_env.write()
+    assert fleet_env.sac_json("fleet", "up", inventory)["ok"]
+    assert target.connections_nodelay() == {}  # the CLI's connection is closed
+    execs_before = target.log().count("Starting session: command")
+
+    gateway = GatewayProcess(fleet_env.env, inventory)
+    try:
+        status = _get_json(gateway, "/v1/status")  # warm: the gateway keeps this connection open
+        assert by_name(status["hosts"])[target.name]["state"] == "ok"
+        assert list(target.connections_nodelay().values()) == [True]
+        assert target.log().count("Starting session: command") == execs_before + 1  # the no-op, no probe
+        assert bastion.log().count("Starting session: command") == 0  # the first hop needs none
+    finally:
+        gateway.stop()
+
+
+def _get_json(gateway, route):
+    request = urllib.request.Request(gateway.url + route, headers={"Authorization": "Bearer " + gateway.token})
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        return json.loads(reply.read())
