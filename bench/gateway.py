@@ -1,7 +1,8 @@
 """Gateway throughput and latency: `sac fleet serve` over SSH hosts versus the same engines fed directly.
 
     python bench/gateway.py [--hosts 4] [--agents-per-host 8] [--concurrency 64] [--turns 5000]
-                            [--duration 20] [--serial-turns 300] [--repeat 3] [--profile-s 8] [--json]
+                            [--duration 20] [--serial-turns 300] [--repeat 3] [--profile-s 8]
+                            [--via-jump-host] [--json]
 
 Sets up 4 real OpenSSH sshd hosts on loopback (tests/fixtures/sshd.py) with 8
 agents each whose engine is examples/engines/fast_engine.py (an instant
@@ -100,6 +101,11 @@ class Rig:
                 path.write_text(yaml.safe_dump(spec, sort_keys=False))
                 entries.append({"spec": "agents/%s" % name, "placement": {"hosts": [host.name]}})
                 self.agents.append(name)
+        if self.args.jump:
+            bastion = self.sshd.start(1, log_level="ERROR")[0]
+            for entry in hosts.values():
+                entry["jump"] = [bastion.name]
+            hosts[bastion.name] = dict(bastion.inventory_fields(), jump_only=True)
         inventory = self.root / "inventory.yaml"
         inventory.write_text(yaml.safe_dump({"defaults": {"connect_timeout": 30}, "hosts": hosts,
                                              "agents": entries}, sort_keys=False))
@@ -698,7 +704,7 @@ def run(args):
         "machine": {"cores": os.cpu_count(), "kernel": platform.release(),
                     "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
         "versions": versions(args),
-        "setup": {"hosts": args.hosts, "agents_per_host": args.agents_per_host, "concurrency": args.concurrency,
+        "setup": {"hosts": args.hosts, "via_jump_host": args.jump, "agents_per_host": args.agents_per_host, "concurrency": args.concurrency,
                   "turns": args.turns, "duration_s": args.duration, "serial_turns": args.serial_turns,
                   "runtime": args.runtime, "access_log": args.access_log, "repeat": args.repeat}})
     report["goals"] = goals_of(report)
@@ -729,9 +735,9 @@ def render(report):
                  report["date"], report["machine"]["cores"], "/".join(map(str, report["machine"]["load_avg_1m"])),
                  v["sac"], v["commit"], v["python_head"], v["python_engine"], v["aiohttp"], v["asyncssh"],
                  v["openssh"]),
-             "%d hosts x %d agents (fast engine, runtime %s), %d in flight, up to %d turns or %gs; serial: %d turns; "
+             "%d hosts%s x %d agents (fast engine, runtime %s), %d in flight, up to %d turns or %gs; serial: %d turns; "
              "access log %s; sac fleet up took %.1f s" % (
-                 s["hosts"], s["agents_per_host"], s["runtime"], s["concurrency"], s["turns"], s["duration_s"],
+                 s["hosts"], " (through a jump host)" if s.get("via_jump_host") else "", s["agents_per_host"], s["runtime"], s["concurrency"], s["turns"], s["duration_s"],
                  s["serial_turns"], "on" if s["access_log"] else "off", report["fleet_up_s"]),
              "", "| path | in flight | turns | turns/s | p50 ms | p90 ms | p99 ms | added p50 vs direct ms |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -786,6 +792,8 @@ def parse_args(argv=None):
                         help="seconds of py-spy sampling under load, 0 to skip (default 8)")
     parser.add_argument("--runtime", default="bwrap" if shutil.which("bwrap") else "none",
                         choices=("bwrap", "none"), help="the agents' isolation.runtime (default bwrap when installed)")
+    parser.add_argument("--via-jump-host", dest="jump", action="store_true",
+                        help="reach every host through one more sshd host, a bastion (jump_only)")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false",
                         help="start the gateway with --no-access-log (default: its default, on)")
     parser.add_argument("--host-python", default="/usr/bin/python3", help="the hosts' python (node daemon, shims)")
