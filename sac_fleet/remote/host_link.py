@@ -91,20 +91,27 @@ def carry_since(old, new):
     return new
 
 
+async def timed_facts(client, timeout):
+    """(host.facts, its round trip in ms)."""
+    ping = time.monotonic()
+    facts = await client.facts(timeout=timeout)
+    return facts, (time.monotonic() - ping) * 1000
+
+
 async def _open(inventory, host, accept_new, start):
     if host.transport == "local":
         # A local host without an explicit state_dir shares `sac agents`' ($SAC_HOME or ~/.sac).
         client = await connect_local(host.state_dir if host.is_set("state_dir") else None)
-        conn, actions, channel = None, [], "unix"
+        conn, actions, channel, answered = None, [], "unix", None
     else:
         # Imported here: asyncssh takes ~0.4 s to load, and an inventory of local hosts needs none of it.
         from .ssh_link import open_ssh
 
-        conn, client, actions = await open_ssh(inventory, host, accept_new)
+        conn, client, actions, answered = await open_ssh(inventory, host, accept_new)
         channel = client.channel
-    ping = time.monotonic()
-    facts = await client.facts(timeout=host.connect_timeout)
-    latency = (time.monotonic() - ping) * 1000
+    if answered is None:
+        answered = await timed_facts(client, host.connect_timeout)
+    facts, latency = answered
     if channel == "stream-local" and facts.get("state_dir"):
         client.direct_to_shims(conn.open_unix_connection, facts["state_dir"])
     link = HostLink(host.name, client=client, conn=conn, facts=facts, latency_ms=round(latency, 1),

@@ -12,18 +12,21 @@ from sac_node.protocol.errors import SacError
 from sac_node.state_dir import default_state_dir, ensure_private_dir, write_atomic
 
 from .bootstrap import attach, bootstrap
+from .host_link import timed_facts
 from .node_client import NodeClient
 from .pyz import build_pyz
 from .ssh import DEFAULT_KNOWN_HOSTS, SSHTarget, StreamLocalRefused, connect_host
 
 
 async def open_ssh(inventory, host, accept_new):
-    """(SSHConnection, NodeClient, bootstrap actions) of an inventory host; the connection is closed on failure."""
+    """(SSHConnection, NodeClient, bootstrap actions, (host.facts, round trip ms) or None) of an inventory
+    host; the facts come with a warm attach, which asks for them anyway. The connection is closed on failure."""
     conn = await connect_host(ssh_target(inventory, host), accept_new_host_keys=accept_new,
                               timeout=host.connect_timeout)
     nodelay = asyncio.ensure_future(conn.disable_nagle())  # alongside the attach: no added round trip
     try:
-        client, actions = await _attach_warm(conn, host), []
+        client, answered = await _attach_warm(conn, host)
+        actions = []
         await nodelay  # before any probe, and before a command could close the connection under it
         if client is None:
             info, actions = await bootstrap(conn, _node_settings(host))
@@ -33,7 +36,7 @@ async def open_ssh(inventory, host, accept_new):
         nodelay.cancel()
         conn.close()
         raise
-    return conn, client, actions
+    return conn, client, actions, answered
 
 
 def ssh_target(inventory, host):
@@ -88,25 +91,26 @@ def remember_state_dir(host, absolute):
 async def _attach_warm(conn, host):
     """Straight to a running daemon of this head's sha over stream-local: no exec, no probe.
 
-    None when that is not possible (no hint, forwarding refused, no daemon, another sha);
-    the caller then bootstraps as usual, which also upgrades an old node.
+    (client, (host.facts, round trip ms)); (None, None) when that is not possible (no hint,
+    forwarding refused, no daemon, another sha): the caller then bootstraps as usual, which
+    also upgrades an old node.
     """
     hint = _state_dir_hint(host)
     if not hint:
-        return None
+        return None, None
     try:
         stream = await conn.open_unix_connection(hint.rstrip("/") + "/node.sock")
     except StreamLocalRefused:
-        return None
+        return None, None
     client = NodeClient(stream.reader, stream.writer, host=conn.name, channel=stream.kind)
     try:
-        facts = await client.facts(timeout=host.connect_timeout)
+        answered = await timed_facts(client, host.connect_timeout)
     except SacError:
-        facts = {}
-    if facts.get("sha") != build_pyz()[1]:
+        answered = ({}, None)
+    if answered[0].get("sha") != build_pyz()[1]:
         await client.close()
-        return None
-    return client
+        return None, None
+    return client, answered
 
 
 def _node_settings(host):
