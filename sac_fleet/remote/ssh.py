@@ -1,7 +1,8 @@
 """The SSH transport: one asyncssh connection per host, possibly through jump hosts.
 
-This is the only module that touches asyncssh. Every asyncssh or socket error
-is translated here, once, into the sac error tree (HostUnreachable, AuthFailed,
+This is the only module that imports asyncssh (ssh_socket.py tunes the sockets of
+its connections). Every asyncssh or socket error is translated here, once, into
+the sac error tree (HostUnreachable, AuthFailed,
 HostKeyUnknown, HostKeyChanged, BootstrapFailed, StreamLocalRefused); nothing
 above it sees an asyncssh type. The byte streams it hands out (`NodeStream`)
 have the `read` / `write` / `drain` / `close` shape `sac_node.rpc.RpcPeer`
@@ -30,6 +31,8 @@ from sac_node.protocol.errors import (
     HostUnreachable,
 )
 from sac_node.protocol.messages import READY_MARKER
+
+from .ssh_socket import ack_at_once, cork
 
 log = logging.getLogger("sac_fleet.remote.ssh")
 
@@ -340,8 +343,8 @@ class SSHConnection:
         self._conns = conns
         self._conn = conns[-1]
         for conn in conns:  # through jump hosts, the first one's TCP socket carries every packet
-            _ack_at_once(conn)
-            _cork(conn)
+            ack_at_once(conn)
+            cork(conn)
 
     @property
     def name(self):
@@ -372,7 +375,7 @@ class SSHConnection:
         """Behind a jump host, run one no-op exec on the target so that its sshd sends small packets at once.
 
         sshd turns Nagle's algorithm off (TCP_NODELAY) only for a session that execs
-        something, and the head's quick ACKs (_ack_at_once) reach only the first hop: the
+        something, and the head's quick ACKs (ssh_socket.ack_at_once) reach only the first hop: the
         target's replies travel to the jump host, whose kernel delays its ACKs. Without
         this, two turns at once to hosts behind a bastion took ~50 ms instead of 6-12.
         Awaited, so that no command closes the connection while the user's shell starts
@@ -487,78 +490,3 @@ async def _scan_ready(reader):
         seen += len(line)
         if seen > MAX_BANNER_BYTES:
             raise BootstrapFailed("printed over %d bytes without %s" % (MAX_BANNER_BYTES, READY_MARKER))
-
-
-
-class _CorkedTransport:
-    """An asyncio transport whose writes of one pass of the event loop leave in one system call.
-
-    asyncssh writes every packet (and the empty IGNORE packet it puts before each
-    data packet) to the socket on its own: with many turns in flight that is a
-    system call per packet here and a read per packet on the server. Everything
-    but `write` goes to the real transport; `close` sends what is pending first.
-    """
-
-    def __init__(self, transport):
-        self._transport = transport
-        self._pending = []
-        self._loop = asyncio.get_event_loop()
-
-    def write(self, data):
-        self._pending.append(data)
-        if len(self._pending) == 1:
-            self._loop.call_soon(self._flush)
-
-    def _flush(self):
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def close(self):
-        self._flush()
-        self._transport.close()
-
-    def abort(self):
-        self._pending.clear()
-        self._transport.abort()
-
-    def __getattr__(self, name):
-        return getattr(self._transport, name)
-
-
-def _ack_at_once(conn):
-    """Acknowledge what the server sends as soon as it is read (TCP_QUICKACK), not up to ~40 ms later.
-
-    sshd turns Nagle's algorithm off only for a session that execs something; a connection
-    that carries only stream-local channels (a warm attach, as the gateway's) keeps it on.
-    Then a reply written while the one before is unacknowledged waits for that ACK, which
-    Linux delays when the head has nothing to send back: two turns at once to one host
-    took ~47 ms instead of ~5. QUICKACK does not stay set, so it is set again at each read;
-    setting it also sends an ACK that is due. Left as it is where the option or the socket
-    is missing (not Linux, a tunneled hop).
-    """
-    option = getattr(socket, "TCP_QUICKACK", None)
-    transport = getattr(conn, "_transport", None)
-    sock = transport.get_extra_info("socket") if isinstance(transport, asyncio.Transport) else None
-    if option is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    received = conn.data_received
-
-    def data_received(data):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, option, 1)
-        except OSError:
-            pass
-        received(data)
-
-    conn.data_received = data_received
-
-
-def _cork(conn):
-    """Cork an asyncssh connection's transport (see _CorkedTransport); left as it is where a version of
-    asyncssh keeps its transport elsewhere."""
-    transport = getattr(conn, "_transport", None)
-    if isinstance(transport, asyncio.Transport):
-        conn._transport = _CorkedTransport(transport)

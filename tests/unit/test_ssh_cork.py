@@ -2,7 +2,7 @@
 
 import asyncio
 
-from sac_fleet.remote.ssh import _cork, _CorkedTransport
+from sac_fleet.remote.ssh_socket import _CorkedTransport, cork
 
 
 class RecordingTransport(asyncio.Transport):
@@ -71,9 +71,9 @@ async def test_cork_wraps_a_connection_transport_and_leaves_others_alone():
 
     conn = Conn()
     conn._transport = RecordingTransport()
-    _cork(conn)
+    cork(conn)
     assert isinstance(conn._transport, _CorkedTransport)
     other = Conn()
     other._transport = object()  # e.g. a tunnel through a jump host: not an asyncio transport
-    _cork(other)
+    cork(other)
     assert type(other._transport) is object

@@ -1,6 +1,6 @@
 """The head acknowledges what an SSH server sends at once: TCP_QUICKACK is set again at every read.
 
-Why (sac_fleet/remote/ssh.py, _ack_at_once): sshd keeps Nagle's algorithm on for a connection
+Why (sac_fleet/remote/ssh_socket.py, ack_at_once): sshd keeps Nagle's algorithm on for a connection
 without an exec session, so its second reply of two waits for the head's ACK of the first,
 which Linux would delay by ~40 ms (bench/gateway.py, "2 turns at once to one host").
 """
@@ -10,7 +10,8 @@ import socket
 
 import pytest
 
-from sac_fleet.remote.ssh import SSHConnection, SSHTarget, _ack_at_once
+from sac_fleet.remote.ssh import SSHConnection, SSHTarget
+from sac_fleet.remote.ssh_socket import ack_at_once
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux only")
 
@@ -58,7 +59,7 @@ async def test_every_read_finds_quickack_set_and_the_bytes_pass_unchanged():
     server, writer, client = await loopback_pair()
     try:
         sock = client._transport.get_extra_info("socket")
-        _ack_at_once(client)
+        ack_at_once(client)
         for i in range(5):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)  # as the stack may clear it
             writer.write(b"reply %d;" % i)
@@ -81,7 +82,7 @@ async def test_a_connection_without_a_tcp_socket_is_left_as_it_is():
 
     conn = Tunneled()
     original = conn.data_received
-    _ack_at_once(conn)
+    ack_at_once(conn)
     assert conn.data_received == original
 
 
