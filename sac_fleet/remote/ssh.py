@@ -2,11 +2,11 @@
 
 This is the only module that imports asyncssh (ssh_socket.py tunes the sockets of
 its connections). Every asyncssh or socket error is translated here, once, into
-the sac error tree (HostUnreachable, AuthFailed,
-HostKeyUnknown, HostKeyChanged, BootstrapFailed, StreamLocalRefused); nothing
-above it sees an asyncssh type. The byte streams it hands out (`NodeStream`)
-have the `read` / `write` / `drain` / `close` shape `sac_node.rpc.RpcPeer`
-needs, whether they ride a stream-local channel or an exec'd bridge.
+the sac error tree (HostUnreachable, AuthFailed, HostKeyUnknown, HostKeyChanged,
+BootstrapFailed, StreamLocalRefused); nothing above it sees an asyncssh type. The
+byte streams it hands out (`NodeStream`) have the `read` / `write` / `drain` /
+`close` shape `sac_node.rpc.RpcPeer` needs, whether they ride a stream-local
+channel or an exec'd bridge.
 """
 
 import asyncio
@@ -32,7 +32,7 @@ from sac_node.protocol.errors import (
 )
 from sac_node.protocol.messages import READY_MARKER
 
-from .ssh_socket import ack_at_once, cork
+from .ssh_socket import tune
 
 log = logging.getLogger("sac_fleet.remote.ssh")
 
@@ -342,9 +342,8 @@ class SSHConnection:
         self.target = target
         self._conns = conns
         self._conn = conns[-1]
-        for conn in conns:  # through jump hosts, the first one's TCP socket carries every packet
-            ack_at_once(conn)
-            cork(conn)
+        for conn in conns:
+            tune(conn)
 
     @property
     def name(self):

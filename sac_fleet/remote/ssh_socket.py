@@ -47,7 +47,7 @@ class _CorkedTransport:
         return getattr(self._transport, name)
 
 
-def ack_at_once(conn):
+def ack_at_once(conn, transport):
     """Acknowledge what the server sends as soon as it is read (TCP_QUICKACK), not up to ~40 ms later.
 
     sshd turns Nagle's algorithm off only for a session that execs something; a connection
@@ -55,12 +55,11 @@ def ack_at_once(conn):
     Then a reply written while the one before is unacknowledged waits for that ACK, which
     Linux delays when the head has nothing to send back: two turns at once to one host
     took ~47 ms instead of ~5. QUICKACK does not stay set, so it is set again at each read;
-    setting it also sends an ACK that is due. Left as it is where the option or the socket
-    is missing (not Linux, a tunneled hop).
+    setting it also sends an ACK that is due. Left as it is where the option or a TCP
+    socket is missing (not Linux).
     """
     option = getattr(socket, "TCP_QUICKACK", None)
-    transport = getattr(conn, "_transport", None)
-    sock = transport.get_extra_info("socket") if isinstance(transport, asyncio.Transport) else None
+    sock = transport.get_extra_info("socket")
     if option is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     received = conn.data_received
@@ -75,9 +74,11 @@ def ack_at_once(conn):
     conn.data_received = data_received
 
 
-def cork(conn):
-    """Cork an asyncssh connection's transport (see _CorkedTransport); left as it is where a version of
-    asyncssh keeps its transport elsewhere."""
+def tune(conn):
+    """Quick ACKs and corked writes on an asyncssh connection's own socket. Left as it is where a
+    version of asyncssh keeps its transport elsewhere, and on a hop tunneled through a jump host
+    (its transport is an SSH channel: the first hop's socket carries its packets)."""
     transport = getattr(conn, "_transport", None)
     if isinstance(transport, asyncio.Transport):
+        ack_at_once(conn, transport)
         conn._transport = _CorkedTransport(transport)

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from sac_fleet.remote.ssh_socket import _CorkedTransport, cork
+from sac_fleet.remote.ssh_socket import _CorkedTransport, tune
 
 
 class RecordingTransport(asyncio.Transport):
@@ -65,15 +65,15 @@ async def test_everything_else_reaches_the_real_transport():
     assert corked.is_closing()
 
 
-async def test_cork_wraps_a_connection_transport_and_leaves_others_alone():
+async def test_tune_corks_a_connection_transport_and_leaves_others_alone():
     class Conn:
         pass
 
     conn = Conn()
     conn._transport = RecordingTransport()
-    cork(conn)
+    tune(conn)
     assert isinstance(conn._transport, _CorkedTransport)
     other = Conn()
     other._transport = object()  # e.g. a tunnel through a jump host: not an asyncio transport
-    cork(other)
+    tune(other)
     assert type(other._transport) is object

@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from sac_fleet.remote.ssh import SSHConnection, SSHTarget
-from sac_fleet.remote.ssh_socket import ack_at_once
+from sac_fleet.remote.ssh_socket import ack_at_once, tune
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux only")
 
@@ -59,7 +59,7 @@ async def test_every_read_finds_quickack_set_and_the_bytes_pass_unchanged():
     server, writer, client = await loopback_pair()
     try:
         sock = client._transport.get_extra_info("socket")
-        ack_at_once(client)
+        ack_at_once(client, client._transport)
         for i in range(5):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)  # as the stack may clear it
             writer.write(b"reply %d;" % i)
@@ -82,7 +82,7 @@ async def test_a_connection_without_a_tcp_socket_is_left_as_it_is():
 
     conn = Tunneled()
     original = conn.data_received
-    ack_at_once(conn)
+    tune(conn)
     assert conn.data_received == original
 
 
