@@ -158,13 +158,13 @@ class NodeClient:
         return await self._turn_call(agent, m.TURNS_SUBMIT, params)
 
     async def wait_turn(self, turn_id, timeout):
-        return await self._turn_call(_agent_of(turn_id), m.TURNS_WAIT, {"id": turn_id, "timeout_s": timeout})
+        return await self._turn_call(m.agent_of_turn(turn_id), m.TURNS_WAIT, {"id": turn_id, "timeout_s": timeout})
 
     async def get_turn(self, turn_id):
-        return await self._turn_call(_agent_of(turn_id), m.TURNS_GET, {"id": turn_id})
+        return await self._turn_call(m.agent_of_turn(turn_id), m.TURNS_GET, {"id": turn_id})
 
     async def cancel_turn(self, turn_id):
-        return await self._turn_call(_agent_of(turn_id), m.TURNS_CANCEL, {"id": turn_id})
+        return await self._turn_call(m.agent_of_turn(turn_id), m.TURNS_CANCEL, {"id": turn_id})
 
     async def list_turns(self, agent, limit=50, status=None):
         return await self.call(m.TURNS_LIST, {"agent": agent, "limit": limit, "status": status})
@@ -190,8 +190,3 @@ class NodeClient:
         for shim in list(self._shims.values()):
             if isinstance(shim, RpcPeer):
                 await shim.close()
-
-
-def _agent_of(turn_id):
-    """The agent a turn id names ('<agent>.<hex>'); None when it names none."""
-    return turn_id.split(".", 1)[0] if isinstance(turn_id, str) and "." in turn_id else None

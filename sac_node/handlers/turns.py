@@ -15,9 +15,7 @@ from .agents import _agent, offline_journal, tail_offline
 def _agent_name(p):
     """The agent a turn request is for: its `agent`, else the one its turn id names ('<agent>.<hex>')."""
     name = p.get("agent")
-    if name is None and isinstance(p.get("id"), str) and "." in p["id"]:
-        name = p["id"].split(".", 1)[0]
-    return name
+    return m.agent_of_turn(p.get("id")) if name is None else name
 
 
 def _agent_of(node, p):

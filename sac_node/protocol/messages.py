@@ -39,6 +39,11 @@ EVENTS_TAIL = "events.tail"
 EVENT = "event"
 
 
+def agent_of_turn(turn_id):
+    """The agent a turn id names ('<agent>.<hex>', made by journal.new_turn_id); None when it names none."""
+    return turn_id.split(".", 1)[0] if isinstance(turn_id, str) and "." in turn_id else None
+
+
 def safe_to_repeat(method, params):
     """Whether a turn call may be asked again of a shim that replaced one that died under it: all but a
     submit without an idempotency key (the dead shim may have journalled it, and it would run twice)."""

@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sac_fleet.core.spec import NAME_RE
+from sac_node.protocol.messages import agent_of_turn
 from sac_node.protocol.errors import (AgentError, AgentExists, AgentNotFound, AgentNotRunning, ConfigError,
                                       HostError, PlacementError, RpcError, SacError, SandboxUnavailable,
                                       TurnNotFound, TurnTimeout)
@@ -237,7 +238,7 @@ def turn_view(turn, agent=None):
     """A node's turn dict as the HTTP API shows it: `text` is the reply, `input` the prompt."""
     return {
         "turn_id": turn["id"],
-        "agent": agent or turn["id"].split(".", 1)[0],
+        "agent": agent or agent_of_turn(turn["id"]),
         "status": turn["status"],
         "text": turn.get("reply"),
         "session_id": turn.get("session_id"),

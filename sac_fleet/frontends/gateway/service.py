@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 
+from sac_node.protocol.messages import agent_of_turn
 from sac_node.protocol.errors import SacError
 
 from .schema import check_agent_name, check_turn_id
@@ -85,15 +86,15 @@ class Gateway:
 
     async def wait(self, turn_id, timeout):
         """The turn once it ends, or as it stands when `timeout` passes."""
-        node = await self.fleet.node(check_turn_id(turn_id).split(".", 1)[0])
+        node = await self.fleet.node(agent_of_turn(check_turn_id(turn_id)))
         return await node.wait_turn(turn_id, timeout)  # answers at once for a finished turn
 
     async def turn(self, turn_id):
-        node = await self.fleet.node(check_turn_id(turn_id).split(".", 1)[0])
+        node = await self.fleet.node(agent_of_turn(check_turn_id(turn_id)))
         return await node.get_turn(turn_id)
 
     async def cancel(self, turn_id):
-        node = await self.fleet.node(check_turn_id(turn_id).split(".", 1)[0])
+        node = await self.fleet.node(agent_of_turn(check_turn_id(turn_id)))
         return await node.cancel_turn(turn_id)
 
     async def subscribe(self, agent, turn_id=None, from_seq=None):
