@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -280,16 +279,10 @@ def test_a_host_behind_a_jump_host_sends_small_packets_at_once(fleet_env):
 
     gateway = GatewayProcess(fleet_env.env, inventory)
     try:
-        status = _get_json(gateway, "/v1/status")  # warm: the gateway keeps this connection open
+        status = gateway.get_json("/v1/status")  # warm: the gateway keeps this connection open
         assert by_name(status["hosts"])[target.name]["state"] == "ok"
         assert list(target.connections_nodelay().values()) == [True]
         assert target.log().count("Starting session: command") == execs_before + 1  # the no-op, no probe
         assert bastion.log().count("Starting session: command") == 0  # the first hop needs none
     finally:
         gateway.stop()
-
-
-def _get_json(gateway, route):
-    request = urllib.request.Request(gateway.url + route, headers={"Authorization": "Bearer " + gateway.token})
-    with urllib.request.urlopen(request, timeout=60) as reply:
-        return json.loads(reply.read())
