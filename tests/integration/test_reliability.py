@@ -113,7 +113,7 @@ async def test_turns_go_straight_to_the_shim_and_survive_a_frozen_daemon(fleet_e
         os.kill(_pid_in(h1.state_dir / "agents" / "direct" / "shim.json"), signal.SIGKILL)
         status, answer = await turn(gw, "direct", "after the shim died", timeout_s=30, key="k-after-kill")
         assert status == 200, answer
-        assert answer["text"] == "echo: after the shim died"
+        assert answer["text"] == "echo: after the shim died", answer
         status, again = await turn(gw, "direct", "after the shim died", timeout_s=30, key="k-after-kill")
         assert status == 200 and again["turn_id"] == answer["turn_id"] and again["created"] is False
         status, answer = await turn(gw, "direct", "and the next one", timeout_s=30)
