@@ -5,6 +5,7 @@ text into an input line and reading the events that come back. The shim owns
 the process itself.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -142,6 +143,33 @@ def account_launch(spec, account, host_secrets, environ=None):
                          "`CLAUDE_CONFIG_DIR=%s claude` first" % (spec["name"], account["name"], path, path))
     env["CLAUDE_CONFIG_DIR"] = path
     return {}, env, ["%s:%s:rw" % (path, path)]
+
+
+def config_dir(home, account=None):
+    """Where Claude Code keeps its sessions for this launch: an account's config dir, else <home>/.claude."""
+    if account and account.get("config_dir"):
+        return os.path.abspath(os.path.expanduser(account["config_dir"]))
+    return os.path.join(home, ".claude")
+
+
+def session_saved(config, session_id):
+    """True when Claude Code has saved session `session_id` under `config`, so `--resume` can find it.
+
+    It writes a session's file about 0.1 s after each turn's result: an engine killed within that
+    window (its shim was killed, say) leaves a session that no engine can resume.
+    """
+    pattern = os.path.join(glob.escape(config), "projects", "*", glob.escape(session_id) + ".jsonl")
+    return bool(glob.glob(pattern))
+
+
+def failed_before_acting(event, spoke):
+    """True for a `result` that ended a turn in Claude Code itself before the turn produced anything.
+
+    Such a turn (`error_during_execution`, no provider status, nothing said) is safe to run again
+    on a fresh engine; a provider's error is not this (quota, overload and the like are handled apart).
+    """
+    return (event.get("subtype") == "error_during_execution" and not event.get("api_error_status")
+            and not spoke)
 
 
 def user_line(text):

@@ -10,7 +10,8 @@ Records:
     {"op": "started", "id", "ts", "attempt"}
     {"op": "requeued", "id", "ts", "reason"}     back to pending: it had not acted yet
     {"op": "completed" | "failed" | "interrupted" | "cancelled", "id", "ts", "reply",
-     "session_id", "usage", "timings", "error"}
+     "session_id", "usage", "timings", "error", "notice"}   notice: what the user should know
+                                                  of a turn that ended well (its conversation was started again)
 Replaying the log rebuilds the turns; a torn last line (a crash mid-write) is ignored.
 A turn ends in exactly one terminal state: a second terminal record for it is ignored.
 
@@ -160,7 +161,7 @@ class Journal:
         elif op in TERMINAL:
             turn["status"] = op
             turn["ended_at"] = rec.get("ts")
-            for field in ("reply", "session_id", "usage", "timings", "error"):
+            for field in ("reply", "session_id", "usage", "timings", "error", "notice"):
                 if rec.get(field) is not None:
                     turn[field] = rec[field]
 
@@ -355,14 +356,17 @@ class Journal:
         if self.turns[tid]["status"] == "running":
             self._append({"op": "requeued", "id": tid, "ts": self._clock(), "reason": reason})
 
-    def finish(self, tid, status, reply=None, session_id=None, usage=None, timings=None, error=None):
+    def finish(self, tid, status, reply=None, session_id=None, usage=None, timings=None, error=None, notice=None):
         """Record the one terminal state of a turn; a no-op if it already has one."""
         if status not in TERMINAL:
             raise ValueError("not a terminal status: %r" % status)
         if self.turns[tid]["status"] in TERMINAL:
             return False
-        self._append({"op": status, "id": tid, "ts": self._clock(), "reply": reply, "session_id": session_id,
-                      "usage": usage, "timings": timings, "error": error})
+        rec = {"op": status, "id": tid, "ts": self._clock(), "reply": reply, "session_id": session_id,
+               "usage": usage, "timings": timings, "error": error}
+        if notice:
+            rec["notice"] = notice
+        self._append(rec)
         return True
 
     def pending(self):

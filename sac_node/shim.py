@@ -67,6 +67,8 @@ class Shim:
         self.accounts = AccountPool(claude.get("accounts") or [], claude.get("quota") or {})
         self.quota = QuotaGuard(self)
         self.turn_used_tools = False
+        self.turn_spoke = False  # the running turn produced output (an assistant or tool event)
+        self.session_notice = None  # told with the next turn to end: its conversation was started again
         self.state = states.STARTING
         self.proc = None
         self.current = None
@@ -199,7 +201,30 @@ class Shim:
     def _stderr_hint(self):
         return (" (stderr: %s)" % self._stderr_tail[-1][:300]) if self._stderr_tail else ""
 
+    def _forget_unsaved_session(self):
+        """A session Claude Code never saved cannot be resumed: say so, and start a new conversation.
+
+        The old engine saves each turn ~0.1 s after its result; killed in that window (with its shim,
+        say) it leaves a session id and no conversation. `--resume` of it fails every turn, so the
+        next engine starts fresh and the next turn to end carries a notice saying so.
+        """
+        if not self.session_id or (self.spec.get("engine") or {}).get("kind", "claude") != "claude":
+            return
+        account = self.accounts.current if self.accounts.enabled else None
+        if engine.session_saved(engine.config_dir(self.dir.home, account), self.session_id):
+            return
+        lost, self.session_id = self.session_id, None
+        try:
+            os.unlink(self.dir.session)
+        except FileNotFoundError:
+            pass
+        reason = ("session %s could not be resumed: Claude Code had not saved it when its engine ended; "
+                  "a new conversation was started, without the earlier turns" % lost)
+        self.session_notice = self.last_error = reason
+        self.supervisor_event("session_lost", session_id=lost, reason=reason)
+
     async def _spawn(self):
+        self._forget_unsaved_session()
         plan = launch.prepare(self.spec, self.dir, self.state_dir, session_id=self.session_id,
                               account=self.accounts.current)
         self.isolation = plan.properties
@@ -239,7 +264,7 @@ class Shim:
         tid = turn["id"]
         self.current, self._result, self.state = tid, asyncio.get_event_loop().create_future(), states.WORKING
         self._result_event = None
-        self.turn_used_tools = False
+        self.turn_used_tools = self.turn_spoke = False
         self.journal.start(tid)
         self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
         await self.commit.durable()  # `started` is on disk before the turn can act: no double run after a crash
@@ -260,16 +285,34 @@ class Shim:
         status, reply, error = engine.result_outcome(event)
         if status == "failed" and self.accounts.enabled and await self.quota.failure(tid, event, error):
             return
+        if status == "failed" and await self._retry_on_fresh_engine(tid, event, error):
+            return
         timings = {"queued_s": round(started - (turn.get("accepted_at") or started), 3),
                    "run_s": round(self.clock() - started, 3), "engine_ms": event.get("duration_ms")}
+        notice, self.session_notice = self.session_notice, None
         self.finish_turn(tid, status, reply=reply, session_id=event.get("session_id"), usage=event.get("usage"),
-                     timings=timings, error=error)
+                         timings=timings, error=error, notice=notice)
         if status == "completed":
             self.tracker.record_success()
             self.accounts.healthy()
             await self.quota.count_usage(event)
         else:
             self.last_error = error
+
+    async def _retry_on_fresh_engine(self, tid, event, error):
+        """A turn that failed inside Claude Code before it acted runs once more, on a new engine; True if so."""
+        turn = self.journal.turns[tid]
+        if turn.get("attempts", 1) > 1 or not engine.failed_before_acting(event, self.turn_spoke):
+            return False
+        reason = "%s before the turn did anything%s; retrying it once on a fresh engine" % (
+            error, self._stderr_hint())
+        self.journal.requeue(tid, reason)
+        self.transcript.append(tid, {"type": "sac", "subtype": "turn_retry", "attempt": turn.get("attempts", 1),
+                                     "reason": reason})
+        self.current, self.state = None, states.IDLE
+        self.kill_reason = "turn %s failed inside the engine" % tid
+        await self.terminate()
+        return True
 
     def _engine_exited(self, _):
         self._wake.set()
@@ -307,8 +350,10 @@ class Shim:
     def finish_turn(self, tid, status, **fields):
         if self.journal.finish(tid, status, **fields):
             turn = self.journal.turns[tid]
-            self.transcript.append(tid, {"type": "sac", "subtype": "turn_ended", "status": status,
-                                         "error": fields.get("error")})
+            ended = {"type": "sac", "subtype": "turn_ended", "status": status, "error": fields.get("error")}
+            if fields.get("notice"):
+                ended["notice"] = fields["notice"]
+            self.transcript.append(tid, ended)
             for fut in self._waiters.pop(tid, []):
                 if not fut.done():
                     fut.set_result(turn)
@@ -325,6 +370,8 @@ class Shim:
             return
         # The line as the engine wrote it goes into the transcript: it is JSON already (noise is not).
         self.transcript.append(self.current, event, raw=None if event.get("subtype") == "engine_noise" else line)
+        if self.current is not None and event.get("type") in ("assistant", "user"):
+            self.turn_spoke = True
         if event.get("type") == "assistant" and any(
                 isinstance(b, dict) and b.get("type") == "tool_use"
                 for b in (event.get("message") or {}).get("content") or []):

@@ -90,3 +90,25 @@ def test_config_dir_account_is_bound_and_named_in_the_environment(tmp_path):
 def test_account_without_its_key_names_the_variable():
     with pytest.raises(AgentError, match="account b names KEY_B"):
         engine.account_launch(SPEC, {"name": "b", "api_key_env": "KEY_B"}, {}, {})
+
+
+def test_a_session_is_resumable_only_once_claude_code_saved_it(tmp_path):
+    home = tmp_path / "home"
+    config = engine.config_dir(str(home))
+    assert config == str(home / ".claude")
+    assert not engine.session_saved(config, "abc-1")
+    project = home / ".claude" / "projects" / "-srv-work"
+    project.mkdir(parents=True)
+    (project / "abc-2.jsonl").write_text("{}\n")
+    assert not engine.session_saved(config, "abc-1") and engine.session_saved(config, "abc-2")
+    # An account with its own config dir keeps its sessions there.
+    assert engine.config_dir(str(home), {"name": "b", "config_dir": str(tmp_path / "b")}) == str(tmp_path / "b")
+    assert engine.config_dir(str(home), {"name": "k", "api_key_env": "K"}) == config
+
+
+def test_only_a_failure_inside_the_engine_before_any_output_is_worth_a_fresh_engine():
+    inside = {"type": "result", "subtype": "error_during_execution", "is_error": True, "num_turns": 0}
+    assert engine.failed_before_acting(inside, spoke=False)
+    assert not engine.failed_before_acting(inside, spoke=True)  # it had begun: running it again could act twice
+    assert not engine.failed_before_acting(dict(inside, api_error_status=500), spoke=False)  # the provider's
+    assert not engine.failed_before_acting({"type": "result", "subtype": "success"}, spoke=False)

@@ -440,3 +440,20 @@ def test_compaction_at_any_point_shows_what_an_uncompacted_journal_shows(tmp_pat
     for j in journals:
         assert answers(j) == expected
         assert len(j.turns) - len(j.pending()) - len(j.running()) <= retention.keep_turns
+
+
+def test_a_notice_is_kept_with_the_turn_and_written_only_when_there_is_one(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(str(path))
+    noted, _ = journal.accept("a", "one")
+    plain, _ = journal.accept("a", "two")
+    for tid, notice in ((noted["id"], "the conversation was started again"), (plain["id"], None)):
+        journal.start(tid)
+        journal.finish(tid, "completed", reply="ok", notice=notice)
+    journal.close()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r.get("notice") for r in records if r["op"] == "completed"] == ["the conversation was started again", None]
+    assert "notice" not in records[-1]
+    replayed = Journal(str(path))
+    assert replayed.turns[noted["id"]]["notice"] == "the conversation was started again"
+    assert "notice" not in replayed.turns[plain["id"]]

@@ -105,6 +105,8 @@ def print_turn(turn, no_wait, as_json):
         out.print("accepted %s" % turn["id"])
     elif turn["status"] == "completed":
         out.print(turn.get("reply") or "", markup=False)
+    if turn.get("notice") and not as_json:
+        err.print("note: " + turn["notice"], markup=False, style="yellow")
     if not no_wait and turn["status"] != "completed":
         if not as_json:
             err.print("[red]turn %s %s[/red]: %s" % (turn["id"], turn["status"], turn.get("error") or ""))

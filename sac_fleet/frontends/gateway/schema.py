@@ -245,6 +245,7 @@ def turn_view(turn, agent=None):
         "usage": turn.get("usage"),
         "timings": turn.get("timings"),
         "error": turn.get("error"),
+        "notice": turn.get("notice"),
         "input": turn.get("text"),
         "accepted_at": turn.get("accepted_at"),
         "started_at": turn.get("started_at"),
