@@ -145,6 +145,8 @@ class Fleet:
         if status["state"] in ("failed", "stopped", "restarting"):
             problems.append("state is %s" % status["state"] + (
                 " (%s)" % status["last_error"] if status.get("last_error") else ""))
+        if status.get("degraded"):
+            problems.append("degraded: " + status["degraded"])
         age = status.get("heartbeat_age_s")
         if status["state"] != "stopped" and (age is None or age > 10):
             problems.append("no heartbeat for %ss" % age if age is not None else "no heartbeat")

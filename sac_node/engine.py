@@ -124,6 +124,28 @@ def resolve_secrets(spec, host_secrets, environ=None):
     return {}
 
 
+LOGIN_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+LOGIN_FILE = os.path.join(".claude", ".credentials.json")
+
+
+def login_problem(spec, environ, in_home):
+    """Why Claude Code would have no way to reach a model (it would answer "please run /login"), or None.
+
+    `in_home(rel)` tells whether the agent's home has (or is about to get, from to_home) a file.
+    """
+    claude = spec.get("claude") or {}
+    provider = claude.get("provider") or {}
+    if (spec.get("engine") or {}).get("kind", "claude") != "claude" or claude.get("accounts") \
+            or provider.get("base_url") or provider.get("api_key_env"):
+        return None
+    spec_env = spec.get("env") or {}
+    if any(environ.get(var) or spec_env.get(var) for var in LOGIN_VARS) or in_home(LOGIN_FILE):
+        return None
+    return ("agent %s has no model provider and no login: set spec.claude.provider.base_url (and api_key_env) "
+            "or claude.accounts, put a Claude Code login in the spec's to_home/%s, or export ANTHROPIC_API_KEY "
+            "before the node daemon starts" % (spec.get("name"), LOGIN_FILE))
+
+
 def account_launch(spec, account, host_secrets, environ=None):
     """(secrets, env, binds) that put the engine on one of `claude.accounts`."""
     environ = os.environ if environ is None else environ

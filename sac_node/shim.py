@@ -22,6 +22,7 @@ from .quota import QuotaGuard
 from .commit import GroupCommit
 from .engine_proc import EngineProcess
 from .journal import Journal, Retention
+from .provider_watch import ProviderWatch, diagnose
 from .protocol.errors import SacError
 from .rpc import RpcPeer
 from .state_dir import StateDir, write_atomic
@@ -66,6 +67,8 @@ class Shim:
         claude = self.spec.get("claude") or {}
         self.accounts = AccountPool(claude.get("accounts") or [], claude.get("quota") or {})
         self.quota = QuotaGuard(self)
+        self.provider = ProviderWatch()
+        self._giving_up = None  # the task that ends a turn whose provider cannot be reached
         self.turn_used_tools = False
         self.turn_spoke = False  # the running turn produced output (an assistant or tool event)
         self.session_notice = None  # told with the next turn to end: its conversation was started again
@@ -314,6 +317,22 @@ class Shim:
         await self.terminate()
         return True
 
+    async def _give_up_on_provider(self, tid, verdict):
+        """End turn `tid` at once with why its provider cannot be reached, and restart the engine."""
+        try:
+            base_url = ((self.spec.get("claude") or {}).get("provider") or {}).get("base_url")
+            why = await diagnose(base_url)
+            reason = "%s; Claude Code: %s" % (why, verdict) if why else verdict
+            self.provider.gave_up(reason, self.clock())
+            if self.current == tid:
+                error = "provider unreachable: %s" % reason
+                self.finish_turn(tid, "failed", error=error)
+                self.last_error = error
+                self.kill_reason = error
+                await self.terminate()
+        finally:
+            self._giving_up = None
+
     def _engine_exited(self, _):
         self._wake.set()
         _settle(self._result, ENGINE_EXITED)
@@ -370,8 +389,15 @@ class Shim:
             return
         # The line as the engine wrote it goes into the transcript: it is JSON already (noise is not).
         self.transcript.append(self.current, event, raw=None if event.get("subtype") == "engine_noise" else line)
-        if self.current is not None and event.get("type") in ("assistant", "user"):
+        kind = event.get("type")
+        if self.current is not None and kind in ("assistant", "user"):
             self.turn_spoke = True
+        if kind == "assistant" or (kind == "result" and not event.get("is_error")):
+            self.provider.answered()
+        elif kind == "system" and event.get("subtype") == "api_retry" and self.current is not None:
+            verdict = self.provider.retrying(event, self.clock())
+            if verdict and self._giving_up is None:
+                self._giving_up = asyncio.ensure_future(self._give_up_on_provider(self.current, verdict))
         if event.get("type") == "assistant" and any(
                 isinstance(b, dict) and b.get("type") == "tool_use"
                 for b in (event.get("message") or {}).get("content") or []):

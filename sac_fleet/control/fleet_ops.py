@@ -158,5 +158,6 @@ def _agent_row(status):
     turns = status.get("turns") or {}
     return {"name": status["name"], "state": status["state"], "turns": turns,
             "heartbeat_age_s": status.get("heartbeat_age_s"), "last_error": status.get("last_error"),
+            "degraded": status.get("degraded"),
             "restarts": status.get("restarts", 0), "pid": status.get("pid"),
             "sandbox": (status.get("isolation") or {}).get("runtime"), "generation": status.get("generation")}

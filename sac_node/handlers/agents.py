@@ -5,8 +5,8 @@ import json
 import os
 import shutil
 
-from .. import launch
-from ..protocol.errors import AgentNotFound, AgentNotRunning, SpecError
+from .. import engine, launch
+from ..protocol.errors import AgentError, AgentNotFound, AgentNotRunning, SpecError
 from ..state_dir import NAME_RE, ensure_private_dir, write_atomic
 from ..transcript import read_tail
 from ..journal import Journal, Retention
@@ -75,6 +75,10 @@ async def start(node, peer, p):
     # Raises the user's fix before anything is running: claude, sandbox, every account's credentials.
     for account in (spec.get("claude") or {}).get("accounts") or [None]:
         launch.prepare(spec, agent, node.state, account=account)
+    problem = engine.login_problem(spec, os.environ, lambda rel: rel in files or os.path.exists(
+        os.path.join(agent.home, rel)))
+    if problem:
+        raise AgentError(problem)
     fresh = (spec.get("claude") or {}).get("session", "fresh") == "fresh" or not os.path.exists(agent.session)
     if fresh and os.path.exists(agent.session):
         os.unlink(agent.session)

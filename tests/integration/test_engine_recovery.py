@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import textwrap
+import time
 
 import pytest
 import yaml
@@ -124,3 +125,51 @@ def test_a_turn_that_fails_inside_the_engine_twice_fails_with_the_engines_words(
     assert len(started) == 2  # retried once, not again
     # The agent goes on: its next turn (on the engine the restart policy brings back) answers.
     assert flaky_env.sac_json("agents", "send", "twice", "next", timeout=60)["reply"] == "echo: next"
+
+
+def _closed_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_provider_fails_the_turn_in_seconds_and_degrades_the_agent(sac_env):
+    port = _closed_port()
+    sac_env.write_spec("down", claude={"provider": {"base_url": "http://127.0.0.1:%d" % port}})
+    sac_env.sac("agents", "start", sac_env.specs / "down")
+    began = time.monotonic()
+    turn = sac_env.sac_json("agents", "send", "down", "anyone there?", check=False, timeout=90)
+    took = time.monotonic() - began
+    assert turn["status"] == "failed"
+    assert turn["error"].startswith("provider unreachable: connection refused by 127.0.0.1:%d" % port), turn
+    assert took < 30, "took %.1fs: Claude Code's own retries would take minutes" % took
+    health = sac_env.sac("agents", "health", "down", check=False)
+    assert health.returncode == 1
+    assert "degraded: provider unreachable (connection refused by 127.0.0.1:%d" % port in health.stdout
+    status = sac_env.sac_json("agents", "status", "down")
+    assert status["degraded"].startswith("provider unreachable (connection refused") and " since " in status["degraded"]
+    assert "(degraded)" in sac_env.sac("agents", "list").stdout
+
+
+def test_a_refused_key_fails_at_once_and_the_agent_recovers_when_the_provider_answers(sac_env):
+    sac_env.provider.load_script({"rules": [{"match": "deny", "fault": {"status": 401}}]})
+    sac_env.write_spec("keyed")
+    sac_env.sac("agents", "start", sac_env.specs / "keyed")
+    began = time.monotonic()
+    turn = sac_env.sac_json("agents", "send", "keyed", "deny me", check=False, timeout=90)
+    assert turn["status"] == "failed" and "HTTP 401" in turn["error"], turn
+    assert time.monotonic() - began < 15
+    assert sac_env.sac("agents", "health", "keyed", check=False).returncode == 1
+    assert sac_env.sac_json("agents", "send", "keyed", "hello")["reply"] == "echo: hello"
+    assert sac_env.sac_json("agents", "status", "keyed")["degraded"] is None
+    assert sac_env.sac("agents", "health", "keyed").returncode == 0
+
+
+def test_no_provider_and_no_login_is_refused_at_start(sac_env):
+    sac_env.env.pop("ANTHROPIC_API_KEY", None)
+    sac_env.write_spec("nologin", claude={"provider": {}})
+    started = sac_env.sac("agents", "start", sac_env.specs / "nologin", check=False)
+    assert started.returncode == 2
+    assert "agent nologin has no model provider and no login" in started.stderr
+    assert "Traceback" not in started.stderr and len(started.stderr.strip().splitlines()) == 1

@@ -57,14 +57,13 @@ def hosts_table(rows):
 
 def fleet_agents_table(rows):
     from rich.table import Table
-    from rich.text import Text
 
     table = Table(box=None, header_style="bold", title="agents", title_justify="left")
     for col in ("AGENT", "HOST", "STATE", "TURNS ok/pend/fail", "HEARTBEAT", "RESTARTS", "LAST ERROR"):
         table.add_column(col, overflow="fold")
     for a in rows:
         t = a["turns"]
-        table.add_row(a["name"], a["host"], Text(a["state"], style=render.STATE_STYLE.get(a["state"], "")),
+        table.add_row(a["name"], a["host"], render.state_cell(a),
                       "%d/%d/%d" % (t.get("completed", 0), t.get("pending", 0), t.get("failed", 0)),
                       render.age(a["heartbeat_age_s"]), str(a["restarts"]), (a["last_error"] or "")[:100])
     return table

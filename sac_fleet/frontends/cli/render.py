@@ -43,9 +43,18 @@ def isolation_label(iso):
     return "none (UNSANDBOXED)" if runtime == "none" else runtime
 
 
+def state_cell(s):
+    """An agent's state, with `degraded` when its provider cannot be reached."""
+    from rich.text import Text
+
+    cell = Text(s["state"], style=STATE_STYLE.get(s["state"], ""))
+    if s.get("degraded"):
+        cell.append(" (degraded)", style="yellow")
+    return cell
+
+
 def agents_table(statuses):
     from rich.table import Table  # only the tables need it, not a turn's progress lines
-    from rich.text import Text
 
     table = Table(box=None, header_style="bold")
     for col in ("AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "TURNS ok/pend/fail", "LAST TURN", "SANDBOX",
@@ -56,7 +65,7 @@ def agents_table(statuses):
         turns = s.get("turns") or {}
         last = s.get("last_turn_at")
         table.add_row(
-            s["name"], Text(s["state"], style=STATE_STYLE.get(s["state"], "")), str(s.get("pid") or "-"),
+            s["name"], state_cell(s), str(s.get("pid") or "-"),
             age(s.get("uptime_s")), str(s.get("restarts", 0)),
             "%d/%d/%d" % (turns.get("completed", 0), turns.get("pending", 0), turns.get("failed", 0)),
             age(now - last) + " ago" if last else "-", isolation_label(s.get("isolation")),
@@ -84,6 +93,8 @@ def status_lines(s):
         ("heartbeat", age(s.get("heartbeat_age_s")) + " ago" if s.get("heartbeat_age_s") is not None else "-"),
         ("last error", s.get("last_error") or "-"),
     ]
+    if s.get("degraded"):
+        rows.insert(2, ("degraded", s["degraded"]))
     return "\n".join("%-11s %s" % (k + ":", v) for k, v in rows)
 
 
