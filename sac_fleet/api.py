@@ -10,12 +10,15 @@ fleet transport.
 """
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
 from sac_node.protocol.errors import AgentNotFound, HostUnreachable, SpecError, TurnTimeout
 
 from .remote.local import connect_local
+
+log = logging.getLogger("sac_fleet.inventory")
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
 
@@ -219,6 +222,8 @@ class Fleet:
             from .core.inventory import load_inventory, resolve_inventory_path
 
             self.inventory = load_inventory(resolve_inventory_path(self.inventory_path))
+            for warning in self.inventory.warnings:
+                log.warning("%s", warning)
         return self.inventory
 
     async def connect(self, hosts=None, deadline=None, on_host=None):

@@ -88,6 +88,8 @@ class AgentEntry(_Model):
 class InventoryDocument(_Model):
     """The whole file."""
 
+    hosts_from: Annotated[list[NonEmpty], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = Field(
+        default=[], json_schema_extra={"example": "ansible/hosts.ini"})
     defaults: Annotated[Defaults, BeforeValidator(_empty_mapping)] = Defaults()
     hosts: Annotated[dict[HostName, Annotated[HostEntry, BeforeValidator(_empty_mapping)]],
                      AfterValidator(_some_hosts)] = Field(json_schema_extra={"example": "{local: {transport: local}}"})
@@ -174,6 +176,7 @@ class Inventory:
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple]
     agents: tuple
+    warnings: tuple = ()  # what sac did not take from an Ansible inventory (hosts_from), one line each
 
     def host(self, name: str) -> Host:
         """The host called ``name``; InventoryError with "did you mean" when there is none."""
@@ -231,6 +234,7 @@ def load_inventory(path, *, load_specs: bool = True) -> Inventory:
 
 def parse_inventory(doc: Document, *, load_specs: bool = True) -> Inventory:
     """Validate an already loaded document; see ``load_inventory``."""
+    doc, warnings = _with_ansible_hosts(doc)
     try:
         model = InventoryDocument.model_validate(doc.data)
     except ValidationError as exc:
@@ -241,7 +245,39 @@ def parse_inventory(doc: Document, *, load_specs: bool = True) -> Inventory:
     agents = tuple(_resolve_agent(doc, model, index, hosts, groups, load_specs)
                    for index in range(len(model.agents)))
     _check_agent_names(doc, agents)
-    return Inventory(Path(doc.path), hosts, groups, agents)
+    return Inventory(Path(doc.path), hosts, groups, agents, warnings)
+
+
+def _with_ansible_hosts(doc):
+    """The document with the hosts and groups of its ``hosts_from`` files merged in, and their warnings.
+
+    The file's own entries win field by field, so an imported host can get labels or a capacity.
+    """
+    data = doc.data if isinstance(doc.data, dict) else {}
+    sources = data.get("hosts_from") or []
+    if not sources:
+        return doc, ()
+    from .ansible_hosts import read_ansible
+
+    hosts, groups, warnings = {}, {}, []
+    for index, source in enumerate([sources] if isinstance(sources, str) else sources):
+        if not isinstance(source, str) or not source:
+            raise doc.error(("hosts_from", index), "expected the path of an Ansible inventory (INI or YAML)",
+                            InventoryError)
+        imported = read_ansible(Path(doc.path).parent / Path(source).expanduser())
+        hosts.update(imported.hosts)
+        groups.update(imported.groups)
+        warnings += imported.warnings
+    own_hosts = data.get("hosts") or {}
+    if isinstance(own_hosts, dict):
+        for name, entry in own_hosts.items():
+            hosts[name] = dict(hosts.get(name) or {}, **(entry or {})) if isinstance(entry, (dict, type(None))) \
+                else entry
+    own_groups = data.get("groups") or {}
+    if isinstance(own_groups, dict):
+        groups.update(own_groups)
+    merged = dict(data, hosts=hosts, groups=groups)
+    return Document(doc.path, merged, doc.lines), tuple(warnings)
 
 
 # -- hosts and groups -------------------------------------------------------------------

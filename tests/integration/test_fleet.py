@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from tests.fixtures.gateway import GatewayProcess
 
@@ -286,3 +287,47 @@ def test_a_host_behind_a_jump_host_sends_small_packets_at_once(fleet_env):
         assert bastion.log().count("Starting session: command") == 0  # the first hop needs none
     finally:
         gateway.stop()
+
+
+def test_an_ansible_inventory_reaches_the_same_hosts_as_the_hand_written_one(fleet_env):
+    bastion, behind, direct = fleet_env.sshd.start(3, log_level="DEBUG1")
+    key = bastion.inventory_fields()["identity_file"]
+    (fleet_env.root / "hosts.ini").write_text(
+        "[bastions]\n%s ansible_host=%s ansible_port=%d\n\n"
+        "[lab]\n%s ansible_host=%s ansible_port=%d ansible_ssh_common_args='-o ProxyJump=%s'\n"
+        "%s ansible_host=%s ansible_port=%d ansible_become=true\n\n"
+        "[all:vars]\nansible_user=root\nansible_ssh_private_key_file=%s\n"
+        % (bastion.name, bastion.address, bastion.port, behind.name, behind.address, behind.port, bastion.name,
+           direct.name, direct.address, direct.port, key))
+    sac_only = {"env_preamble": "export SAC_CLAUDE_BIN=%s" % fleet_env.claude_bin}
+    imported = fleet_env.root / "from-ansible.yaml"
+    imported.write_text(yaml.safe_dump({
+        "hosts_from": "hosts.ini",
+        "defaults": {"connect_timeout": 5, "known_hosts": bastion.inventory_fields()["known_hosts"]},
+        "hosts": {bastion.name: {"jump_only": True},
+                  behind.name: dict(sac_only, state_dir=str(behind.state_dir)),
+                  direct.name: dict(sac_only, state_dir=str(direct.state_dir))},
+        "agents": [{"spec": "agents/spread", "placement": {"group": "lab", "per_host": True}}]}))
+    fleet_env.add_agent("spread")  # writes agents/spread/spec.yaml
+    up = fleet_env.sac("fleet", "up", imported, "--json")
+    assert "ansible_become: not used by sac" in up.stderr  # told, not dropped in silence
+    report = json.loads(up.stdout)
+    assert report["ok"] and sorted(h["name"] for h in report["hosts"]) == sorted([behind.name, direct.name])
+    assert "direct-tcpip" in bastion.log() and "port %d" % behind.port in bastion.log()
+
+    # The hand-written inventory for the same hosts reaches the same nodes, by the same paths.
+    fleet_env.add_host(bastion, jump_only=True)
+    fleet_env.add_host(behind, jump=[bastion.name])
+    fleet_env.add_host(direct)
+    fleet_env.doc["agents"] = [{"spec": "agents/spread", "placement": {"hosts": [behind.name, direct.name],
+                                                                         "per_host": True}}]
+    by_hand = fleet_env.write()
+    rows, running = {}, {}
+    for inventory in (imported, by_hand):
+        # (The agents belong to the fleet of the inventory that started them: the by-hand one sees them as another's.)
+        status = fleet_env.sac_json("fleet", "status", inventory, check=False)
+        rows[inventory] = sorted((h["name"], h["state"], h["channel"], h["python"], h["node_sha"])
+                                 for h in status["hosts"])
+        running[inventory] = [h["agents_running"] for h in status["hosts"]]
+    assert rows[imported] == rows[by_hand] and {r[1] for r in rows[imported]} == {"ok"}
+    assert running[imported] == [1, 1]
