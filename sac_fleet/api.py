@@ -238,6 +238,14 @@ class Fleet:
         await self.connect(on_host=on_host)
         return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule)
 
+    async def secrets(self):
+        """Per host, each secret name the inventory gives: its hash there and on the head, its state; no value."""
+        from .control import secrets
+
+        await self.connect()
+        return {"secrets": secrets.report(self.load(), self.links),
+                "hosts": {name: {"state": link.state, "reason": link.reason} for name, link in self.links.items()}}
+
     async def plan(self, reschedule=False, prune=False):
         await self.connect()
         return await _fleet_ops().plan_report(self.load(), self.links, reschedule, prune)

@@ -130,6 +130,7 @@ class SyncFleet:
     connect = _blocking("connect")
     up = _blocking("up")
     plan = _blocking("plan")
+    secrets = _blocking("secrets")
     fleet_status = _blocking("fleet_status")
     down = _blocking("down")
 

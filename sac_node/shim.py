@@ -24,6 +24,7 @@ from .engine_proc import EngineProcess
 from .journal import Journal, Retention
 from .provider_watch import ProviderWatch, diagnose
 from .protocol.errors import SacError
+from .protocol.messages import secret_hash, secret_names
 from .rpc import RpcPeer
 from .state_dir import StateDir, write_atomic
 from .supervision import states
@@ -80,6 +81,7 @@ class Shim:
         self.engine_started_at = None
         self.last_output_at = None
         self.isolation = {}
+        self.secrets_used = {}  # {NAME: hash} the running engine was started with
         self.engine_spoke = False
         self.session_id = self._load_session()
         self._wake = asyncio.Event()
@@ -231,6 +233,7 @@ class Shim:
         plan = launch.prepare(self.spec, self.dir, self.state_dir, session_id=self.session_id,
                               account=self.accounts.current)
         self.isolation = plan.properties
+        self.secrets_used = self.secret_hashes()
         for path, content in plan.secret_files.items():
             write_atomic(path, content, 0o600)
         self._stderr_tail = []
@@ -243,6 +246,11 @@ class Shim:
         self.supervisor_event("engine_started", pid=self.proc.pid, runtime=plan.properties.get("runtime"),
                               resume=self.session_id,
                               account=self.accounts.current["name"] if self.accounts.enabled else None)
+
+    def secret_hashes(self):
+        """{NAME: hash} of the host's secrets this agent reads, as secrets.env has them now."""
+        current = self.state_dir.secrets()
+        return {name: secret_hash(current[name]) for name in secret_names(self.spec) if name in current}
 
     async def _serve_turns(self):
         """Run pending turns until the engine exits; return its exit code."""

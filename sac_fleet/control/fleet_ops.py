@@ -49,7 +49,8 @@ async def _observe(inventory, links):
 
 async def plan_report(inventory, links, reschedule=False, prune=False):
     observed, _ = await _observe(inventory, links)
-    plan = reconciler.make_plan(inventory, links, observed, reschedule, prune)
+    plan, _ = reconciler.with_secrets(reconciler.make_plan(inventory, links, observed, reschedule, prune),
+                                      inventory, links)
     return {"plan": [a.to_dict() for a in plan.actions], "summary": plan.summary(),
             "hosts": [_host_row(inventory, links, observed, plan, h.name) for h in inventory.node_hosts()]}
 
@@ -57,8 +58,9 @@ async def plan_report(inventory, links, reschedule=False, prune=False):
 async def up(inventory, links, dry_run=False, prune=False, reschedule=False):
     """Observe, plan, apply. `changed` is False when nothing started or stopped."""
     observed, fenced = await _observe(inventory, links)
-    plan = reconciler.make_plan(inventory, links, observed, reschedule, prune)
-    results = [] if dry_run else await reconciler.apply_plan(plan, inventory, links, observed)
+    plan, secret_values = reconciler.with_secrets(
+        reconciler.make_plan(inventory, links, observed, reschedule, prune), inventory, links)
+    results = [] if dry_run else await reconciler.apply_plan(plan, inventory, links, observed, secret_values)
     if not dry_run:
         observed = await reconciler.observe(links, _rpc_timeout(inventory))
     changed = any(r["changed"] for r in results) or bool(fenced)
@@ -158,6 +160,7 @@ def _agent_row(status):
     turns = status.get("turns") or {}
     return {"name": status["name"], "state": status["state"], "turns": turns,
             "heartbeat_age_s": status.get("heartbeat_age_s"), "last_error": status.get("last_error"),
+            "secrets_behind": status.get("secrets_behind") or [],
             "degraded": status.get("degraded"),
             "restarts": status.get("restarts", 0), "pid": status.get("pid"),
             "sandbox": (status.get("isolation") or {}).get("runtime"), "generation": status.get("generation")}

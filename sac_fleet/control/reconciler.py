@@ -10,7 +10,8 @@ import time
 from sac_node.protocol.errors import SacError
 
 from ..core.placement import HostState, place
-from ..core.plan import ActionKind
+from ..core.plan import ActionKind, Plan
+from . import secrets
 
 LIVE_STATES = ("starting", "idle", "working", "restarting", "failed")
 
@@ -60,6 +61,12 @@ def host_states(inventory, links, observed):
 def make_plan(inventory, links, observed, reschedule=False, prune=False):
     return place(inventory.desired(), host_states(inventory, links, observed), inventory.slots(),
                  reschedule=reschedule, prune=prune)
+
+
+def with_secrets(plan, inventory, links):
+    """The plan with a `secrets` action for each host that lacks a value its agents use; and those values."""
+    values = secrets.wanted(inventory, plan)
+    return Plan.of(plan.actions + tuple(secrets.actions(values, links))), values
 
 
 def node_spec(inventory, copy_name, generation=None):
@@ -118,8 +125,9 @@ def _generation(inventory, observed, action):
     return max([int(time.time() * 1000)] + [g + 1 for g, _ in copies])
 
 
-async def apply_plan(plan, inventory, links, observed=None):
-    """Stops first, then starts (the plan's order); keeps are re-sent so a changed spec rolls out.
+async def apply_plan(plan, inventory, links, observed=None, secret_values=None):
+    """Stops first, then each host's secrets, then starts (the plan's order); keeps are re-sent so a
+    changed spec rolls out. `secret_values` {host: {NAME: value}} is what the `secrets` actions write.
 
     Returns one result per action: {action, ok, changed, error}.
     """
@@ -129,6 +137,9 @@ async def apply_plan(plan, inventory, links, observed=None):
     async def run(action):
         link = links[action.host]
         try:
+            if action.kind is ActionKind.SECRETS:
+                changed = await secrets.apply(action, secret_values, link)
+                return {"action": action.to_dict(), "ok": True, "changed": bool(changed)}
             if action.kind in (ActionKind.STOP, ActionKind.PRUNE):
                 await link.client.stop_agent(action.agent)
                 return {"action": action.to_dict(), "ok": True, "changed": True}
@@ -142,5 +153,6 @@ async def apply_plan(plan, inventory, links, observed=None):
     stops = [a for a in plan.actions if a.kind is ActionKind.STOP]
     starts = [a for a in plan.actions if a.kind in (ActionKind.START, ActionKind.KEEP)]
     results += await asyncio.gather(*(run(a) for a in stops))
+    results += await asyncio.gather(*(run(a) for a in plan.secrets))
     results += await asyncio.gather(*(run(a) for a in starts))
     return results

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Optional
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints, ValidationError
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
+                      ValidationError, model_validator)
 
 from pydantic_core import PydanticCustomError
 
@@ -53,6 +54,45 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True, allow_inf_nan=False)
 
 
+SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class SecretSource(_Model):
+    """Where the head reads one secret: exactly one of ``env``, ``file`` or ``command`` (run on the head)."""
+
+    env: NonEmpty | None = None
+    file: NonEmpty | None = None
+    command: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("env", "file", "command") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError("sac_invalid", "{reason}", {"reason": "give exactly one of env (a variable "
+                                      "on the head), file (a path on the head) or command (run on the head)"})
+        return self
+
+    def describe(self) -> str:
+        """Where the value comes from, in words (never the value)."""
+        if self.env is not None:
+            return "$%s" % self.env
+        return "file %s" % self.file if self.file is not None else "command `%s`" % self.command
+
+
+Secrets = Annotated[dict[SecretName, SecretSource], BeforeValidator(_empty_mapping)]
+
+
+def _group_entry(value: Any) -> Any:
+    return {"hosts": value} if isinstance(value, list) else value
+
+
+class GroupEntry(_Model):
+    """One entry under ``groups``: a list of hosts, or ``{hosts: [...], secrets: {...}}``."""
+
+    hosts: list[NonEmpty] = []
+    secrets: Secrets = {}
+
+
 class Defaults(_Model):
     """``defaults``: values for every host that does not set its own."""
 
@@ -76,6 +116,7 @@ class HostEntry(Defaults):
     jump: list[NonEmpty] = []
     jump_only: StrictBool = False
     labels: dict[LabelKey, Text] = {}
+    secrets: Secrets = {}
 
 
 class AgentEntry(_Model):
@@ -93,7 +134,9 @@ class InventoryDocument(_Model):
     defaults: Annotated[Defaults, BeforeValidator(_empty_mapping)] = Defaults()
     hosts: Annotated[dict[HostName, Annotated[HostEntry, BeforeValidator(_empty_mapping)]],
                      AfterValidator(_some_hosts)] = Field(json_schema_extra={"example": "{local: {transport: local}}"})
-    groups: Annotated[dict[HostName, list[NonEmpty]], BeforeValidator(_empty_mapping)] = {}
+    groups: Annotated[dict[HostName, Annotated[GroupEntry, BeforeValidator(_group_entry)]],
+                      BeforeValidator(_empty_mapping)] = {}
+    secrets: Secrets = Field(default={}, json_schema_extra={"example": "{ANTHROPIC_API_KEY: {env: LAB_KEY}}"})
     agents: list[AgentEntry] = []
 
 
@@ -136,6 +179,8 @@ class Host:
     groups: frozenset
     explicit: frozenset
     line: int
+    secrets: Mapping[str, SecretSource] = None  # {NAME: source}: the inventory's, its groups', its own
+
 
     def is_set(self, field: str) -> bool:
         """True when the user wrote ``field`` for this host (directly or in ``defaults``)."""
@@ -285,12 +330,14 @@ def _with_ansible_hosts(doc):
 
 def _check_groups(doc, model) -> dict:
     groups = {}
-    for group, members in model.groups.items():
-        for index, member in enumerate(members):
+    for group, entry in model.groups.items():
+        written_as_list = isinstance((doc.data.get("groups") or {}).get(group), list)
+        for index, member in enumerate(entry.hosts):
             if member not in model.hosts:
-                raise doc.error(("groups", group, index), "no host %r in hosts%s"
+                loc = ("groups", group, index) if written_as_list else ("groups", group, "hosts", index)
+                raise doc.error(loc, "no host %r in hosts%s"
                                 % (member, did_you_mean(member, model.hosts)), InventoryError)
-        groups[group] = tuple(dict.fromkeys(members))
+        groups[group] = tuple(dict.fromkeys(entry.hosts))
     return groups
 
 
@@ -324,7 +371,25 @@ def _resolve_host(doc, model, name, groups) -> Host:
         jump=jump, jump_only=entry.jump_only, labels=dict(entry.labels), capacity=value("capacity"),
         env_preamble=value("env_preamble"),
         groups=frozenset(group for group, members in groups.items() if name in members),
-        explicit=frozenset(own | inherited), line=doc.line_of(loc))
+        explicit=frozenset(own | inherited), line=doc.line_of(loc), secrets=_host_secrets(doc, model, name))
+
+
+def _host_secrets(doc, model, name) -> dict:
+    """The inventory's secrets, then its groups' (a name two groups give differently is an error), then the host's."""
+    found = dict(model.secrets)
+    from_group = {}
+    for group, entry in model.groups.items():
+        if name not in entry.hosts:
+            continue
+        for secret, source in entry.secrets.items():
+            if secret in from_group and from_group[secret][1] != source:
+                raise doc.error(("groups", group, "secrets", secret), "%s is also given by group %s, which host %s "
+                                "is in too (give it once, or in hosts.%s.secrets)" % (secret, from_group[secret][0],
+                                                                                     name, name), InventoryError)
+            from_group[secret] = (group, source)
+    found.update({secret: source for secret, (_, source) in from_group.items()})
+    found.update(model.hosts[name].secrets)
+    return found
 
 
 def _check_hosts(doc, hosts):

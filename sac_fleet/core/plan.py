@@ -4,7 +4,7 @@ A plan is a sorted tuple of ``Action`` values. Its order is canonical (kind,
 then agent, then host) so the same decisions always print the same way, and it
 is also the order to apply them in: every ``stop`` comes before every
 ``start``, which frees capacity and keeps a moved singleton from ever running
-twice.
+twice; a host's ``secrets`` are written before the agents that read them start.
 
     reviewer -> login1: pinned (hosts: [login1]), 3/8 slots used
     lead: not placed: no reachable host matches labels {site: hpc} (login1 unreachable)
@@ -21,6 +21,7 @@ class ActionKind(str, enum.Enum):
     """What to do with one agent copy; the value is the word shown to the user."""
 
     STOP = "stop"                # stop this copy on this host
+    SECRETS = "secrets"          # write the host's secrets.env (``agent`` is ""): before any start
     START = "start"              # start this copy on this host
     KEEP = "keep"                # it runs here and stays: nothing to do
     PRUNE = "prune"              # runs here but is no longer desired; stopped only on request
@@ -51,8 +52,8 @@ class Action:
 
     @property
     def changes(self) -> bool:
-        """True for the actions that change a host (start and stop)."""
-        return self.kind in (ActionKind.START, ActionKind.STOP)
+        """True for the actions that change a host (start, stop, secrets)."""
+        return self.kind in (ActionKind.START, ActionKind.STOP, ActionKind.SECRETS)
 
     def describe(self) -> str:
         """The decision as one line, e.g. ``reviewer -> login1: pinned (hosts: [login1]), 3/8 slots used``."""
@@ -60,6 +61,8 @@ class Action:
             return "%s -> %s: %s" % (self.agent, self.host, self.reason)
         if self.kind is ActionKind.UNPLACED:
             return "%s: not placed: %s" % (self.agent, self.reason)
+        if self.kind is ActionKind.SECRETS:
+            return "secrets.env on %s: %s" % (self.host, self.reason)
         return "%s on %s: %s: %s" % (self.agent, self.host, self.kind.value, self.reason)
 
     def to_dict(self) -> dict:
@@ -108,8 +111,12 @@ class Plan:
         return self.of_kind(ActionKind.UNREACHABLE)
 
     @property
+    def secrets(self) -> Tuple[Action, ...]:
+        return self.of_kind(ActionKind.SECRETS)
+
+    @property
     def changes(self) -> Tuple[Action, ...]:
-        """The stops then the starts: what applying this plan does to hosts."""
+        """The stops, secrets, then the starts: what applying this plan does to hosts."""
         return tuple(action for action in self.actions if action.changes)
 
     @property
@@ -134,6 +141,7 @@ class Plan:
         """E.g. ``2 to start, 1 to stop, 4 kept, 1 not placed``, or ``nothing to change, 4 kept``."""
         parts = []
         for kind, word in ((ActionKind.START, "to start"), (ActionKind.STOP, "to stop"),
+                           (ActionKind.SECRETS, "secrets.env to write"),
                            (ActionKind.KEEP, "kept"), (ActionKind.PRUNE, "to prune (with --prune)"),
                            (ActionKind.UNPLACED, "not placed"), (ActionKind.UNREACHABLE, "on unreachable hosts")):
             count = len(self.of_kind(kind))

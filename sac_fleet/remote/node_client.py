@@ -129,6 +129,10 @@ class NodeClient:
     async def facts(self, timeout=None):
         return await self.call(m.HOST_FACTS, timeout=timeout)
 
+    async def put_secrets(self, values):
+        """Set {NAME: value} in the host's secrets.env; -> {changed, secrets: {NAME: hash}}."""
+        return await self.call(m.HOST_SECRETS, {"values": values})
+
     async def start_agent(self, spec, restart=False):
         return await self.call(m.AGENTS_START, {"spec": spec, "restart": restart})
 

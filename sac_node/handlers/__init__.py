@@ -11,6 +11,7 @@ from . import agents, host, turns
 HANDLERS = {
     m.HOST_FACTS: host.facts,
     m.HOST_SHUTDOWN: host.shutdown,
+    m.HOST_SECRETS: host.put_secrets,
     m.AGENTS_START: agents.start,
     m.AGENTS_STOP: agents.stop,
     m.AGENTS_RESTART: agents.restart,

@@ -5,18 +5,29 @@ import platform
 import socket
 import sys
 
-from .. import __version__
+from .. import __version__, secrets_env
 from ..protocol.messages import PROTOCOL_VERSION
 
 
 async def facts(node, peer, p):
-    """host.facts {} -> {version, sha, proto, python, hostname, platform, pid, state_dir, uptime_s, agents}"""
+    """host.facts {} -> {version, sha, proto, python, hostname, platform, pid, state_dir, uptime_s, agents,
+    secrets: {NAME: secret_hash}}"""
     return {
         "version": __version__, "sha": node.sha, "proto": PROTOCOL_VERSION, "python": platform.python_version(),
         "python_path": sys.executable, "hostname": socket.gethostname(), "platform": platform.platform(),
         "pid": os.getpid(), "state_dir": node.state.root, "uptime_s": round(node.clock() - node.started_at, 1),
-        "agents": len(node.state.agent_names()),
+        "agents": len(node.state.agent_names()), "secrets": secrets_env.hashes(node.state.secrets()),
     }
+
+
+async def put_secrets(node, peer, p):
+    """host.secrets {values: {NAME: value}} -> {changed: [NAME], secrets: {NAME: secret_hash}}
+
+    Sets these names in <state_dir>/secrets.env (0600) and keeps its other lines. Agents started
+    from now on see the new values; running ones keep theirs until restarted (their status says so).
+    """
+    changed = secrets_env.write(node.state, dict(p.get("values") or {}))
+    return {"changed": changed, "secrets": secrets_env.hashes(node.state.secrets())}
 
 
 async def shutdown(node, peer, p):

@@ -18,6 +18,7 @@ def ready_line(version, sha):
 # host
 HOST_FACTS = "host.facts"
 HOST_SHUTDOWN = "host.shutdown"
+HOST_SECRETS = "host.secrets"
 # agents
 AGENTS_START = "agents.start"
 AGENTS_STOP = "agents.stop"
@@ -37,6 +38,21 @@ EVENTS_SUBSCRIBE = "events.subscribe"
 EVENTS_UNSUBSCRIBE = "events.unsubscribe"
 EVENTS_TAIL = "events.tail"
 EVENT = "event"
+
+
+def secret_hash(value):
+    """All that head and node ever show of a secret's value: 12 hex digits of its sha256."""
+    import hashlib
+
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+
+
+def secret_names(node_spec):
+    """The secret names a resolved spec reads from its host: its provider's and its accounts' api_key_env."""
+    claude = node_spec.get("claude") or {}
+    names = [(claude.get("provider") or {}).get("api_key_env")]
+    names += [account.get("api_key_env") for account in claude.get("accounts") or []]
+    return sorted({name for name in names if name})
 
 
 def agent_of_turn(turn_id):

@@ -182,6 +182,27 @@ def plan(inventory: str = INVENTORY, reschedule: bool = typer.Option(False, "--r
 
 
 @app.command()
+def secrets(inventory: str = INVENTORY, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Which host has which secret names, with a short hash of each value (never the value)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    report = run(inventory, lambda f: f.secrets())
+    if as_json:
+        emit_json(report)
+    else:
+        table = Table(box=None, header_style="bold")
+        for col in ("HOST", "NAME", "STATE", "HASH ON HOST", "HASH ON HEAD", "SOURCE", "USED BY"):
+            table.add_column(col, overflow="fold")
+        for r in report["secrets"]:
+            table.add_row(*(escape(cell) for cell in (
+                r["host"], r["name"], r["state"], r["host_hash"] or "-", r["head_hash"] or "-", r["source"],
+                ", ".join(r["used_by"]) or "-")))
+        out.print(table)
+    raise typer.Exit(0 if all(r["state"] == "ok" for r in report["secrets"]) else 1)
+
+
+@app.command()
 def send(agent: str, text: str, inventory: str = typer.Option(None, "--inventory", "-i"),
          no_wait: bool = typer.Option(False, "--no-wait"), timeout: float = typer.Option(600.0, "--timeout"),
          as_json: bool = typer.Option(False, "--json")):

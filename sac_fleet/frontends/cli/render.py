@@ -93,6 +93,9 @@ def status_lines(s):
         ("heartbeat", age(s.get("heartbeat_age_s")) + " ago" if s.get("heartbeat_age_s") is not None else "-"),
         ("last error", s.get("last_error") or "-"),
     ]
+    if s.get("secrets_behind"):
+        rows.append(("secrets", "behind on %s: restart the agent to use the host's new value"
+                     % ", ".join(s["secrets_behind"])))
     if s.get("degraded"):
         rows.insert(2, ("degraded", s["degraded"]))
     return "\n".join("%-11s %s" % (k + ":", v) for k, v in rows)
