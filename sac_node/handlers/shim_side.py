@@ -98,6 +98,7 @@ def status_of(shim):
         "turns": shim.journal.summary(),
         "current_turn": shim.current, "last_turn_at": shim.journal.last_turn_at(),
         "last_error": shim.last_error, "usage": shim.journal.usage_total(),
+        "tools_refused": shim.journal.refused_total(),
         "isolation": shim.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
         "labels": shim.spec.get("labels") or {}, "workdir": launch.resolve_workdir(shim.spec, shim.dir),
         "fleet": shim.spec.get("fleet"), "generation": shim.spec.get("generation"),
