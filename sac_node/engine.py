@@ -74,15 +74,33 @@ def build_argv(spec, binary, session_id=None, sandboxed=False):
     argv = [binary] + STREAM_FLAGS
     if claude.get("model"):
         argv += ["--model", claude["model"]]
-    tools = claude.get("allowed_tools") or []
-    if tools:
-        argv += ["--allowedTools", ",".join(tools)]
-    if sandboxed:
-        # Accepted only with a non-zero uid, which the sandbox's user namespace gives.
-        argv += ["--permission-mode", "bypassPermissions"]
+    argv += permission_argv(claude, sandboxed)
     if session_id:
         argv += ["--resume", session_id]
     return argv + list(claude.get("flags") or [])
+
+
+def permission_argv(claude, sandboxed):
+    """The flags that decide which tools run (docs/spec-reference.md, "Tools and permissions").
+
+    With an allow list Claude Code runs in dontAsk mode: what the list does not pre-approve is
+    refused (bypassPermissions would allow it). Without one every tool runs but the denied ones,
+    through bypassPermissions where the sandbox gives a non-root uid (Claude Code refuses that mode
+    as root); deny rules hold in every mode. An explicit permission_mode is passed as it is.
+    """
+    allowed = claude.get("allowed_tools") or []
+    denied = claude.get("disallowed_tools") or []
+    mode = claude.get("permission_mode")
+    if mode is None:
+        mode = "dontAsk" if allowed else "bypassPermissions" if sandboxed else None
+    argv = []
+    if allowed:
+        argv += ["--allowedTools", ",".join(allowed)]
+    if denied:
+        argv += ["--disallowedTools", ",".join(denied)]
+    if mode:
+        argv += ["--permission-mode", mode]
+    return argv
 
 
 def build_env(spec, home, base_env=None):

@@ -10,8 +10,9 @@ Records:
     {"op": "started", "id", "ts", "attempt"}
     {"op": "requeued", "id", "ts", "reason"}     back to pending: it had not acted yet
     {"op": "completed" | "failed" | "interrupted" | "cancelled", "id", "ts", "reply",
-     "session_id", "usage", "timings", "error", "notice"}   notice: what the user should know
-                                                  of a turn that ended well (its conversation was started again)
+     "session_id", "usage", "timings", "error"[, "tools_refused"][, "notice"]}   tools_refused: the tool
+                                                  calls refused, when any; notice: what the user should know of a turn
+                                                  that ended well (its conversation was started again)
 Replaying the log rebuilds the turns; a torn last line (a crash mid-write) is ignored.
 A turn ends in exactly one terminal state: a second terminal record for it is ignored.
 
@@ -24,7 +25,7 @@ file to what is kept; a compacted file starts with
                           a dropped turn's summary, oldest ended first
     {"op": "turn", "turn": {...}}
                           a kept turn as it stands, in accepted order
-    {"op": "snapshot", "ts", "counts", "usage", "last_at", "dropped", "ended": [id, ...]}
+    {"op": "snapshot", "ts", "counts", "usage", "refused", "last_at", "dropped", "ended": [id, ...]}
                           closes them: totals over every turn, the kept ended turns in ended order
 and goes on with the records above.
 """
@@ -86,6 +87,7 @@ class Journal:
         self._keys = OrderedDict()  # id -> SUMMARY tuple of a dropped turn whose key is kept, oldest ended first
         self._counts = dict.fromkeys(("pending", "running") + TERMINAL, 0)
         self._usage = {}
+        self._refused = 0  # tool calls the engine refused, over every turn
         self._last_at = None
         self._dropped = 0
         self._records = 0  # lines in the file: compact() once they are many more than the kept state needs
@@ -131,6 +133,7 @@ class Journal:
             for key, value in (turn.get("usage") or {}).items():
                 if isinstance(value, (int, float)):
                     self._usage[key] = self._usage.get(key, 0) + value
+            self._refused += turn.get("tools_refused") or 0
             self._ended[turn["id"]] = turn
             if len(self._ended) > self.retention.keep_turns:
                 self._drop_oldest(rec.get("ts") or 0)
@@ -161,7 +164,7 @@ class Journal:
         elif op in TERMINAL:
             turn["status"] = op
             turn["ended_at"] = rec.get("ts")
-            for field in ("reply", "session_id", "usage", "timings", "error", "notice"):
+            for field in ("reply", "session_id", "usage", "timings", "error", "tools_refused", "notice"):
                 if rec.get(field) is not None:
                     turn[field] = rec[field]
 
@@ -242,6 +245,7 @@ class Journal:
     def _restore_snapshot(self, rec):
         self._counts.update(rec["counts"])
         self._usage = dict(rec["usage"])
+        self._refused = rec.get("refused") or 0
         self._last_at = rec["last_at"]
         self._dropped = rec["dropped"]
         self._ended = OrderedDict((tid, self.turns[tid]) for tid in rec["ended"] if tid in self.turns)
@@ -288,7 +292,7 @@ class Journal:
                  for tid, summary in self._keys.items()]
         lines.extend(compact_json({"op": "turn", "turn": turn}) for turn in self.turns.values())
         lines.append(compact_json({"op": "snapshot", "ts": now, "counts": self._counts, "usage": self._usage,
-                                   "last_at": self._last_at, "dropped": self._dropped,
+                                   "refused": self._refused, "last_at": self._last_at, "dropped": self._dropped,
                                    "ended": list(self._ended)}))
         fd = replace_file(self.path, ("\n".join(lines) + "\n").encode("utf-8"))
         if self._fd is not None:
@@ -356,7 +360,8 @@ class Journal:
         if self.turns[tid]["status"] == "running":
             self._append({"op": "requeued", "id": tid, "ts": self._clock(), "reason": reason})
 
-    def finish(self, tid, status, reply=None, session_id=None, usage=None, timings=None, error=None, notice=None):
+    def finish(self, tid, status, reply=None, session_id=None, usage=None, timings=None, error=None,
+               tools_refused=0, notice=None):
         """Record the one terminal state of a turn; a no-op if it already has one."""
         if status not in TERMINAL:
             raise ValueError("not a terminal status: %r" % status)
@@ -364,6 +369,8 @@ class Journal:
             return False
         rec = {"op": status, "id": tid, "ts": self._clock(), "reply": reply, "session_id": session_id,
                "usage": usage, "timings": timings, "error": error}
+        if tools_refused:
+            rec["tools_refused"] = tools_refused
         if notice:
             rec["notice"] = notice
         self._append(rec)
@@ -390,3 +397,6 @@ class Journal:
 
     def usage_total(self):
         return dict(self._usage)
+
+    def refused_total(self):
+        return self._refused

@@ -19,6 +19,7 @@ from . import __version__, engine, launch
 from .accounts import AccountPool
 from .handlers import shim_side
 from .quota import QuotaGuard
+from .refusals import RefusalWatch
 from .commit import GroupCommit
 from .engine_proc import EngineProcess
 from .journal import Journal, Retention
@@ -73,6 +74,7 @@ class Shim:
         self.turn_used_tools = False
         self.turn_spoke = False  # the running turn produced output (an assistant or tool event)
         self.session_notice = None  # told with the next turn to end: its conversation was started again
+        self.refusals = RefusalWatch()
         self.state = states.STARTING
         self.proc = None
         self.current = None
@@ -276,6 +278,7 @@ class Shim:
         self.current, self._result, self.state = tid, asyncio.get_event_loop().create_future(), states.WORKING
         self._result_event = None
         self.turn_used_tools = self.turn_spoke = False
+        self.refusals.new_turn()
         self.journal.start(tid)
         self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
         await self.commit.durable()  # `started` is on disk before the turn can act: no double run after a crash
@@ -375,6 +378,8 @@ class Shim:
             self._result = loop.create_future()
 
     def finish_turn(self, tid, status, **fields):
+        if tid == self.current:
+            fields["tools_refused"] = self.refusals.turn_count
         if self.journal.finish(tid, status, **fields):
             turn = self.journal.turns[tid]
             ended = {"type": "sac", "subtype": "turn_ended", "status": status, "error": fields.get("error")}
@@ -395,6 +400,8 @@ class Shim:
         event = engine.parse_event(line)
         if event is None:
             return
+        for refusal in self.refusals.feed(event):  # before the event that shows it: the result, a tool error
+            self.transcript.append(self.current, refusal)
         # The line as the engine wrote it goes into the transcript: it is JSON already (noise is not).
         self.transcript.append(self.current, event, raw=None if event.get("subtype") == "engine_noise" else line)
         kind = event.get("type")

@@ -33,6 +33,13 @@ LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 SECRET_VALUE_RE = re.compile(r"sk-ant-|sk-[A-Za-z0-9]{20,}")
 CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 ENGINE_OWNED_FLAGS = ("-p", "--print", "--input-format", "--output-format", "--resume", "-r", "--continue", "-c")
+# Flags that decide which tools run: sac builds them from the spec's fields (sac_node/engine.py).
+PERMISSION_FLAGS = {"--allowedTools": "allowed_tools", "--allowed-tools": "allowed_tools",
+                    "--disallowedTools": "disallowed_tools", "--disallowed-tools": "disallowed_tools",
+                    "--permission-mode": "permission_mode", "--dangerously-skip-permissions": "permission_mode"}
+PERMISSION_MODES = ("default", "acceptEdits", "dontAsk", "plan", "bypassPermissions")
+# A tool name (Bash, mcp__server__tool), optionally with a rule in parentheses: Bash(git:*), Read(./src/**).
+TOOL_RULE_RE = re.compile(r"^[A-Za-z0-9_-]+(\(.+\))?$", re.S)
 _SECRETS_HINT = "put the key in <state_dir>/secrets.env on the host as KEY=VALUE and name KEY in claude.provider.api_key_env"
 
 
@@ -76,8 +83,19 @@ def _not_secret(value: str) -> str:
 
 
 def _flag(value: str) -> str:
-    if value.split("=", 1)[0] in ENGINE_OWNED_FLAGS:
+    name = value.split("=", 1)[0]
+    if name in ENGINE_OWNED_FLAGS:
         raise _invalid("%s is set by sac itself (remove it)" % describe(value))
+    if name in PERMISSION_FLAGS:
+        raise _invalid("%s is set by sac from claude.%s (write it there and remove the flag)"
+                       % (describe(value), PERMISSION_FLAGS[name]))
+    return value
+
+
+def _tool_rule(value: str) -> str:
+    if not TOOL_RULE_RE.match(value):
+        raise _invalid("%s is not a tool rule (write a tool name like Bash, a pattern like \"Bash(git:*)\", or an "
+                       "MCP tool like mcp__server__tool; one per list item)" % describe(value))
     return value
 
 
@@ -112,6 +130,7 @@ NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 Text = Annotated[str, BeforeValidator(_text)]
 EnvValue = Annotated[str, BeforeValidator(_text), AfterValidator(_not_secret)]
 Flag = Annotated[str, StringConstraints(min_length=1), AfterValidator(_not_secret), AfterValidator(_flag)]
+ToolRule = Annotated[str, AfterValidator(_tool_rule)]
 AgentName = Annotated[str, AfterValidator(_agent_name)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 LabelKey = Annotated[str, AfterValidator(_label_key)]
@@ -252,11 +271,30 @@ class Claude(_Model):
 
     model: NonEmpty | None = None
     provider: Provider = Provider()
-    allowed_tools: list[NonEmpty] = []
+    allowed_tools: list[ToolRule] = []
+    disallowed_tools: list[ToolRule] = []
+    permission_mode: Literal[PERMISSION_MODES] | None = None
     flags: list[Flag] = []
     session: Literal["fresh", "continue"] = "fresh"
     accounts: list[Account] = []
     quota: Quota = Quota()
+
+    @field_validator("permission_mode")
+    @classmethod
+    def _bypass_restricts_nothing(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value == "bypassPermissions" and info.data.get("allowed_tools"):
+            raise _invalid("bypassPermissions allows every tool, so allowed_tools would restrict nothing (remove "
+                           "permission_mode to let sac choose a mode that enforces the list, or remove allowed_tools)")
+        return value
+
+    def to_node(self) -> dict:
+        """The node's ``claude``. The permission keys are there only when the spec sets one of them: a
+        spec without them keeps the hash it had before they existed (an upgrade restarts no such agent),
+        and one with a tool list gets a new hash (an upgrade restarts it in the mode that enforces the list)."""
+        node = self.model_dump()
+        if not (self.allowed_tools or self.disallowed_tools or self.permission_mode):
+            del node["disallowed_tools"], node["permission_mode"]
+        return node
 
     @model_validator(mode="after")
     def _unique_accounts(self) -> "Claude":
@@ -405,7 +443,7 @@ class Spec(_Model):
             "labels": dict(self.metadata.labels),
             "workdir": body.workdir,
             "engine": engine,
-            "claude": body.claude.model_dump(),
+            "claude": body.claude.to_node(),
             "env": dict(body.env),
             "startup_prompts": list(body.startup_prompts),
             "restart": body.restart.model_dump(),

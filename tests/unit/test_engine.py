@@ -14,12 +14,38 @@ def test_argv_for_a_sandboxed_resumed_claude():
     argv = engine.build_argv(SPEC, "/opt/claude", session_id="abc", sandboxed=True)
     assert argv[:7] == ["/opt/claude", "-p", "--input-format", "stream-json", "--output-format", "stream-json",
                         "--verbose"]
-    assert argv[7:] == ["--model", "sonnet", "--allowedTools", "Bash,Read", "--permission-mode",
-                        "bypassPermissions", "--resume", "abc", "--add-dir", "/data"]
+    assert argv[7:] == ["--model", "sonnet", "--allowedTools", "Bash,Read", "--permission-mode", "dontAsk",
+                        "--resume", "abc", "--add-dir", "/data"]
 
 
-def test_unsandboxed_claude_never_bypasses_permissions():
+@pytest.mark.parametrize("claude, sandboxed, flags", [
+    # No list: every tool, as before (bypassPermissions needs the sandbox's non-root uid).
+    ({}, True, ["--permission-mode", "bypassPermissions"]),
+    ({}, False, []),
+    # An allow list: dontAsk refuses what it does not pre-approve, in or out of a sandbox.
+    ({"allowed_tools": ["Read"]}, True, ["--allowedTools", "Read", "--permission-mode", "dontAsk"]),
+    ({"allowed_tools": ["Bash(git:*)", "mcp__sac__agent_send"]}, False,
+     ["--allowedTools", "Bash(git:*),mcp__sac__agent_send", "--permission-mode", "dontAsk"]),
+    # Only a deny list: every other tool; deny rules hold even under bypassPermissions.
+    ({"disallowed_tools": ["Bash", "WebFetch"]}, True,
+     ["--disallowedTools", "Bash,WebFetch", "--permission-mode", "bypassPermissions"]),
+    ({"disallowed_tools": ["Bash"]}, False, ["--disallowedTools", "Bash"]),
+    ({"allowed_tools": ["Read"], "disallowed_tools": ["Bash(rm:*)"]}, True,
+     ["--allowedTools", "Read", "--disallowedTools", "Bash(rm:*)", "--permission-mode", "dontAsk"]),
+    # An explicit mode is passed as it is.
+    ({"allowed_tools": ["Edit"], "permission_mode": "acceptEdits"}, True,
+     ["--allowedTools", "Edit", "--permission-mode", "acceptEdits"]),
+    ({"permission_mode": "plan"}, False, ["--permission-mode", "plan"]),
+    ({"permission_mode": "default"}, True, ["--permission-mode", "default"]),
+])
+def test_permission_flags(claude, sandboxed, flags):
+    argv = engine.build_argv({"name": "a", "claude": claude}, "/opt/claude", sandboxed=sandboxed)
+    assert argv == ["/opt/claude"] + engine.STREAM_FLAGS + flags
+
+
+def test_unsandboxed_claude_never_bypasses_permissions_unless_told():
     assert "bypassPermissions" not in engine.build_argv(SPEC, "/opt/claude", sandboxed=False)
+    assert "bypassPermissions" not in engine.build_argv({"name": "a"}, "/opt/claude", sandboxed=False)
 
 
 def test_command_engine_is_used_verbatim():

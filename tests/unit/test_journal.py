@@ -223,6 +223,24 @@ def test_counters_survive_compaction_and_replay(tmp_path):
     assert [t["id"] for t in again.running()] == [running]  # a started turn never looks pending again
 
 
+def test_refused_tool_calls_are_counted_per_turn_and_in_total_across_compaction(tmp_path):
+    path = str(tmp_path / "journal.jsonl")
+    j = Journal(path, Clock(), retention=Retention(keep_turns=10))
+    ids = []
+    for refused in (2, 0, 1):
+        tid = j.accept("a", "t")[0]["id"]
+        j.start(tid)
+        j.finish(tid, "completed", reply="r", tools_refused=refused)
+        ids.append(tid)
+    assert [j.turns[t].get("tools_refused") for t in ids] == [2, None, 1] and j.refused_total() == 3
+    ends = [r for r in lines(path) if r["op"] == "completed"]
+    assert [r.get("tools_refused") for r in ends] == [2, None, 1]  # refusing nothing writes what it wrote before
+    assert Journal(path).refused_total() == 3
+    j.compact()
+    assert Journal(path).refused_total() == 3
+    j.close()
+
+
 def test_a_retry_with_the_key_of_a_dropped_turn_gets_that_turn_for_keep_keys_s(tmp_path):
     path = str(tmp_path / "journal.jsonl")
     clock = Clock()

@@ -89,7 +89,8 @@ def test_full_example_resolves_to_the_node_contract(tmp_path):
         "engine": {"kind": "claude"},
         "claude": {"model": "sonnet",
                    "provider": {"base_url": "http://127.0.0.1:8787", "api_key_env": "SAC_PROVIDER_KEY"},
-                   "allowed_tools": ["Bash", "Read", "Edit"], "flags": [], "session": "fresh", "accounts": [],
+                   "allowed_tools": ["Bash", "Read", "Edit"], "disallowed_tools": [], "permission_mode": None,
+                   "flags": [], "session": "fresh", "accounts": [],
                    "quota": {"rotate_at": 0.9, "cooldown_s": 60.0, "max_cooldown_s": 900.0, "overload_backoff_s": 5.0}},
         "env": {"PROJECT": "demo"},
         "startup_prompts": ["Read README.md and wait for instructions."],
@@ -120,6 +121,19 @@ def test_journal_retention_reaches_the_node_only_when_the_spec_sets_it(tmp_path)
     # Without it the node dict (and so the spec hash) is what it was before `journal` existed:
     # upgrading sac restarts no running agent.
     assert "journal" not in parse_spec(write_spec(tmp_path, MINIMAL)).to_node()
+
+
+def test_tool_rules_are_taken_as_written_and_permission_keys_reach_the_node_only_when_set(tmp_path):
+    text = MINIMAL + ("spec:\n  claude:\n    allowed_tools: [Read, 'Bash(git:*)', 'Bash(echo a,b)', mcp__sac__agent_send,"
+                      " mcp__files]\n    disallowed_tools: ['Bash(git push:*)']\n    permission_mode: acceptEdits\n")
+    claude = parse_spec(write_spec(tmp_path, text)).to_node()["claude"]
+    assert claude["allowed_tools"] == ["Read", "Bash(git:*)", "Bash(echo a,b)", "mcp__sac__agent_send", "mcp__files"]
+    assert (claude["disallowed_tools"], claude["permission_mode"]) == (["Bash(git push:*)"], "acceptEdits")
+    # bypassPermissions is refused only beside an allow list: deny rules hold in that mode too.
+    text = MINIMAL + "spec: {claude: {disallowed_tools: [WebFetch], permission_mode: bypassPermissions}}\n"
+    assert parse_spec(write_spec(tmp_path, text)).to_node()["claude"]["permission_mode"] == "bypassPermissions"
+    # Without any of them the node dict (and so the spec hash) is what it was before they existed.
+    assert "permission_mode" not in parse_spec(write_spec(tmp_path, MINIMAL)).to_node()["claude"]
 
 
 def test_node_dict_is_msgpack_round_trippable(tmp_path):
@@ -236,6 +250,24 @@ CASES = [
      "spec.yaml:14 spec.startup_prompts[1]: must not be empty"),
     (mutate("flags: []", "flags: [--verbose, --resume]"),
      "spec.yaml:11 spec.claude.flags[1]: '--resume' is set by sac itself (remove it)"),
+    (mutate("flags: []", "flags: [--dangerously-skip-permissions]"),
+     "spec.yaml:11 spec.claude.flags[0]: '--dangerously-skip-permissions' is set by sac from claude.permission_mode "
+     "(write it there and remove the flag)"),
+    (mutate("flags: []", "flags: ['--allowedTools=Bash']"),
+     "spec.yaml:11 spec.claude.flags[0]: '--allowedTools=Bash' is set by sac from claude.allowed_tools "
+     "(write it there and remove the flag)"),
+    (mutate("flags: []", "flags: []\n    permission_mode: bypassPermissions"),
+     "spec.yaml:12 spec.claude.permission_mode: bypassPermissions allows every tool, so allowed_tools would restrict "
+     "nothing (remove permission_mode to let sac choose a mode that enforces the list, or remove allowed_tools)"),
+    (mutate("flags: []", "flags: []\n    permission_mode: auto"),
+     "spec.yaml:12 spec.claude.permission_mode: 'auto' is not one of default, acceptEdits, dontAsk, plan, "
+     "bypassPermissions"),
+    (mutate("[Bash, Read, Edit]", "[Bash, 'Bash git status']"),
+     "spec.yaml:10 spec.claude.allowed_tools[1]: 'Bash git status' is not a tool rule (write a tool name like Bash, "
+     "a pattern like \"Bash(git:*)\", or an MCP tool like mcp__server__tool; one per list item)"),
+    (mutate("flags: []", "flags: []\n    disallowed_tools: ['Bash,Edit']"),
+     "spec.yaml:12 spec.claude.disallowed_tools[0]: 'Bash,Edit' is not a tool rule (write a tool name like Bash, "
+     "a pattern like \"Bash(git:*)\", or an MCP tool like mcp__server__tool; one per list item)"),
     (mutate("session: fresh", "session: resume"),
      "spec.yaml:12 spec.claude.session: 'resume' is not one of fresh, continue"),
     (mutate("base_url: http://127.0.0.1:8787", "base_url: 127.0.0.1:8787"),

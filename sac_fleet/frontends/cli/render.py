@@ -88,6 +88,7 @@ def status_lines(s):
         ("last turn", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["last_turn_at"]))
          if s.get("last_turn_at") else "-"),
         ("tokens", "%d in, %d out" % (usage.get("input_tokens", 0), usage.get("output_tokens", 0))),
+        ("refused", "%d tool call%s" % (s.get("tools_refused") or 0, "" if s.get("tools_refused") == 1 else "s")),
         ("sandbox", isolation_label(iso) + (" (%s)" % props if props else "")),
         ("workdir", s.get("workdir") or "-"),
         ("heartbeat", age(s.get("heartbeat_age_s")) + " ago" if s.get("heartbeat_age_s") is not None else "-"),
@@ -141,6 +142,8 @@ def _supervisor_text(stamp, event):
         return "%s turn       %s%s" % (stamp, event.get("status"), extra)
     if sub == "turn_accepted":
         return None
+    if sub == "tool_refused":
+        return "%s refused    %s %s (%s)" % (stamp, event.get("tool"), event.get("input") or "", event.get("reason"))
     fields = ", ".join("%s=%s" % (k, v) for k, v in event.items() if k not in ("type", "subtype") and v is not None)
     return "%s sac        %s %s" % (stamp, sub, fields)
 
