@@ -28,6 +28,8 @@ TURN = {"type": "object", "required": ["turn_id", "agent", "status"], "propertie
     "usage": _nullable("object"),
     "timings": _nullable("object"),
     "error": _nullable("string"),
+    "notice": dict(_nullable("string"), description="set when the agent's conversation was started again"),
+    "tools_refused": {"type": "integer", "description": "tool calls the agent's permissions refused"},
     "input": dict(_nullable("string"), description="the prompt"),
     "accepted_at": _nullable("number"), "started_at": _nullable("number"), "ended_at": _nullable("number"),
     "created": {"type": "boolean", "description": "false when an idempotency key named an existing turn"},

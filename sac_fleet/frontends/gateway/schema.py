@@ -246,6 +246,7 @@ def turn_view(turn, agent=None):
         "timings": turn.get("timings"),
         "error": turn.get("error"),
         "notice": turn.get("notice"),
+        "tools_refused": turn.get("tools_refused") or 0,
         "input": turn.get("text"),
         "accepted_at": turn.get("accepted_at"),
         "started_at": turn.get("started_at"),
