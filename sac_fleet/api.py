@@ -219,16 +219,23 @@ class Fleet:
             self.inventory = load_inventory(resolve_inventory_path(self.inventory_path))
         return self.inventory
 
-    async def connect(self, hosts=None, deadline=None, on_host=None):
-        """Connect to every node host concurrently (per-host timeouts under one deadline)."""
+    async def connect(self, hosts=None, deadline=None, on_host=None, provision=False):
+        """Connect to every node host concurrently (per-host timeouts under one deadline).
+
+        Only to attach, changing nothing on a host, unless `provision` (what `up` does: upload
+        node.pyz and start or upgrade the node daemon where needed).
+        """
         async with self._lock():
             self.links = await _fleet_ops().connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
-                                                        self.links, on_host)
+                                                        self.links, on_host, "provision" if provision else "attach")
         return self.links
 
     async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None):
-        """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report."""
-        await self.connect(on_host=on_host)
+        """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report.
+
+        With dry_run, nothing on any host changes: the report says what would be done.
+        """
+        await self.connect(on_host=on_host, provision=not dry_run)
         return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule)
 
     async def plan(self, reschedule=False, prune=False):
@@ -261,8 +268,10 @@ class Fleet:
             raise HostUnreachable("agent %s runs on host %s, which does not answer now (%s: %s); its turns wait "
                                   "there, see `sac fleet status`" % (agent, host, link.state, link.reason))
         if host is None:
-            down = [l.name for l in self.links.values() if not l.ok]
+            down = [l.name for l in self.links.values() if not l.ok and l.node_running]
+            idle = [l.name for l in self.links.values() if not l.node_running]
             hint = " (hosts that did not answer: %s)" % ", ".join(down) if down else ""
+            hint += " (no node daemon runs on %s; `sac fleet up` starts it)" % ", ".join(idle) if idle else ""
             raise AgentNotFound("no agent named %s runs on any host of %s%s; see `sac fleet status`"
                                 % (agent, self.inventory.path, hint))
         return self.links[host].client

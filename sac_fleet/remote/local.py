@@ -1,7 +1,8 @@
 """The local transport: the node daemon of this machine, over its unix socket.
 
 Starts the daemon on demand (detached, single instance per state dir) and
-replaces one of another version, which leaves running agents untouched.
+replaces one of another version, which leaves running agents untouched;
+`attach_local` is the read-only way in, which starts and replaces nothing.
 """
 
 import asyncio
@@ -33,8 +34,12 @@ async def _open(state):
     return NodeClient(reader, writer, host=LOCAL_HOST)
 
 
-async def connect_local(state_dir=None):
-    """A NodeClient for this machine's daemon, started (or upgraded) as needed."""
+async def connect_local(state_dir=None, restart=False):
+    """A NodeClient for this machine's daemon, started (or upgraded) as needed.
+
+    With `restart`, a running daemon is replaced by a fresh one (which reads this process's
+    environment); the agents' shims keep running and the new daemon re-attaches to them.
+    """
     state = StateDir(state_dir or default_state_dir())
     try:
         client = await _open(state)
@@ -42,13 +47,26 @@ async def connect_local(state_dir=None):
         await start_daemon(state)
         client = await _open(state)
     facts = await client.facts(timeout=10)
-    if facts.get("version") != sac_node.__version__:
+    if restart or facts.get("version") != sac_node.__version__:
         await client.shutdown()
         await client.close()
         await _wait_gone(state)
         await start_daemon(state)
         client = await _open(state)
     return client
+
+
+async def attach_local(state_dir=None):
+    """(NodeClient or None, what `connect_local` would do): attach to this machine's daemon, start nothing."""
+    state = StateDir(state_dir or default_state_dir())
+    try:
+        client = await _open(state)
+    except OSError:
+        return None, ["start the node daemon"]
+    facts = await client.facts(timeout=10)
+    if facts.get("version") != sac_node.__version__:
+        return client, ["upgrade the node from %s" % facts.get("version")]
+    return client, []
 
 
 async def _wait_gone(state, timeout=10.0):
