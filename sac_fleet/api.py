@@ -13,9 +13,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from sac_node.protocol.errors import AgentNotFound, HostUnreachable, SpecError, TurnTimeout
+from sac_node.protocol.errors import AgentNotFound, HostUnreachable, InventoryError, SpecError, TurnTimeout
 
-from .remote.local import connect_local
+from .remote.local import attach_local, connect_local
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
 
@@ -251,6 +251,35 @@ class Fleet:
         """Stop the inventory's agents everywhere; unless agents_only, also stop the node daemons."""
         await self.connect()
         return await _fleet_ops().down(self.load(), self.links, agents_only)
+
+    async def restart_nodes(self, host=None):
+        """Restart node daemons without stopping agents (their shims outlive the daemon, and the new one
+        re-attaches): this machine's without an inventory, else every host's or `host`'s. A new daemon
+        reads the environment it is started with (this process's, or the host's login and env_preamble).
+
+        Returns [{host, ok, state, reason, actions, pid}].
+        """
+        if self.inventory_path is None:
+            if host is not None:
+                raise InventoryError("`sac node restart %s` needs an inventory that names host %s: give it with "
+                                     "-i/--inventory" % (host, host))
+            await self.close()
+            before, _ = await attach_local(self.state_dir)
+            if before is not None:
+                await before.close()
+            self._client = await connect_local(self.state_dir, restart=True)
+            facts = await self._client.facts(timeout=10)
+            done = "restarted the node daemon (its agents keep running)" if before else "started the node daemon"
+            return [{"host": "local", "ok": True, "state": "ok", "reason": "", "pid": facts.get("pid"),
+                     "actions": [done]}]
+        inventory = self.load()
+        if host is not None and host not in {h.name for h in inventory.node_hosts()}:
+            raise InventoryError("%s: no host named %s (hosts: %s)" % (
+                inventory.path, host, ", ".join(h.name for h in inventory.node_hosts())))
+        async with self._lock():
+            self.links, rows = await _fleet_ops().restart_nodes(inventory, self.links, [host] if host else None,
+                                                                self.accept_new_host_keys)
+        return rows
 
     async def _route(self, agent):
         """The client of the host that runs `agent` (asks every host when not known yet)."""

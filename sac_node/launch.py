@@ -54,11 +54,12 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
         env["SAC_RESUME_SESSION"] = session_id
     isolation = dict(spec.get("isolation") or {})
     if account is not None:
-        secrets, account_env, binds = engine.account_launch(spec, account, state_dir.secrets(), environ)
+        secrets, account_env, binds = engine.account_launch(spec, account, state_dir.secrets(), environ,
+                                                            state_dir.secrets_file)
         env.update(account_env)
         isolation["binds"] = list(isolation.get("binds") or []) + binds
     else:
-        secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ)
+        secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ, state_dir.secrets_file)
     ro_paths = engine.install_paths(binary) if binary else _command_paths(argv)
     return sandbox.build_launch(
         runtime, argv, workdir=workdir, home=agent_dir.home, env=env, secrets=secrets,

@@ -45,7 +45,7 @@ async def connect_local(state_dir=None, restart=False):
         client = await _open(state)
     except OSError:
         await start_daemon(state)
-        client = await _open(state)
+        client, restart = await _open(state), False  # a daemon started just now is already fresh
     facts = await client.facts(timeout=10)
     if restart or facts.get("version") != sac_node.__version__:
         await client.shutdown()
