@@ -264,7 +264,7 @@ class Fleet:
                 raise InventoryError("`sac node restart %s` needs an inventory that names host %s: give it with "
                                      "-i/--inventory" % (host, host))
             await self.close()
-            before, _ = await attach_local(self.state_dir)
+            before, _, _ = await attach_local(self.state_dir)
             if before is not None:
                 await before.close()
             self._client = await connect_local(self.state_dir, restart=True)

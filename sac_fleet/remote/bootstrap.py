@@ -23,7 +23,10 @@ from .ssh import StreamLocalRefused, shell_path
 MIN_PYTHON = (3, 8)
 PROBE_MARKER = "SAC-PROBE "
 
-# Probe modes: LOOK changes nothing; START starts (or upgrades) the daemon; RESTART also replaces a current one.
+REVIVED = "started the node daemon again (it had died; its agents kept running)"
+
+# Probe modes: LOOK provisions nothing (it only starts again a daemon that died); START starts (or
+# upgrades) the daemon; RESTART also replaces a current one.
 LOOK, START, RESTART = "0", "1", "2"
 
 # Runs on the host with only the standard library. argv: state_dir sha mode (LOOK | START | RESTART)
@@ -68,6 +71,14 @@ if start and info["pyz_cached"] and sys.version_info[:2] >= (3, 8):
         env = dict(os.environ, SAC_NODE_SHA=sha)
         r = subprocess.call([sys.executable, pyz, "daemon", "--state-dir", state, "--detach"], env=env)
         info["started"] = r == 0
+        d = daemon()
+elif not start and d and not d.get("alive") and not d.get("stopped_at") and sys.version_info[:2] >= (3, 8):
+    # The daemon died (it did not stop on purpose): start the one that ran, whose shims still do.
+    ran = os.path.join(state, "node", str(d.get("sha")) + ".pyz")
+    if os.path.isfile(ran):
+        env = dict(os.environ, SAC_NODE_SHA=str(d.get("sha")))
+        info["revived"] = subprocess.call([sys.executable, ran, "daemon", "--state-dir", state, "--detach"],
+                                          env=env) == 0
         d = daemon()
 info["daemon"] = d
 sys.stdout.write("SAC-PROBE " + json.dumps(info) + "\n")
@@ -133,21 +144,24 @@ async def bootstrap(conn, host, restart=False):
 
 
 async def inspect(conn, host):
-    """Change nothing on the host; return (probe info, what `bootstrap` would do there).
+    """Provision nothing on the host; return (probe info, what was done, what `bootstrap` would do there).
 
-    With a daemon running (of any sha), `info` names the pyz it runs from, for `attach`.
+    The one thing done: a daemon that died (did not stop on purpose) is started again, from the pyz it
+    ran, as nothing else would (its agents' shims run on without it). With a daemon running (of any
+    sha), `info` names the pyz it runs from, for `attach`.
     """
     data, sha = build_pyz()
     info = await probe(conn, host, sha, LOOK)
     _check_python(conn, host, info)
     daemon = info.get("daemon") or {}
     would = [] if info["pyz_cached"] else ["upload node.pyz (%d KB)" % (len(data) // 1024)]
+    done = [REVIVED] if info.get("revived") else []
     if daemon.get("alive") and daemon.get("sha") != sha:
         would.append("upgrade the node from %s" % (daemon.get("sha") or "?")[:12])
         info = dict(info, pyz="%s/node/%s.pyz" % (info["state_dir"], daemon.get("sha")), sha=daemon.get("sha"))
     elif not daemon.get("alive"):
         would.append("start the node daemon")
-    return info, would
+    return info, done, would
 
 
 async def attach(conn, host, info):

@@ -6,9 +6,10 @@ HostLink whose `state` says why (`unreachable`, `timed_out`, `auth_failed`,
 so one bad host slows nothing else and is never shown as "0 agents".
 
 It opens in one of three modes. "attach" (the default, for every read: status,
-plan, `up --dry-run`, turns, tails, the gateway) changes nothing on the host: a
-host that answers but runs no node daemon is an `ok` link without a client,
-whose `would` says what provisioning would do. "provision" (`sac fleet up`)
+plan, `up --dry-run`, turns, tails, the gateway) provisions nothing: a host that
+answers but runs no node daemon is an `ok` link without a client, whose `would`
+says what provisioning would do. (A daemon that died, rather than was stopped,
+is started again: its agents still run, and nothing else would bring it back.) "provision" (`sac fleet up`)
 uploads node.pyz and starts or upgrades the daemon as needed; "restart" (`sac
 node restart`) also replaces a running daemon, leaving its agents running.
 """
@@ -131,7 +132,7 @@ async def _open(inventory, host, accept_new, start, mode):
         # A local host without an explicit state_dir shares `sac agents`' ($SAC_HOME or ~/.sac).
         state_dir = host.state_dir if host.is_set("state_dir") else None
         if mode == "attach":
-            client, would = await attach_local(state_dir)
+            client, done, would = await attach_local(state_dir)
         else:
             client = await connect_local(state_dir, restart=mode == "restart")
         conn, channel, answered = None, "unix", None if client is not None else ({}, None)
@@ -139,9 +140,8 @@ async def _open(inventory, host, accept_new, start, mode):
         # Imported here: asyncssh takes ~0.4 s to load, and an inventory of local hosts needs none of it.
         from .ssh_link import open_ssh
 
-        conn, client, actions, answered = await open_ssh(inventory, host, accept_new, mode)
+        conn, client, done, would, answered = await open_ssh(inventory, host, accept_new, mode)
         channel = client.channel if client is not None else None
-        (would if mode == "attach" else done).extend(actions)
     if answered is None:
         answered = await timed_facts(client, host.connect_timeout)
     facts, latency = answered

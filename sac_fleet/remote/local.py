@@ -6,6 +6,7 @@ replaces one of another version, which leaves running agents untouched;
 """
 
 import asyncio
+import json
 import os
 import sys
 
@@ -57,16 +58,32 @@ async def connect_local(state_dir=None, restart=False):
 
 
 async def attach_local(state_dir=None):
-    """(NodeClient or None, what `connect_local` would do): attach to this machine's daemon, start nothing."""
+    """(NodeClient or None, what was done, what `connect_local` would do): attach to this machine's daemon.
+
+    Nothing is started or replaced, but a daemon that died (it did not stop on purpose) is started again.
+    """
     state = StateDir(state_dir or default_state_dir())
+    done = []
     try:
         client = await _open(state)
     except OSError:
-        return None, ["start the node daemon"]
+        if not _died(state):
+            return None, [], ["start the node daemon"]
+        await start_daemon(state)
+        client, done = await _open(state), ["started the node daemon again (it had died; its agents kept running)"]
     facts = await client.facts(timeout=10)
     if facts.get("version") != sac_node.__version__:
-        return client, ["upgrade the node from %s" % facts.get("version")]
-    return client, []
+        return client, done, ["upgrade the node from %s" % facts.get("version")]
+    return client, done, []
+
+
+def _died(state):
+    """True when the daemon.json of a daemon that does not answer has no `stopped_at`: it died."""
+    try:
+        with open(os.path.join(state.root, "daemon.json")) as fh:
+            return not json.load(fh).get("stopped_at")
+    except (OSError, ValueError):
+        return False
 
 
 async def _wait_gone(state, timeout=10.0):

@@ -20,11 +20,12 @@ from .ssh import DEFAULT_KNOWN_HOSTS, SSHTarget, StreamLocalRefused, connect_hos
 
 
 async def open_ssh(inventory, host, accept_new, mode="provision"):
-    """(SSHConnection, NodeClient, bootstrap, answered) of an inventory host.
+    """(SSHConnection, NodeClient, done, would, answered) of an inventory host.
 
-    `mode` is "provision" (upload and start what is missing; `bootstrap` says what was done),
-    "restart" (provision, with a fresh daemon) or "attach" (change nothing: `bootstrap` says what
-    provisioning would do, and the client is None when no daemon runs). `answered` is
+    `mode` is "provision" (upload and start what is missing; `done` says what was done),
+    "restart" (provision, with a fresh daemon) or "attach" (provision nothing, but start a daemon
+    that died again: `would` says what provisioning would do, and the client is None when no
+    daemon runs). `answered` is
     (host.facts, round trip ms) from a warm attach, which asks for them anyway, else None; without
     a daemon it is ({"python": ...}, None). The connection is closed on failure or when no daemon runs.
     """
@@ -33,12 +34,12 @@ async def open_ssh(inventory, host, accept_new, mode="provision"):
     nodelay = asyncio.ensure_future(conn.disable_nagle())  # alongside the attach: no added round trip
     try:
         client, answered = (None, None) if mode == "restart" else await _attach_warm(conn, host)
-        actions = []
+        actions, would = [], []
         await nodelay  # before any probe, and before a command could close the connection under it
         if client is None:
             settings = _node_settings(host)
             if mode == "attach":
-                info, actions = await inspect(conn, settings)
+                info, actions, would = await inspect(conn, settings)
                 alive = (info.get("daemon") or {}).get("alive")
                 client = await attach(conn, settings, info) if alive else None
                 answered = None if alive else ({"python": ".".join(map(str, info["python"]))}, None)
@@ -53,7 +54,7 @@ async def open_ssh(inventory, host, accept_new, mode="provision"):
     if client is None:
         conn.close()
         conn = None
-    return conn, client, actions, answered
+    return conn, client, actions, would, answered
 
 
 def ssh_target(inventory, host):

@@ -126,3 +126,28 @@ def test_a_duplicated_singleton_is_fenced_only_by_up(fleet_env):
     assert after["ok"] and [(a["host"]) for a in after["agents"] if a["state"] != "stopped"] == [away.name]
     assert fleet_env.sac("fleet", "send", "solo", "who answers?", "-i", inventory).stdout.strip() == \
         "echo: who answers?"
+
+
+def test_a_daemon_that_died_comes_back_and_one_that_was_stopped_does_not(fleet_env):
+    host, = fleet_env.sshd.start(1)
+    fleet_env.add_host(host)
+    fleet_env.add_agent("a1", {"hosts": [host.name]})
+    inventory = fleet_env.write()
+    fleet_env.sac_json("fleet", "up", inventory)
+    engine = fleet_env.sac_json("fleet", "status", inventory)["agents"][0]["pid"]
+    daemon = json.loads((host.state_dir / "daemon.json").read_text())["pid"]
+    os.kill(daemon, 9)  # its agents run on; nothing else would bring it back
+    assert _wait_gone(daemon)
+    status = fleet_env.sac_json("fleet", "status", inventory)
+    row = status["hosts"][0]
+    assert row["node"] == "running" and any("had died" in step for step in row["bootstrap"]), row
+    assert [a["pid"] for a in status["agents"]] == [engine]
+    assert fleet_env.sac("fleet", "send", "a1", "back?", "-i", inventory).stdout.strip() == "echo: back?"
+
+    fleet_env.sac_json("fleet", "down", inventory, "--agents-only")
+    daemon = json.loads((host.state_dir / "daemon.json").read_text())["pid"]
+    os.kill(daemon, 15)  # a daemon stopped on purpose
+    assert _wait_gone(daemon)
+    status = fleet_env.sac("fleet", "status", inventory, "--json", check=False)
+    assert json.loads(status.stdout)["hosts"][0]["node"] == "not running"
+    assert processes_mentioning(str(host.state_dir)) == []

@@ -27,7 +27,7 @@ async def open_with(monkeypatch, answered):
     client = Client()
 
     async def open_ssh(inventory, host, accept_new, mode):
-        return None, client, [], answered
+        return None, client, [], [], answered
 
     monkeypatch.setattr(ssh_link, "open_ssh", open_ssh)
     link = await host_link._open(None, HOST, False, 0, "provision")
