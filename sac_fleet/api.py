@@ -13,7 +13,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from sac_node.protocol.errors import AgentNotFound, HostUnreachable, InventoryError, SpecError, TurnTimeout
+from sac_node.protocol.errors import (AgentNotFound, AgentNotRunning, HostUnreachable, InventoryError, SpecError,
+                                      TurnTimeout)
 
 from .remote.local import attach_local, connect_local
 
@@ -54,6 +55,7 @@ class Fleet:
         self.agents_dir = agents_dir or os.environ.get("SAC_AGENTS_DIR") or "agents"
         self.accept_new_host_keys = accept_new_host_keys
         self._client = None
+        self._provisioned = False
         self.links = {}
         self._where = {}
         self._connecting = None
@@ -73,15 +75,45 @@ class Fleet:
         await asyncio.gather(*(link.close() for link in self.links.values()))
         self.links = {}
 
-    async def node(self, agent=None):
-        """The NodeClient for `agent` (or this machine's node when there is no inventory)."""
+    async def node(self, agent=None, provision=False):
+        """The NodeClient for `agent` (or this machine's node when there is no inventory).
+
+        Reads attach to a running node daemon only; calls that change agents (`provision`) start or
+        upgrade this machine's daemon as needed (with an inventory, only `up` does that).
+        """
         if self.inventory_path is None:
-            if self._client is None or self._client.peer.closed:
-                async with self._lock():  # two first calls at once open one connection
-                    if self._client is None or self._client.peer.closed:
-                        self._client = await connect_local(self.state_dir)
-            return self._client
+            client = await self._here(provision)
+            if client is None:
+                raise self._no_daemon(agent)
+            return client
         return await self._route(agent)
+
+    async def _here(self, provision):
+        """This machine's daemon, attached (started or upgraded first when `provision`); None if none runs."""
+        def stale():
+            return self._client is None or self._client.peer.closed or (provision and not self._provisioned)
+
+        if stale():
+            async with self._lock():  # two first calls at once open one connection
+                if stale():
+                    if self._client is not None:
+                        await self._client.close()
+                    if provision:
+                        self._client, self._provisioned = await connect_local(self.state_dir), True
+                    else:
+                        self._client, _, would = await attach_local(self.state_dir)
+                        self._provisioned = not would
+        return self._client
+
+    def _no_daemon(self, agent):
+        from sac_node.state_dir import StateDir, default_state_dir
+
+        state = StateDir(self.state_dir or default_state_dir())
+        if agent is not None and state.agent(agent).exists():
+            return AgentNotRunning("agent %s: no node daemon runs on this machine (%s); `sac node restart` starts "
+                                   "it and re-attaches to the agents that still run" % (agent, state.root))
+        return AgentNotFound("no agent named %s on this machine (no node daemon runs here: `sac agents start SPEC` "
+                             "starts one)" % (agent or "?"))
 
     def _lock(self):
         if self._connecting is None:
@@ -95,7 +127,7 @@ class Fleet:
         if self.inventory_path is not None:
             raise SpecError("with an inventory, agents start where placement puts them: add %s to %s and run "
                             "`sac fleet up`" % (target, self.inventory_path))
-        node = await self.node()
+        node = await self.node(provision=True)
         path = resolve_target(target, self.agents_dir)
         if path is None:
             known = {a["name"] for a in await node.list_agents()}
@@ -116,18 +148,19 @@ class Fleet:
         return status
 
     async def stop(self, name):
-        return await (await self.node(name)).stop_agent(name)
+        return await (await self.node(name, provision=True)).stop_agent(name)
 
     async def restart(self, name):
-        return await (await self.node(name)).restart_agent(name)
+        return await (await self.node(name, provision=True)).restart_agent(name)
 
     async def delete(self, name):
-        return await (await self.node(name)).delete_agent(name)
+        return await (await self.node(name, provision=True)).delete_agent(name)
 
     async def list(self):
         """Every agent of this machine's node; with an inventory, of every host that answers (with `host`)."""
         if self.inventory_path is None:
-            return await (await self.node()).list_agents()
+            node = await self._here(provision=False)
+            return [] if node is None else await node.list_agents()
         await self.connect()
         rows = []
         for link in self.links.values():
@@ -267,7 +300,7 @@ class Fleet:
             before, _, _ = await attach_local(self.state_dir)
             if before is not None:
                 await before.close()
-            self._client = await connect_local(self.state_dir, restart=True)
+            self._client, self._provisioned = await connect_local(self.state_dir, restart=True), True
             facts = await self._client.facts(timeout=10)
             done = "restarted the node daemon (its agents keep running)" if before else "started the node daemon"
             return [{"host": "local", "ok": True, "state": "ok", "reason": "", "pid": facts.get("pid"),

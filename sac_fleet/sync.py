@@ -132,6 +132,7 @@ class SyncFleet:
     plan = _blocking("plan")
     fleet_status = _blocking("fleet_status")
     down = _blocking("down")
+    restart_nodes = _blocking("restart_nodes")
 
     def load(self):
         """Load and validate the inventory (and every spec it names)."""

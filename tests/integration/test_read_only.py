@@ -151,3 +151,21 @@ def test_a_daemon_that_died_comes_back_and_one_that_was_stopped_does_not(fleet_e
     status = fleet_env.sac("fleet", "status", inventory, "--json", check=False)
     assert json.loads(status.stdout)["hosts"][0]["node"] == "not running"
     assert processes_mentioning(str(host.state_dir)) == []
+
+
+def test_reading_this_machines_agents_starts_no_daemon(sac_env):
+    assert sac_env.sac_json("agents", "list") == []
+    for args in (("status", "a1"), ("send", "a1", "hi"), ("tail", "a1"), ("health", "a1")):
+        proc = sac_env.sac("agents", *args, check=False)
+        assert proc.returncode == 2 and "no agent named a1" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (sac_env.home / "daemon.json").exists() and processes_mentioning(str(sac_env.home)) == []
+
+    sac_env.sac("agents", "start", sac_env.write_spec("a1"))  # a change starts the daemon
+    pid = sac_env.daemon_pid()
+    os.kill(pid, 15)  # stopped on purpose: the agent's shim and engine run on
+    assert _wait_gone(pid)
+    proc = sac_env.sac("agents", "status", "a1", check=False)
+    assert proc.returncode != 0 and "sac node restart" in proc.stderr, proc.stderr
+    assert not processes_mentioning("daemon --state-dir %s" % sac_env.home)
+    sac_env.sac("node", "restart")
+    assert sac_env.sac_json("agents", "status", "a1")["state"] == "idle"
