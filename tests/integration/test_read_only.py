@@ -44,7 +44,8 @@ def test_plan_dry_run_and_status_on_fresh_hosts_change_nothing(fleet_env):
     assert [(d["kind"], d["agent"]) for d in report["diff"]] == [("start", "a1")]
     text = fleet_env.sac("fleet", "status", inventory, check=False).stdout
     assert "not running" in text and "would upload node.pyz" in text
-    fleet_env.sac("fleet", "plan", inventory)
+    text = fleet_env.sac("fleet", "plan", inventory).stdout
+    assert "node        %s: not running; `sac fleet up` would upload node.pyz" % h2.name in text, text
     fleet_env.sac("fleet", "up", inventory, "--dry-run")
     for host in (h1, h2):
         assert untouched(host) == ([], []), host.name

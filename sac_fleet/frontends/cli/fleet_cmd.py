@@ -191,6 +191,10 @@ def plan(inventory: str = INVENTORY, reschedule: bool = typer.Option(False, "--r
     report = run(inventory, lambda f: f.plan(reschedule=reschedule, prune=prune))
     if as_json:
         return emit_json(report)
+    for r in report["hosts"]:
+        if r.get("up_would"):
+            out.print("  %-11s %s: %s`sac fleet up` would %s" % ("node", r["name"], "not running; " if r["node"] ==
+                      "not running" else "", ", ".join(r["up_would"])), markup=False)
     for line in plan_lines(report["plan"]):
         out.print(line, markup=False)
     out.print(report["summary"])
