@@ -151,12 +151,12 @@ async def down(inventory, links, agents_only=False):
 async def restart_nodes(inventory, links, only=None, accept_new=False):
     """Replace the node daemon of every host (or `only` those) by a fresh one; agents keep running.
 
-    Returns (links, [{host, ok, state, reason, actions, pid}]): the new daemons' links.
+    Returns (links, [{host, ok, state, reason, actions, pid}]): `links` with the new daemons' links.
     """
-    await asyncio.gather(*(link.close() for link in links.values()))
-    links = await connect_all(inventory, only, accept_new=accept_new, mode="restart")
-    return links, [{"host": l.name, "ok": l.ok, "state": l.state, "reason": l.reason, "actions": l.actions,
-                    "pid": l.facts.get("pid")} for l in links.values()]
+    await asyncio.gather(*(link.close() for name, link in links.items() if only is None or name in only))
+    fresh = await connect_all(inventory, only, accept_new=accept_new, mode="restart")
+    return dict(links, **fresh), [{"host": l.name, "ok": l.ok, "state": l.state, "reason": l.reason,
+                                   "actions": l.actions, "pid": l.facts.get("pid")} for l in fresh.values()]
 
 
 async def locate(links, timeout=10.0):

@@ -9,9 +9,10 @@ It opens in one of three modes. "attach" (the default, for every read: status,
 plan, `up --dry-run`, turns, tails, the gateway) provisions nothing: a host that
 answers but runs no node daemon is an `ok` link without a client, whose `would`
 says what provisioning would do. (A daemon that died, rather than was stopped,
-is started again: its agents still run, and nothing else would bring it back.) "provision" (`sac fleet up`)
-uploads node.pyz and starts or upgrades the daemon as needed; "restart" (`sac
-node restart`) also replaces a running daemon, leaving its agents running.
+is started again: its agents still run, and nothing else would bring it back.)
+"provision" (`sac fleet up`) uploads node.pyz and starts or upgrades the daemon
+as needed; "restart" (`sac node restart`) also replaces a running daemon,
+leaving its agents running.
 """
 
 import asyncio

@@ -19,15 +19,15 @@ from .pyz import build_pyz
 from .ssh import DEFAULT_KNOWN_HOSTS, SSHTarget, StreamLocalRefused, connect_host
 
 
-async def open_ssh(inventory, host, accept_new, mode="provision"):
+async def open_ssh(inventory, host, accept_new, mode):
     """(SSHConnection, NodeClient, done, would, answered) of an inventory host.
 
     `mode` is "provision" (upload and start what is missing; `done` says what was done),
     "restart" (provision, with a fresh daemon) or "attach" (provision nothing, but start a daemon
     that died again: `would` says what provisioning would do, and the client is None when no
-    daemon runs). `answered` is
-    (host.facts, round trip ms) from a warm attach, which asks for them anyway, else None; without
-    a daemon it is ({"python": ...}, None). The connection is closed on failure or when no daemon runs.
+    daemon runs). `answered` is (host.facts, round trip ms) from a warm attach, which asks for
+    them anyway, else None; without a daemon it is ({"python": ...}, None). The connection is
+    closed on failure or when no daemon runs (then it is None).
     """
     conn = await connect_host(ssh_target(inventory, host), accept_new_host_keys=accept_new,
                               timeout=host.connect_timeout)
