@@ -14,9 +14,10 @@ import logging
 import os
 from pathlib import Path
 
-from sac_node.protocol.errors import AgentNotFound, HostUnreachable, SpecError, TurnTimeout
+from sac_node.protocol.errors import (AgentNotFound, AgentNotRunning, HostUnreachable, InventoryError, SpecError,
+                                      TurnTimeout)
 
-from .remote.local import connect_local
+from .remote.local import attach_local, connect_local
 
 log = logging.getLogger("sac_fleet.inventory")
 
@@ -57,6 +58,7 @@ class Fleet:
         self.agents_dir = agents_dir or os.environ.get("SAC_AGENTS_DIR") or "agents"
         self.accept_new_host_keys = accept_new_host_keys
         self._client = None
+        self._provisioned = False
         self.links = {}
         self._where = {}
         self._connecting = None
@@ -76,15 +78,45 @@ class Fleet:
         await asyncio.gather(*(link.close() for link in self.links.values()))
         self.links = {}
 
-    async def node(self, agent=None):
-        """The NodeClient for `agent` (or this machine's node when there is no inventory)."""
+    async def node(self, agent=None, provision=False):
+        """The NodeClient for `agent` (or this machine's node when there is no inventory).
+
+        Reads attach to a running node daemon only; calls that change agents (`provision`) start or
+        upgrade this machine's daemon as needed (with an inventory, only `up` does that).
+        """
         if self.inventory_path is None:
-            if self._client is None or self._client.peer.closed:
-                async with self._lock():  # two first calls at once open one connection
-                    if self._client is None or self._client.peer.closed:
-                        self._client = await connect_local(self.state_dir)
-            return self._client
+            client = await self._here(provision)
+            if client is None:
+                raise self._no_daemon(agent)
+            return client
         return await self._route(agent)
+
+    async def _here(self, provision):
+        """This machine's daemon, attached (started or upgraded first when `provision`); None if none runs."""
+        def stale():
+            return self._client is None or self._client.peer.closed or (provision and not self._provisioned)
+
+        if stale():
+            async with self._lock():  # two first calls at once open one connection
+                if stale():
+                    if self._client is not None:
+                        await self._client.close()
+                    if provision:
+                        self._client, self._provisioned = await connect_local(self.state_dir), True
+                    else:
+                        self._client, _, would = await attach_local(self.state_dir)
+                        self._provisioned = not would
+        return self._client
+
+    def _no_daemon(self, agent):
+        from sac_node.state_dir import StateDir, default_state_dir
+
+        state = StateDir(self.state_dir or default_state_dir())
+        if agent is not None and state.agent(agent).exists():
+            return AgentNotRunning("agent %s: no node daemon runs on this machine (%s); `sac node restart` starts "
+                                   "it and re-attaches to the agents that still run" % (agent, state.root))
+        return AgentNotFound("no agent named %s on this machine (no node daemon runs here: `sac agents start SPEC` "
+                             "starts one)" % (agent or "?"))
 
     def _lock(self):
         if self._connecting is None:
@@ -98,7 +130,7 @@ class Fleet:
         if self.inventory_path is not None:
             raise SpecError("with an inventory, agents start where placement puts them: add %s to %s and run "
                             "`sac fleet up`" % (target, self.inventory_path))
-        node = await self.node()
+        node = await self.node(provision=True)
         path = resolve_target(target, self.agents_dir)
         if path is None:
             known = {a["name"] for a in await node.list_agents()}
@@ -119,18 +151,19 @@ class Fleet:
         return status
 
     async def stop(self, name):
-        return await (await self.node(name)).stop_agent(name)
+        return await (await self.node(name, provision=True)).stop_agent(name)
 
     async def restart(self, name):
-        return await (await self.node(name)).restart_agent(name)
+        return await (await self.node(name, provision=True)).restart_agent(name)
 
     async def delete(self, name):
-        return await (await self.node(name)).delete_agent(name)
+        return await (await self.node(name, provision=True)).delete_agent(name)
 
     async def list(self):
         """Every agent of this machine's node; with an inventory, of every host that answers (with `host`)."""
         if self.inventory_path is None:
-            return await (await self.node()).list_agents()
+            node = await self._here(provision=False)
+            return [] if node is None else await node.list_agents()
         await self.connect()
         rows = []
         for link in self.links.values():
@@ -226,16 +259,23 @@ class Fleet:
                 log.warning("%s", warning)
         return self.inventory
 
-    async def connect(self, hosts=None, deadline=None, on_host=None):
-        """Connect to every node host concurrently (per-host timeouts under one deadline)."""
+    async def connect(self, hosts=None, deadline=None, on_host=None, provision=False):
+        """Connect to every node host concurrently (per-host timeouts under one deadline).
+
+        Only to attach, changing nothing on a host, unless `provision` (what `up` does: upload
+        node.pyz and start or upgrade the node daemon where needed).
+        """
         async with self._lock():
             self.links = await _fleet_ops().connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
-                                                        self.links, on_host)
+                                                        self.links, on_host, "provision" if provision else "attach")
         return self.links
 
     async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None):
-        """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report."""
-        await self.connect(on_host=on_host)
+        """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report.
+
+        With dry_run, nothing on any host changes: the report says what would be done.
+        """
+        await self.connect(on_host=on_host, provision=not dry_run)
         return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule)
 
     async def secrets(self):
@@ -260,6 +300,35 @@ class Fleet:
         await self.connect()
         return await _fleet_ops().down(self.load(), self.links, agents_only)
 
+    async def restart_nodes(self, host=None):
+        """Restart node daemons without stopping agents (their shims outlive the daemon, and the new one
+        re-attaches): this machine's without an inventory, else every host's or `host`'s. A new daemon
+        reads the environment it is started with (this process's, or the host's login and env_preamble).
+
+        Returns [{host, ok, state, reason, actions, pid}].
+        """
+        if self.inventory_path is None:
+            if host is not None:
+                raise InventoryError("`sac node restart %s` needs an inventory that names host %s: give it with "
+                                     "-i/--inventory" % (host, host))
+            await self.close()
+            before, _, _ = await attach_local(self.state_dir)
+            if before is not None:
+                await before.close()
+            self._client, self._provisioned = await connect_local(self.state_dir, restart=True), True
+            facts = await self._client.facts(timeout=10)
+            done = "restarted the node daemon (its agents keep running)" if before else "started the node daemon"
+            return [{"host": "local", "ok": True, "state": "ok", "reason": "", "pid": facts.get("pid"),
+                     "actions": [done]}]
+        inventory = self.load()
+        if host is not None and host not in {h.name for h in inventory.node_hosts()}:
+            raise InventoryError("%s: no host named %s (hosts: %s)" % (
+                inventory.path, host, ", ".join(h.name for h in inventory.node_hosts())))
+        async with self._lock():
+            self.links, rows = await _fleet_ops().restart_nodes(inventory, self.links, [host] if host else None,
+                                                                self.accept_new_host_keys)
+        return rows
+
     async def _route(self, agent):
         """The client of the host that runs `agent` (asks every host when not known yet)."""
         if not self.links:
@@ -276,8 +345,10 @@ class Fleet:
             raise HostUnreachable("agent %s runs on host %s, which does not answer now (%s: %s); its turns wait "
                                   "there, see `sac fleet status`" % (agent, host, link.state, link.reason))
         if host is None:
-            down = [l.name for l in self.links.values() if not l.ok]
+            down = [l.name for l in self.links.values() if not l.ok and l.node_running]
+            idle = [l.name for l in self.links.values() if not l.node_running]
             hint = " (hosts that did not answer: %s)" % ", ".join(down) if down else ""
+            hint += " (no node daemon runs on %s; `sac fleet up` starts it)" % ", ".join(idle) if idle else ""
             raise AgentNotFound("no agent named %s runs on any host of %s%s; see `sac fleet status`"
                                 % (agent, self.inventory.path, hint))
         return self.links[host].client

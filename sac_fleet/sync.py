@@ -133,6 +133,7 @@ class SyncFleet:
     secrets = _blocking("secrets")
     fleet_status = _blocking("fleet_status")
     down = _blocking("down")
+    restart_nodes = _blocking("restart_nodes")
 
     def load(self):
         """Load and validate the inventory (and every spec it names)."""

@@ -233,9 +233,7 @@ class Node:
         finally:
             os.umask(old)
         os.chmod(self.state.socket, 0o600)
-        write_atomic(os.path.join(self.state.root, "daemon.json"),
-                     json.dumps({"pid": os.getpid(), "version": __version__, "sha": self.sha,
-                                "started_at": self.started_at}))
+        self._write_info()
         self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_event_loop().add_signal_handler(sig, self.shutdown)
@@ -244,10 +242,18 @@ class Node:
             on_ready()
         log.info("node daemon %s serving %s", __version__, self.state.socket)
         await self._stop.wait()
+        # Before the socket closes: a head that finds no daemon then also finds it was stopped on purpose
+        # (a daemon that died without this is started again by the next head that attaches).
+        self._write_info(stopped_at=self.clock())
         supervisor.cancel()
         self._server.close()
         for handle in self.shims.values():
             await handle.peer.close()
+
+    def _write_info(self, **extra):
+        """<state>/daemon.json: who serves node.sock (pid, version, sha), and `stopped_at` once it stopped."""
+        info = {"pid": os.getpid(), "version": __version__, "sha": self.sha, "started_at": self.started_at}
+        write_atomic(os.path.join(self.state.root, "daemon.json"), json.dumps(dict(info, **extra)))
 
     async def _serve_client(self, peer):
         await peer.run()

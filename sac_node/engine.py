@@ -122,7 +122,23 @@ def build_env(spec, home, base_env=None):
     return env
 
 
-def resolve_secrets(spec, host_secrets, environ=None):
+def key_not_set(what, var, secrets_file=None):
+    """The error for a key that is neither in secrets.env nor in the node's environment, with fixes that work:
+    secrets.env is read at every agent start; the environment only by a daemon started after the export."""
+    path = secrets_file or "<state_dir>/secrets.env"
+    ignored = ""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            ignored = " (%s is ignored while its mode is %03o: `chmod 600 %s`)" % (path, mode, path)
+    except OSError:
+        pass
+    return AgentError("%s names %s, which is not set on this host%s; add the line %s=<key> to %s (mode 0600, read at "
+                      "every agent start: just start the agent again), or export %s where the node daemon starts and "
+                      "run `sac node restart` (agents keep running)" % (what, var, ignored, var, path, var))
+
+
+def resolve_secrets(spec, host_secrets, environ=None, secrets_file=None):
     """Secrets for the engine's environment, read on this host; never logged, never in argv."""
     environ = os.environ if environ is None else environ
     provider = (spec.get("claude") or {}).get("provider") or {}
@@ -130,9 +146,7 @@ def resolve_secrets(spec, host_secrets, environ=None):
     if var:
         value = host_secrets.get(var) or environ.get(var)
         if not value:
-            raise AgentError("agent %s: spec.claude.provider.api_key_env names %s, which is not set on this host; "
-                             "export it before the node daemon starts or add it to <state_dir>/secrets.env (mode 0600)"
-                             % (spec["name"], var))
+            raise key_not_set("agent %s: spec.claude.provider.api_key_env" % spec["name"], var, secrets_file)
         return {"ANTHROPIC_API_KEY": value}
     if provider.get("base_url"):
         # A local provider (the built-in one) needs some key to be sent.
@@ -164,7 +178,7 @@ def login_problem(spec, environ, in_home):
             "before the node daemon starts" % (spec.get("name"), LOGIN_FILE))
 
 
-def account_launch(spec, account, host_secrets, environ=None):
+def account_launch(spec, account, host_secrets, environ=None, secrets_file=None):
     """(secrets, env, binds) that put the engine on one of `claude.accounts`."""
     environ = os.environ if environ is None else environ
     # sac rotates accounts itself: the CLI's own retries would only delay that.
@@ -173,9 +187,7 @@ def account_launch(spec, account, host_secrets, environ=None):
         var = account["api_key_env"]
         value = host_secrets.get(var) or environ.get(var)
         if not value:
-            raise AgentError("agent %s: account %s names %s, which is not set on this host; export it before the "
-                             "node daemon starts or add it to <state_dir>/secrets.env (mode 0600)"
-                             % (spec["name"], account["name"], var))
+            raise key_not_set("agent %s: account %s" % (spec["name"], account["name"]), var, secrets_file)
         return {"ANTHROPIC_API_KEY": value}, env, []
     path = os.path.abspath(os.path.expanduser(account["config_dir"]))
     if not os.path.isdir(path):

@@ -8,8 +8,10 @@ sandbox is a clear error at `agents start`, not at the first turn.
 import ctypes
 import os
 import signal
+import socket
 
 from . import engine, sandbox
+from .protocol.errors import SpecError
 from .state_dir import ensure_private_dir
 
 
@@ -21,6 +23,18 @@ def resolve_workdir(spec, agent_dir):
     return os.path.normpath(workdir)
 
 
+def make_workdir(spec, agent_dir):
+    """The agent's workdir, created if missing; SpecError naming the spec file and field when it cannot be."""
+    workdir = resolve_workdir(spec, agent_dir)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as exc:
+        raise SpecError("%s: spec.workdir %s cannot be made on %s: %s; choose a directory this host's user can "
+                        "create" % (spec.get("source") or "spec", workdir, socket.gethostname(),
+                                    exc.strerror or exc)) from None
+    return workdir
+
+
 def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=None):
     """Everything needed to start the engine; raises SacError with the fix when something is missing.
 
@@ -30,8 +44,7 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
     runtime = sandbox.choose_runtime((spec.get("isolation") or {}).get("runtime", "auto"))
     is_claude = (spec.get("engine") or {}).get("kind", "claude") == "claude"
     binary = engine.find_claude(environ) if is_claude else None
-    workdir = resolve_workdir(spec, agent_dir)
-    os.makedirs(workdir, exist_ok=True)
+    workdir = make_workdir(spec, agent_dir)
     ensure_private_dir(agent_dir.home)
     sandboxed = runtime != "none"
     argv = engine.build_argv(spec, binary, session_id=session_id, sandboxed=sandboxed and is_claude)
@@ -41,11 +54,12 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
         env["SAC_RESUME_SESSION"] = session_id
     isolation = dict(spec.get("isolation") or {})
     if account is not None:
-        secrets, account_env, binds = engine.account_launch(spec, account, state_dir.secrets(), environ)
+        secrets, account_env, binds = engine.account_launch(spec, account, state_dir.secrets(), environ,
+                                                            state_dir.secrets_file)
         env.update(account_env)
         isolation["binds"] = list(isolation.get("binds") or []) + binds
     else:
-        secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ)
+        secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ, state_dir.secrets_file)
     ro_paths = engine.install_paths(binary) if binary else _command_paths(argv)
     return sandbox.build_launch(
         runtime, argv, workdir=workdir, home=agent_dir.home, env=env, secrets=secrets,

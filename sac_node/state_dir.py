@@ -86,9 +86,14 @@ class StateDir:
         ensure_private_dir(self.agents)
         return self
 
+    @property
+    def secrets_file(self):
+        return os.path.join(self.root, "secrets.env")
+
     def secrets(self):
-        """KEY=VALUE pairs from <state>/secrets.env (ignored unless mode 0600 or stricter)."""
-        path = os.path.join(self.root, "secrets.env")
+        """KEY=VALUE pairs from <state>/secrets.env (ignored unless mode 0600 or stricter), read anew at each call:
+        the daemon and the shims call it at every agent (engine) start."""
+        path = self.secrets_file
         try:
             st = os.stat(path)
         except FileNotFoundError:

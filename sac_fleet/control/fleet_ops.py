@@ -1,6 +1,9 @@
 """Fleet-wide operations behind sac_fleet.api.Fleet: connect, up, plan, status, down.
 
-Each returns plain, JSON-ready data; frontends only render it.
+Each returns plain, JSON-ready data; frontends only render it. Only `up` changes
+what runs (it opens its links with mode "provision" and applies the plan); plan,
+status and `up --dry-run` observe over attach-only links, and `down` stops what
+runs without starting anything first.
 """
 
 import asyncio
@@ -15,24 +18,26 @@ from . import reconciler
 DEFAULT_DEADLINE_S = 60.0
 
 
-async def connect_all(inventory, only=None, deadline=None, accept_new=False, existing=None, on_host=None):
-    """Links to the inventory's node hosts, opened concurrently; reuses links that are still up."""
+async def connect_all(inventory, only=None, deadline=None, accept_new=False, existing=None, on_host=None,
+                      mode="attach"):
+    """Links to the inventory's node hosts, opened concurrently in `mode` (see remote.host_link); reuses
+    links that are still up (and, to provision, that have nothing left to provision)."""
     existing = dict(existing or {})
     hosts = [h for h in inventory.node_hosts() if only is None or h.name in only]
     deadline = deadline or DEFAULT_DEADLINE_S
 
     async def one(host):
         link = existing.get(host.name)
-        if link is not None and link.ok:
+        if link is not None and _reusable(link, mode):
             return link
         if link is not None:
             await link.close()  # a dead link's connection and client are dropped before retrying
         if on_host:
             on_host(host.name, "connecting", "")
         timeout = min(deadline, host.connect_timeout + 20)
-        link = carry_since(existing.get(host.name), await open_link(inventory, host, accept_new, timeout))
+        link = carry_since(existing.get(host.name), await open_link(inventory, host, accept_new, timeout, mode))
         if on_host:
-            on_host(host.name, link.state, link.reason or ", ".join(link.actions) or "ready")
+            on_host(host.name, link.state, link.reason or ", ".join(link.actions) or _would(link) or "ready")
         return link
 
     links = await asyncio.gather(*(one(h) for h in hosts))
@@ -40,15 +45,15 @@ async def connect_all(inventory, only=None, deadline=None, accept_new=False, exi
     return existing
 
 
-async def _observe(inventory, links):
-    """Observe every host, then fence duplicate singletons; returns (observed, fenced)."""
-    observed = await reconciler.observe(links, _rpc_timeout(inventory))
-    fenced = await reconciler.fence_singletons(inventory, links, observed)
-    return observed, fenced
+def _reusable(link, mode):
+    """A link already open serves a read while it is up, and `up` while nothing is left to provision."""
+    if mode == "attach":
+        return link.ok
+    return mode == "provision" and link.provisioned
 
 
 async def plan_report(inventory, links, reschedule=False, prune=False):
-    observed, _ = await _observe(inventory, links)
+    observed = await reconciler.observe(links, _rpc_timeout(inventory))
     plan, _ = reconciler.with_secrets(reconciler.make_plan(inventory, links, observed, reschedule, prune),
                                       inventory, links)
     return {"plan": [a.to_dict() for a in plan.actions], "summary": plan.summary(),
@@ -56,26 +61,53 @@ async def plan_report(inventory, links, reschedule=False, prune=False):
 
 
 async def up(inventory, links, dry_run=False, prune=False, reschedule=False):
-    """Observe, plan, apply. `changed` is False when nothing started or stopped."""
-    observed, fenced = await _observe(inventory, links)
+    """Observe, plan, apply (links opened to provision, unless dry_run). `changed` is False when nothing
+    was fenced, started, stopped, written or provisioned."""
+    observed = await reconciler.observe(links, _rpc_timeout(inventory))
     plan, secret_values = reconciler.with_secrets(
         reconciler.make_plan(inventory, links, observed, reschedule, prune), inventory, links)
     results = [] if dry_run else await reconciler.apply_plan(plan, inventory, links, observed, secret_values)
     if not dry_run:
         observed = await reconciler.observe(links, _rpc_timeout(inventory))
-    changed = any(r["changed"] for r in results) or bool(fenced)
     bootstrapped = any(link.actions for link in links.values())
     return {
-        "dry_run": dry_run, "changed": changed or bootstrapped,
+        "dry_run": dry_run, "changed": any(r["changed"] for r in results) or bootstrapped,
         "plan": [a.to_dict() for a in plan.actions], "summary": plan.summary(), "results": results,
-        "fenced": fenced,
+        "fenced": [_fenced(r) for r in results if r["action"]["kind"] == ActionKind.FENCE.value],
+        "outcome": _outcome(results, links),
         "hosts": [_host_row(inventory, links, observed, plan, h.name) for h in inventory.node_hosts()],
-        "ok": all(r["ok"] for r in results) and all(l.ok for l in links.values()) and not plan.unplaced,
+        "ok": all(r["ok"] for r in results) and all(l.ok or not l.node_running for l in links.values())
+        and not plan.unplaced,
     }
 
 
+_DONE = {"start": "started", "keep": "updated", "stop": "stopped", "prune": "stopped", "fence": "fenced",
+         "secrets": "secrets written"}
+
+
+def _outcome(results, links):
+    """What `up` did, counted: {started, updated, stopped, fenced, secrets written, failed, hosts_not_reached}."""
+    counts = dict.fromkeys(("started", "updated", "stopped", "fenced", "secrets written", "failed"), 0)
+    for r in results:
+        if not r["ok"]:
+            counts["failed"] += 1
+        elif r["changed"]:
+            counts[_DONE[r["action"]["kind"]]] += 1
+    counts["hosts_not_reached"] = sum(1 for l in links.values() if not l.ok and l.node_running)
+    return counts
+
+
+def _fenced(result):
+    """A fence's result as `up` reports it: {agent, host, by_host, by_generation} or {agent, host, error}."""
+    action = result["action"]
+    row = {"agent": action["agent"], "host": action["host"]}
+    if not result["ok"]:
+        return dict(row, error=result["error"])
+    return dict(row, by_host=action["by_host"], by_generation=action["by_generation"])
+
+
 async def status_report(inventory, links, only=None):
-    observed, fenced = await _observe(inventory, links)
+    observed = await reconciler.observe(links, _rpc_timeout(inventory))
     plan = reconciler.make_plan(inventory, links, observed)
     hosts = [h.name for h in inventory.node_hosts() if only is None or h.name == only]
     agents = []
@@ -89,7 +121,7 @@ async def status_report(inventory, links, only=None):
     ok = all(r["state"] == "ok" for r in host_rows) and not diff and all(
         a["state"] not in ("failed",) for a in agents)
     return {"inventory": str(inventory.path), "hosts": host_rows, "agents": agents, "diff": diff, "ok": ok,
-            "fenced": fenced, "at": time.time()}
+            "at": time.time()}
 
 
 async def down(inventory, links, agents_only=False):
@@ -119,6 +151,17 @@ async def down(inventory, links, agents_only=False):
                             if not l.ok and l.name not in observed]}
 
 
+async def restart_nodes(inventory, links, only=None, accept_new=False):
+    """Replace the node daemon of every host (or `only` those) by a fresh one; agents keep running.
+
+    Returns (links, [{host, ok, state, reason, actions, pid}]): `links` with the new daemons' links.
+    """
+    await asyncio.gather(*(link.close() for name, link in links.items() if only is None or name in only))
+    fresh = await connect_all(inventory, only, accept_new=accept_new, mode="restart")
+    return dict(links, **fresh), [{"host": l.name, "ok": l.ok, "state": l.state, "reason": l.reason,
+                                   "actions": l.actions, "pid": l.facts.get("pid")} for l in fresh.values()]
+
+
 async def locate(links, timeout=10.0):
     """{agent: host} for every agent on every reachable host (the newest live copy of a name wins)."""
     where, best = {}, {}
@@ -142,12 +185,26 @@ def _host_row(inventory, links, observed, plan, name):
                   and reconciler.managed(inventory, a)) if reachable else None
     return {
         "name": name, "state": link.state if not reachable or link.state != "ok" else "ok",
-        "reason": _since(link) + link.reason, "since": link.since, "latency_ms": link.latency_ms,
+        "reason": _since(link) + (link.reason or _would(link)), "since": link.since, "latency_ms": link.latency_ms,
         "transport": inventory.hosts[name].transport, "channel": link.channel,
         "python": link.facts.get("python"), "node_version": link.facts.get("version"),
         "node_sha": (link.facts.get("sha") or "")[:12], "agents_running": running, "agents_desired": desired,
-        "bootstrap": link.actions,
+        "bootstrap": link.actions, "node": _node_word(link), "up_would": link.would,
     }
+
+
+def _node_word(link):
+    """"running", "not running" (the host answered, no node daemon runs there) or None (host not reached)."""
+    if link.state != "ok":
+        return None
+    return "running" if link.node_running else "not running"
+
+
+def _would(link):
+    """What `sac fleet up` would do on the host before it can place agents there, in words (or "")."""
+    if not link.would:
+        return ""
+    return "%s`sac fleet up` would %s" % ("" if link.node_running else "node not running: ", ", ".join(link.would))
 
 
 def _since(link):

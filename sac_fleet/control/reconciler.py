@@ -10,14 +10,15 @@ import time
 from sac_node.protocol.errors import SacError
 
 from ..core.placement import HostState, place
-from ..core.plan import ActionKind, Plan
+from ..core.plan import Action, ActionKind, Plan
 from . import secrets
 
 LIVE_STATES = ("starting", "idle", "working", "restarting", "failed")
 
 
 async def observe(links, timeout):
-    """{host: [agent status]} for hosts that answered; a host that fails here is marked down."""
+    """{host: [agent status]} for hosts that answered (none on a host without a node daemon); a host that
+    fails here is marked down."""
     async def one(link):
         try:
             return link.name, await asyncio.wait_for(link.client.list_agents(), timeout)
@@ -28,7 +29,9 @@ async def observe(links, timeout):
         return link.name, None
 
     results = await asyncio.gather(*(one(link) for link in links.values() if link.ok))
-    return {name: agents for name, agents in results if agents is not None}
+    observed = {name: agents for name, agents in results if agents is not None}
+    observed.update({link.name: [] for link in links.values() if not link.node_running})  # answers, runs nothing
+    return observed
 
 
 def fleet_id(inventory):
@@ -59,8 +62,11 @@ def host_states(inventory, links, observed):
 
 
 def make_plan(inventory, links, observed, reschedule=False, prune=False):
-    return place(inventory.desired(), host_states(inventory, links, observed), inventory.slots(),
+    """Placement's plan over what was observed, with a fence for each stale copy of a singleton."""
+    fenced, survivors = fences(inventory, observed)
+    plan = place(inventory.desired(), host_states(inventory, links, survivors), inventory.slots(),
                  reschedule=reschedule, prune=prune)
+    return Plan.of(plan.actions + tuple(fenced))
 
 
 def with_secrets(plan, inventory, links):
@@ -73,7 +79,7 @@ def node_spec(inventory, copy_name, generation=None):
     """The resolved spec a node receives for one agent copy (replicas get their copy's name).
 
     A singleton carries its generation: the fencing token that lets a newer copy
-    stop an older one (see fence_singletons).
+    stop an older one (see fences).
     """
     spec = inventory.agent(copy_name).spec.to_node()
     spec["name"] = copy_name
@@ -89,12 +95,10 @@ def _copies(inventory, observed, name):
             if a["name"] == name and a["state"] in LIVE_STATES and managed(inventory, a)]
 
 
-async def fence_singletons(inventory, links, observed):
-    """Where a singleton runs twice (a host came back after --reschedule), stop every copy but the newest.
-
-    Mutates `observed` so placement sees only the survivor; returns what was fenced.
-    """
-    fenced = []
+def fences(inventory, observed):
+    """Where a singleton runs twice (a host came back after --reschedule): a FENCE for every copy but
+    the newest, and `observed` as placement should see it (without the fenced copies). Pure."""
+    actions, survivors = [], {host: list(agents) for host, agents in observed.items()}
     for agent in inventory.agents:
         if not agent.placement.singleton:
             continue
@@ -105,14 +109,12 @@ async def fence_singletons(inventory, links, observed):
         for generation, host in copies:
             if (generation, host) == winner:
                 continue
-            try:
-                await links[host].client.fence_agent(agent.name, winner[0], by=winner[1])
-                fenced.append({"agent": agent.name, "host": host, "generation": generation,
-                               "by_host": winner[1], "by_generation": winner[0]})
-            except SacError as exc:
-                fenced.append({"agent": agent.name, "host": host, "error": exc.message})
-            observed[host] = [a for a in observed[host] if a["name"] != agent.name]
-    return fenced
+            reason = ("singleton running twice: a newer copy (generation %s) runs on %s; this stale one "
+                      "(generation %s) is stopped" % (winner[0], winner[1], generation))
+            actions.append(Action(ActionKind.FENCE, agent.name, host, reason, agent.name,
+                                  by_host=winner[1], by_generation=winner[0]))
+            survivors[host] = [a for a in survivors[host] if a["name"] != agent.name]
+    return actions, survivors
 
 
 def _generation(inventory, observed, action):
@@ -126,8 +128,8 @@ def _generation(inventory, observed, action):
 
 
 async def apply_plan(plan, inventory, links, observed=None, secret_values=None):
-    """Stops first, then each host's secrets, then starts (the plan's order); keeps are re-sent so a
-    changed spec rolls out. `secret_values` {host: {NAME: value}} is what the `secrets` actions write.
+    """Fences and stops first, then each host's secrets, then starts (the plan's order); keeps are re-sent so
+    a changed spec rolls out. `secret_values` {host: {NAME: value}} is what the `secrets` actions write.
 
     Returns one result per action: {action, ok, changed, error}.
     """
@@ -140,6 +142,9 @@ async def apply_plan(plan, inventory, links, observed=None, secret_values=None):
             if action.kind is ActionKind.SECRETS:
                 changed = await secrets.apply(action, secret_values, link)
                 return {"action": action.to_dict(), "ok": True, "changed": bool(changed)}
+            if action.kind is ActionKind.FENCE:
+                await link.client.fence_agent(action.agent, action.by_generation, by=action.by_host)
+                return {"action": action.to_dict(), "ok": True, "changed": True}
             if action.kind in (ActionKind.STOP, ActionKind.PRUNE):
                 await link.client.stop_agent(action.agent)
                 return {"action": action.to_dict(), "ok": True, "changed": True}
@@ -150,7 +155,7 @@ async def apply_plan(plan, inventory, links, observed=None, secret_values=None):
         except SacError as exc:
             return {"action": action.to_dict(), "ok": False, "changed": False, "error": exc.message}
 
-    stops = [a for a in plan.actions if a.kind is ActionKind.STOP]
+    stops = [a for a in plan.actions if a.kind in (ActionKind.FENCE, ActionKind.STOP)]
     starts = [a for a in plan.actions if a.kind in (ActionKind.START, ActionKind.KEEP)]
     results += await asyncio.gather(*(run(a) for a in stops))
     results += await asyncio.gather(*(run(a) for a in plan.secrets))

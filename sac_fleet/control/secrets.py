@@ -121,8 +121,15 @@ def report(inventory, links, reader=None):
                 head, state = None, "unreadable on the head: " + exc.message
             there = None if have is None else have.get(name)
             if head is not None:
-                state = "unreachable" if have is None else "missing" if there is None else \
+                state = _unseen(link) if have is None else "missing" if there is None else \
                     "ok" if there == head else "differs"
             rows.append({"host": host.name, "name": name, "source": source.describe(), "head_hash": head,
                          "host_hash": there, "state": state, "used_by": sorted(users.get(name, []))})
     return rows
+
+
+def _unseen(link):
+    """Why a host's secrets are not known: no node daemon runs there (before the first `up`), or no answer."""
+    if link is not None and not link.node_running:
+        return "node not running (sac fleet up writes it)"
+    return "unreachable"

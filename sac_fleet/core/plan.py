@@ -2,9 +2,9 @@
 
 A plan is a sorted tuple of ``Action`` values. Its order is canonical (kind,
 then agent, then host) so the same decisions always print the same way, and it
-is also the order to apply them in: every ``stop`` comes before every
-``start``, which frees capacity and keeps a moved singleton from ever running
-twice; a host's ``secrets`` are written before the agents that read them start.
+is also the order to apply them in: every ``fence`` and ``stop`` comes before
+every ``start``, which frees capacity and keeps a moved singleton from ever
+running twice; a host's ``secrets`` are written before the agents that read them start.
 
     reviewer -> login1: pinned (hosts: [login1]), 3/8 slots used
     lead: not placed: no reachable host matches labels {site: hpc} (login1 unreachable)
@@ -20,6 +20,7 @@ from typing import Iterable, Optional, Tuple
 class ActionKind(str, enum.Enum):
     """What to do with one agent copy; the value is the word shown to the user."""
 
+    FENCE = "fence"              # a stale copy of a singleton that runs twice: stop it, the newest copy stays
     STOP = "stop"                # stop this copy on this host
     SECRETS = "secrets"          # write the host's secrets.env (``agent`` is ""): before any start
     START = "start"              # start this copy on this host
@@ -39,6 +40,8 @@ class Action:
     ``agent`` is the name the copy has on its host (``reviewer``, or
     ``reviewer-1`` for a replica); ``base`` is the agent's name in the inventory.
     ``host`` is None only for ``unplaced``. ``reason`` is one line in words.
+    A ``fence`` names the copy it yields to: ``by_host`` and ``by_generation``
+    (the fencing token the host checks before it stops this copy).
     """
 
     kind: ActionKind
@@ -46,14 +49,16 @@ class Action:
     host: Optional[str]
     reason: str
     base: str = ""
+    by_host: Optional[str] = None
+    by_generation: Optional[int] = None
 
     def sort_key(self):
         return (_ORDER[self.kind], self.agent, self.host or "")
 
     @property
     def changes(self) -> bool:
-        """True for the actions that change a host (start, stop, secrets)."""
-        return self.kind in (ActionKind.START, ActionKind.STOP, ActionKind.SECRETS)
+        """True for the actions that change a host (fence, stop, secrets and start)."""
+        return self.kind in (ActionKind.FENCE, ActionKind.START, ActionKind.STOP, ActionKind.SECRETS)
 
     def describe(self) -> str:
         """The decision as one line, e.g. ``reviewer -> login1: pinned (hosts: [login1]), 3/8 slots used``."""
@@ -67,8 +72,11 @@ class Action:
 
     def to_dict(self) -> dict:
         """A JSON-ready form for ``--json`` output."""
-        return {"kind": self.kind.value, "agent": self.agent, "base": self.base or self.agent,
+        data = {"kind": self.kind.value, "agent": self.agent, "base": self.base or self.agent,
                 "host": self.host, "reason": self.reason, "line": self.describe()}
+        if self.kind is ActionKind.FENCE:
+            data.update(by_host=self.by_host, by_generation=self.by_generation)
+        return data
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,10 @@ class Plan:
     @property
     def starts(self) -> Tuple[Action, ...]:
         return self.of_kind(ActionKind.START)
+
+    @property
+    def fences(self) -> Tuple[Action, ...]:
+        return self.of_kind(ActionKind.FENCE)
 
     @property
     def stops(self) -> Tuple[Action, ...]:
@@ -116,7 +128,7 @@ class Plan:
 
     @property
     def changes(self) -> Tuple[Action, ...]:
-        """The stops, secrets, then the starts: what applying this plan does to hosts."""
+        """The fences, the stops, the secrets, then the starts: what applying this plan does to hosts."""
         return tuple(action for action in self.actions if action.changes)
 
     @property
@@ -138,9 +150,9 @@ class Plan:
         return [action.describe() for action in self.actions]
 
     def summary(self) -> str:
-        """E.g. ``2 to start, 1 to stop, 4 kept, 1 not placed``, or ``nothing to change, 4 kept``."""
+        """E.g. ``2 to start, 1 to stop, 1 to fence, 4 kept, 1 not placed``, or ``nothing to change, 4 kept``."""
         parts = []
-        for kind, word in ((ActionKind.START, "to start"), (ActionKind.STOP, "to stop"),
+        for kind, word in ((ActionKind.START, "to start"), (ActionKind.STOP, "to stop"), (ActionKind.FENCE, "to fence"),
                            (ActionKind.SECRETS, "secrets.env to write"),
                            (ActionKind.KEEP, "kept"), (ActionKind.PRUNE, "to prune (with --prune)"),
                            (ActionKind.UNPLACED, "not placed"), (ActionKind.UNREACHABLE, "on unreachable hosts")):

@@ -4,6 +4,15 @@
 HostLink whose `state` says why (`unreachable`, `timed_out`, `auth_failed`,
 `host_key_unknown`, `host_key_changed`, `python_missing`, `bootstrap_failed`),
 so one bad host slows nothing else and is never shown as "0 agents".
+
+It opens in one of three modes. "attach" (the default, for every read: status,
+plan, `up --dry-run`, turns, tails, the gateway) provisions nothing: a host that
+answers but runs no node daemon is an `ok` link without a client, whose `would`
+says what provisioning would do. (A daemon that died, rather than was stopped,
+is started again: its agents still run, and nothing else would bring it back.)
+"provision" (`sac fleet up`) uploads node.pyz and starts or upgrades the daemon
+as needed; "restart" (`sac node restart`) also replaces a running daemon,
+leaving its agents running.
 """
 
 import asyncio
@@ -12,7 +21,9 @@ import time
 from sac_node.protocol.errors import (AuthFailed, BootstrapFailed, HostKeyChanged, HostKeyUnknown, HostUnreachable,
                                       PythonMissing, SacError)
 
-from .local import connect_local
+from .local import attach_local, connect_local
+
+MODES = ("attach", "provision", "restart")
 
 STATES = {
     HostKeyUnknown: "host_key_unknown", HostKeyChanged: "host_key_changed", AuthFailed: "auth_failed",
@@ -31,13 +42,19 @@ def state_of(exc):
 
 
 class HostLink:
-    """One host as the head sees it now: state, reason, latency, facts and a NodeClient when ok."""
+    """One host as the head sees it now: state, reason, latency, facts and a NodeClient when ok.
+
+    `actions` is what opening the link did on the host; `would` what provisioning would still
+    do there (an attach-only link). A link that is `ok` without a client reached a host that
+    runs no node daemon (`node_running` is False).
+    """
 
     def __init__(self, name, state="ok", reason="", client=None, conn=None, facts=None, latency_ms=None,
-                 actions=(), channel=None):
+                 actions=(), channel=None, would=()):
         self.name, self.state, self.reason = name, state, reason
         self.client, self.conn, self.facts = client, conn, facts or {}
         self.latency_ms, self.actions, self.channel = latency_ms, list(actions), channel
+        self.would = list(would)
         self.since = None if state == "ok" else time.time()
         self._closing = False
         if client is not None:
@@ -53,6 +70,16 @@ class HostLink:
     @property
     def ok(self):
         return self.state == "ok" and self.client is not None and not self.client.peer.closed
+
+    @property
+    def node_running(self):
+        """False for a host that answered but runs no node daemon (an attach-only link)."""
+        return self.state != "ok" or self.client is not None
+
+    @property
+    def provisioned(self):
+        """True when this head's node runs there, as `up` needs it: nothing left to upload or start."""
+        return self.ok and not self.would
 
     def down(self, exc):
         """Mark the link lost (e.g. the connection dropped mid-call)."""
@@ -72,12 +99,14 @@ class HostLink:
             self.conn.close()
 
 
-async def open_link(inventory, host, accept_new_host_keys=False, timeout=None):
-    """Connect, bootstrap and attach to one host within `timeout` (default: its connect_timeout + 20 s)."""
+async def open_link(inventory, host, accept_new_host_keys=False, timeout=None, mode="attach"):
+    """Connect and attach to one host within `timeout` (default: its connect_timeout + 20 s), provisioning
+    its node first as `mode` says (see the module docstring)."""
+    assert mode in MODES, mode
     start = time.monotonic()
     timeout = timeout or host.connect_timeout + 20
     try:
-        return await asyncio.wait_for(_open(inventory, host, accept_new_host_keys, start), timeout)
+        return await asyncio.wait_for(_open(inventory, host, accept_new_host_keys, start, mode), timeout)
     except asyncio.TimeoutError:
         return HostLink(host.name, "timed_out", "no answer within %ss (connect and bootstrap)" % timeout)
     except SacError as exc:
@@ -98,23 +127,29 @@ async def timed_facts(client, timeout):
     return facts, (time.monotonic() - ping) * 1000
 
 
-async def _open(inventory, host, accept_new, start):
+async def _open(inventory, host, accept_new, start, mode):
+    done, would = [], []
     if host.transport == "local":
         # A local host without an explicit state_dir shares `sac agents`' ($SAC_HOME or ~/.sac).
-        client = await connect_local(host.state_dir if host.is_set("state_dir") else None)
-        conn, actions, channel, answered = None, [], "unix", None
+        state_dir = host.state_dir if host.is_set("state_dir") else None
+        if mode == "attach":
+            client, done, would = await attach_local(state_dir)
+        else:
+            client = await connect_local(state_dir, restart=mode == "restart")
+        conn, channel, answered = None, "unix", None if client is not None else ({}, None)
     else:
         # Imported here: asyncssh takes ~0.4 s to load, and an inventory of local hosts needs none of it.
         from .ssh_link import open_ssh
 
-        conn, client, actions, answered = await open_ssh(inventory, host, accept_new)
-        channel = client.channel
+        conn, client, done, would, answered = await open_ssh(inventory, host, accept_new, mode)
+        channel = client.channel if client is not None else None
     if answered is None:
         answered = await timed_facts(client, host.connect_timeout)
     facts, latency = answered
     if channel == "stream-local" and facts.get("state_dir"):
         client.direct_to_shims(conn.open_unix_connection, facts["state_dir"])
-    link = HostLink(host.name, client=client, conn=conn, facts=facts, latency_ms=round(latency, 1),
-                    actions=actions, channel=channel)
+    link = HostLink(host.name, client=client, conn=conn, facts=facts,
+                    latency_ms=round(latency, 1) if latency is not None else None,
+                    actions=done, channel=channel, would=would)
     link.connect_ms = round((time.monotonic() - start) * 1000)
     return link

@@ -1,10 +1,12 @@
 """The local transport: the node daemon of this machine, over its unix socket.
 
 Starts the daemon on demand (detached, single instance per state dir) and
-replaces one of another version, which leaves running agents untouched.
+replaces one of another version, which leaves running agents untouched;
+`attach_local` is the read-only way in, which starts and replaces nothing.
 """
 
 import asyncio
+import json
 import os
 import sys
 
@@ -33,22 +35,55 @@ async def _open(state):
     return NodeClient(reader, writer, host=LOCAL_HOST)
 
 
-async def connect_local(state_dir=None):
-    """A NodeClient for this machine's daemon, started (or upgraded) as needed."""
+async def connect_local(state_dir=None, restart=False):
+    """A NodeClient for this machine's daemon, started (or upgraded) as needed.
+
+    With `restart`, a running daemon is replaced by a fresh one (which reads this process's
+    environment); the agents' shims keep running and the new daemon re-attaches to them.
+    """
     state = StateDir(state_dir or default_state_dir())
     try:
         client = await _open(state)
     except OSError:
         await start_daemon(state)
-        client = await _open(state)
+        client, restart = await _open(state), False  # a daemon started just now is already fresh
     facts = await client.facts(timeout=10)
-    if facts.get("version") != sac_node.__version__:
+    if restart or facts.get("version") != sac_node.__version__:
         await client.shutdown()
         await client.close()
         await _wait_gone(state)
         await start_daemon(state)
         client = await _open(state)
     return client
+
+
+async def attach_local(state_dir=None):
+    """(NodeClient or None, what was done, what `connect_local` would do): attach to this machine's daemon.
+
+    Nothing is started or replaced, but a daemon that died (it did not stop on purpose) is started again.
+    """
+    state = StateDir(state_dir or default_state_dir())
+    done = []
+    try:
+        client = await _open(state)
+    except OSError:
+        if not _died(state):
+            return None, [], ["start the node daemon"]
+        await start_daemon(state)
+        client, done = await _open(state), ["started the node daemon again (it had died; its agents kept running)"]
+    facts = await client.facts(timeout=10)
+    if facts.get("version") != sac_node.__version__:
+        return client, done, ["upgrade the node from %s" % facts.get("version")]
+    return client, done, []
+
+
+def _died(state):
+    """True when the daemon.json of a daemon that does not answer has no `stopped_at`: it died."""
+    try:
+        with open(os.path.join(state.root, "daemon.json")) as fh:
+            return not json.load(fh).get("stopped_at")
+    except (OSError, ValueError):
+        return False
 
 
 async def _wait_gone(state, timeout=10.0):

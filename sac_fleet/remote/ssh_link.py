@@ -1,4 +1,5 @@
-"""A host's node over SSH: connect, attach to a running daemon of this head's sha, else bootstrap one.
+"""A host's node over SSH: connect, attach to a running daemon of this head's sha, else bootstrap one
+(or, for reads, attach to whatever daemon runs and change nothing).
 
 host_link imports this module only for hosts with an SSH transport: it brings in
 asyncssh (~0.4 s to import), which an inventory of local hosts never needs.
@@ -11,32 +12,49 @@ import os
 from sac_node.protocol.errors import SacError
 from sac_node.state_dir import default_state_dir, ensure_private_dir, write_atomic
 
-from .bootstrap import attach, bootstrap
+from .bootstrap import attach, bootstrap, inspect
 from .host_link import timed_facts
 from .node_client import NodeClient
 from .pyz import build_pyz
 from .ssh import DEFAULT_KNOWN_HOSTS, SSHTarget, StreamLocalRefused, connect_host
 
 
-async def open_ssh(inventory, host, accept_new):
-    """(SSHConnection, NodeClient, bootstrap actions, (host.facts, round trip ms) or None) of an inventory
-    host; the facts come with a warm attach, which asks for them anyway. The connection is closed on failure."""
+async def open_ssh(inventory, host, accept_new, mode):
+    """(SSHConnection, NodeClient, done, would, answered) of an inventory host.
+
+    `mode` is "provision" (upload and start what is missing; `done` says what was done),
+    "restart" (provision, with a fresh daemon) or "attach" (provision nothing, but start a daemon
+    that died again: `would` says what provisioning would do, and the client is None when no
+    daemon runs). `answered` is (host.facts, round trip ms) from a warm attach, which asks for
+    them anyway, else None; without a daemon it is ({"python": ...}, None). The connection is
+    closed on failure or when no daemon runs (then it is None).
+    """
     conn = await connect_host(ssh_target(inventory, host), accept_new_host_keys=accept_new,
                               timeout=host.connect_timeout)
     nodelay = asyncio.ensure_future(conn.disable_nagle())  # alongside the attach: no added round trip
     try:
-        client, answered = await _attach_warm(conn, host)
-        actions = []
+        client, answered = (None, None) if mode == "restart" else await _attach_warm(conn, host)
+        actions, would = [], []
         await nodelay  # before any probe, and before a command could close the connection under it
         if client is None:
-            info, actions = await bootstrap(conn, _node_settings(host))
-            client = await attach(conn, _node_settings(host), info)
+            settings = _node_settings(host)
+            if mode == "attach":
+                info, actions, would = await inspect(conn, settings)
+                alive = (info.get("daemon") or {}).get("alive")
+                client = await attach(conn, settings, info) if alive else None
+                answered = None if alive else ({"python": ".".join(map(str, info["python"]))}, None)
+            else:
+                info, actions = await bootstrap(conn, settings, restart=mode == "restart")
+                client = await attach(conn, settings, info)
             remember_state_dir(host, info["state_dir"])
     except BaseException:
         nodelay.cancel()
         conn.close()
         raise
-    return conn, client, actions, answered
+    if client is None:
+        conn.close()
+        conn = None
+    return conn, client, actions, would, answered
 
 
 def ssh_target(inventory, host):

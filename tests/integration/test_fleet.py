@@ -216,8 +216,9 @@ def test_singleton_never_keeps_two_live_copies_after_a_partition(fleet_env):
     os.kill(old["pid"], 0)  # the stale copy still lives behind the partition
 
     home_host.start()
+    fenced = fleet_env.sac_json("fleet", "up", inventory)  # only `up` fences (test_read_only.py)
+    assert [f["host"] for f in fenced["fenced"]] == [home]
     status = fleet_env.sac_json("fleet", "status", inventory)
-    assert [f["host"] for f in status["fenced"]] == [home]
     live = [a for a in status["agents"] if a["state"] != "stopped"]
     assert [(a["name"], a["host"]) for a in live] == [("solo", away.name)]
     assert live[0]["generation"] > old["generation"]

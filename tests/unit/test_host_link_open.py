@@ -26,11 +26,11 @@ HOST = SimpleNamespace(name="h1", transport="ssh", connect_timeout=5)
 async def open_with(monkeypatch, answered):
     client = Client()
 
-    async def open_ssh(inventory, host, accept_new):
-        return None, client, [], answered
+    async def open_ssh(inventory, host, accept_new, mode):
+        return None, client, [], [], answered
 
     monkeypatch.setattr(ssh_link, "open_ssh", open_ssh)
-    link = await host_link._open(None, HOST, False, 0)
+    link = await host_link._open(None, HOST, False, 0, "provision")
     return link, client
 
 

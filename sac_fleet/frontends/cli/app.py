@@ -10,7 +10,7 @@ import typer
 
 from sac_node.protocol.errors import SacError
 
-from . import accounts_cmd, agents_cmd, fleet_cmd, mcp_cmd, provider_cmd, spec_cmd
+from . import accounts_cmd, agents_cmd, fleet_cmd, mcp_cmd, node_cmd, provider_cmd, spec_cmd
 from .render import LazyConsole
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(provider_cmd.app, name="provider")
 app.add_typer(accounts_cmd.app, name="accounts")
 app.add_typer(mcp_cmd.app, name="mcp")
+app.add_typer(node_cmd.app, name="node")
 
 err_console = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 

@@ -50,7 +50,8 @@ def hosts_table(rows):
         running = "?" if r["agents_running"] is None else str(r["agents_running"])
         table.add_row(r["name"], Text(r["state"], style=HOST_STYLE.get(r["state"], "red")),
                       "%.1fms" % r["latency_ms"] if r["latency_ms"] is not None else "-", r["python"] or "-",
-                      r["node_version"] or "-", "%s/%d" % (running, r["agents_desired"]),
+                      "not running" if r.get("node") == "not running" else r["node_version"] or "-",
+                      "%s/%d" % (running, r["agents_desired"]),
                       r["reason"] or ", ".join(r.get("bootstrap") or []))
     return table
 
@@ -142,11 +143,25 @@ def up(inventory: str = INVENTORY, dry_run: bool = typer.Option(False, "--dry-ru
         for r in report["results"]:
             if not r["ok"]:
                 err.print("[red]failed[/red] %s: %s" % (r["action"]["line"], r["error"]))
-        if not report["changed"]:
-            out.print("%s (already converged)" % report["summary"])
-        else:
-            out.print("%s: %s" % (report["summary"], "dry run, nothing done" if dry_run else "done"))
+        out.print(up_summary(report), markup=False)
     raise typer.Exit(0 if report["ok"] else 1)
+
+
+def up_summary(report):
+    """The last line of `fleet up`: the plan, then what was done and what failed, counted."""
+    if report["dry_run"]:
+        return "%s: dry run, nothing done" % report["summary"]
+    counts = report["outcome"]
+    parts = ["%d %s" % (counts[word], word) for word in ("started", "updated", "stopped", "fenced", "secrets written")
+             if counts.get(word)]
+    if counts["failed"]:
+        parts.append("%d failed" % counts["failed"])
+    if counts["hosts_not_reached"]:
+        parts.append("%d host%s not reached" % (counts["hosts_not_reached"], "" if counts["hosts_not_reached"] == 1
+                                                 else "s"))
+    if parts:
+        return "%s: %s" % (report["summary"], ", ".join(parts))
+    return "%s: %s" % (report["summary"], "done") if report["changed"] else "%s (already converged)" % report["summary"]
 
 
 @app.command()
@@ -176,6 +191,10 @@ def plan(inventory: str = INVENTORY, reschedule: bool = typer.Option(False, "--r
     report = run(inventory, lambda f: f.plan(reschedule=reschedule, prune=prune))
     if as_json:
         return emit_json(report)
+    for r in report["hosts"]:
+        if r.get("up_would"):
+            out.print("  %-11s %s: %s`sac fleet up` would %s" % ("node", r["name"], "not running; " if r["node"] ==
+                      "not running" else "", ", ".join(r["up_would"])), markup=False)
     for line in plan_lines(report["plan"]):
         out.print(line, markup=False)
     out.print(report["summary"])

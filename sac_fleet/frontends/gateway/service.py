@@ -29,7 +29,7 @@ class Gateway:
     async def open(self, on_host=None):
         """Connect now, so the first request pays no handshake; then keep the connections up."""
         if self.local:
-            await self.fleet.node()
+            await self.fleet.list()  # attaches to this machine's daemon when one runs; starts none
             return {}
         self.fleet.load()
         links = await self.fleet.connect(on_host=on_host)

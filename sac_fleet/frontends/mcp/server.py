@@ -51,7 +51,7 @@ class FleetTools:
         """Make the first connection once, so concurrent first calls do not each open one."""
         async with self._warm:
             if fleet.inventory_path is None:
-                await fleet.node()
+                await fleet.list()  # attaches to this machine's daemon when one runs; starts none
             elif not fleet.links:
                 fleet.load()
                 await fleet.connect()
