@@ -9,7 +9,7 @@ from .agents_cmd import run
 from .render import LazyConsole
 
 app = typer.Typer(no_args_is_help=True, help="Accounts (API keys, OAuth config dirs) of agents: which is active, which rest.")
-out = LazyConsole(highlight=False, soft_wrap=True)
+out = LazyConsole()
 STYLE = {"active": "green", "ready": "", "resting": "yellow"}
 
 

@@ -9,8 +9,8 @@ import typer
 from . import render
 
 app = typer.Typer(no_args_is_help=True, help="Run agents on this machine: start, send turns, watch them.")
-out = render.LazyConsole(highlight=False, soft_wrap=True)
-err = render.LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+out = render.LazyConsole()
+err = render.LazyConsole(stderr=True)
 
 
 def run(coro_fn):
@@ -93,7 +93,7 @@ def progress_printer(as_json):
                                                           event.get("subtype", "").startswith("engine")):
             line = render.record_text(record)
             if line:
-                err.print(line, style="dim", markup=False)
+                err.print(line, style="dim")
     return progress
 
 
@@ -104,10 +104,10 @@ def print_turn(turn, no_wait, as_json):
     elif no_wait:
         out.print("accepted %s" % turn["id"])
     elif turn["status"] == "completed":
-        out.print(turn.get("reply") or "", markup=False)
+        out.print(turn.get("reply") or "")
     if not no_wait and turn["status"] != "completed":
         if not as_json:
-            err.print("[red]turn %s %s[/red]: %s" % (turn["id"], turn["status"], turn.get("error") or ""))
+            err.print(render.styled(("turn %s %s" % (turn["id"], turn["status"]), "red"), ": " + (turn.get("error") or "")))
         raise typer.Exit(1)
 
 
@@ -130,7 +130,7 @@ async def tail_records(fleet, name, lines, follow, as_json):
             return
         text = render.record_text(record)
         if text:
-            out.print(text, markup=False)
+            out.print(text)
 
     records = await fleet.tail(name, lines)
     for record in records:

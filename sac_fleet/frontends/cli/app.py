@@ -11,7 +11,7 @@ import typer
 from sac_node.protocol.errors import SacError
 
 from . import accounts_cmd, agents_cmd, fleet_cmd, mcp_cmd, provider_cmd, spec_cmd
-from .render import LazyConsole
+from .render import LazyConsole, print_error, styled
 
 app = typer.Typer(
     name="sac",
@@ -27,7 +27,7 @@ app.add_typer(provider_cmd.app, name="provider")
 app.add_typer(accounts_cmd.app, name="accounts")
 app.add_typer(mcp_cmd.app, name="mcp")
 
-err_console = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+err_console = LazyConsole(stderr=True)
 
 
 @app.callback()
@@ -50,14 +50,12 @@ def main():
     except SacError as exc:
         if _State.debug:
             raise
-        from rich.markup import escape
-
-        err_console.print("[red]error:[/red] " + escape(exc.message), markup=True, highlight=False)
+        print_error(exc, err_console)
         sys.exit(exc.data.get("exit_code", 2) if isinstance(exc.data, dict) else 2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        err_console.print("[red]aborted[/red]")
+        err_console.print(styled(("aborted", "red")))
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

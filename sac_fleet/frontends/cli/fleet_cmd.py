@@ -14,8 +14,8 @@ from .agents_cmd import print_turn, progress_printer
 
 app = typer.Typer(no_args_is_help=True, help="Run agents across the hosts of an inventory.yaml.")
 app.add_typer(serve_cmd.app)  # `sac fleet serve`
-out = render.LazyConsole(highlight=False, soft_wrap=True)
-err = render.LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+out = render.LazyConsole()
+err = render.LazyConsole(stderr=True)
 
 INVENTORY = typer.Argument(None, help="The inventory (default: $SAC_INVENTORY or ./inventory.yaml).")
 HOST_STYLE = {"ok": "green", "connecting": "yellow"}
@@ -73,10 +73,10 @@ def fleet_agents_table(rows):
 def print_fenced(report):
     for f in report.get("fenced") or []:
         if f.get("error"):
-            err.print("[red]could not fence[/red] %s on %s: %s" % (f["agent"], f["host"], f["error"]))
+            err.print(render.styled(("could not fence", "red"), " %s on %s: %s" % (f["agent"], f["host"], f["error"])))
         else:
             out.print("  fenced      %s on %s: a newer copy (generation %s) runs on %s; this stale one stopped"
-                      % (f["agent"], f["host"], f["by_generation"], f["by_host"]), markup=False)
+                      % (f["agent"], f["host"], f["by_generation"], f["by_host"]))
 
 
 def plan_lines(actions, kinds=None):
@@ -111,7 +111,7 @@ class HostProgress:
         if self.live is not None:
             self.live.update(self._table())
         elif not self.quiet and state != "connecting":
-            out.print("%-12s %s %s" % (host, state, detail), markup=False)
+            out.print("%-12s %s %s" % (host, state, detail))
 
 
 @app.command()
@@ -139,10 +139,10 @@ def up(inventory: str = INVENTORY, dry_run: bool = typer.Option(False, "--dry-ru
         out.print(hosts_table(report["hosts"]))
         print_fenced(report)
         for line in plan_lines(report["plan"]):
-            out.print(line, markup=False)
+            out.print(line)
         for r in report["results"]:
             if not r["ok"]:
-                err.print("[red]failed[/red] %s: %s" % (r["action"]["line"], r["error"]))
+                err.print(render.styled(("failed", "red"), " %s: %s" % (r["action"]["line"], r["error"])))
         if not report["changed"]:
             out.print("%s (already converged)" % report["summary"])
         else:
@@ -162,9 +162,9 @@ def status(inventory: str = INVENTORY, host: str = typer.Option(None, "--host", 
         out.print(fleet_agents_table(report["agents"]))
         print_fenced(report)
         if report["diff"]:
-            out.print("[bold]desired vs actual[/bold]")
+            out.print(render.styled(("desired vs actual", "bold")))
             for line in plan_lines(report["diff"]):
-                out.print(line, markup=False)
+                out.print(line)
         else:
             out.print("desired = actual")
     raise typer.Exit(0 if report["ok"] else 1)
@@ -178,7 +178,7 @@ def plan(inventory: str = INVENTORY, reschedule: bool = typer.Option(False, "--r
     if as_json:
         return emit_json(report)
     for line in plan_lines(report["plan"]):
-        out.print(line, markup=False)
+        out.print(line)
     out.print(report["summary"])
 
 
@@ -217,7 +217,7 @@ def down(inventory: str = INVENTORY,
         for r in report["stopped"]:
             out.print("%s on %s: %s" % (r["agent"], r["host"], "stopped" if r["ok"] else r["error"]))
         for r in report["unreachable"]:
-            err.print("[red]%s[/red] %s: %s" % (r["host"], r["state"], r["reason"]))
+            err.print(render.styled((r["host"], "red"), " %s: %s" % (r["state"], r["reason"])))
         out.print("%d agents stopped%s" % (sum(r["ok"] for r in report["stopped"]),
                                           ", node daemons stopped" if report["daemons_stopped"] else ""))
     ok = all(r["ok"] for r in report["stopped"]) and not report["unreachable"]

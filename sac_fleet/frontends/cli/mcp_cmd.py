@@ -13,7 +13,7 @@ from .render import LazyConsole
 
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
                   help="Serve agents as MCP tools over stdio (`sac mcp`), or add that server to a .mcp.json.")
-err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+err = LazyConsole(stderr=True)
 
 INVENTORY = typer.Option(None, "--inventory", "-i",
                          help="Serve every host of this inventory.yaml (default: only this machine's agents).")

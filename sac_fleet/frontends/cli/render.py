@@ -6,10 +6,14 @@ import time
 
 class LazyConsole:
     """A rich Console made on its first use: a command whose output is JSON never imports rich (~40 ms),
-    and `agents send` submits its turn before rich loads."""
+    and `agents send` submits its turn before rich loads.
+
+    It never reads markup: agent names, errors and replies are user text, and `[h3]` must print as
+    `[h3]`. Colour comes from `styled(...)` (a rich Text), never from markup in a string.
+    """
 
     def __init__(self, **options):
-        self._options, self._console = options, None
+        self._options, self._console = dict({"markup": False, "highlight": False, "soft_wrap": True}, **options), None
 
     @property
     def console(self):
@@ -21,6 +25,20 @@ class LazyConsole:
 
     def __getattr__(self, name):
         return getattr(self.console, name)
+
+
+def styled(*parts):
+    """A line of text from plain strings and (text, style) pairs; no part is read as markup."""
+    from rich.text import Text
+
+    return Text.assemble(*parts)
+
+
+def print_error(exc, console):
+    """A SacError as red `error:` lines: each of its problems (`.data["errors"]`) on its own line."""
+    data = exc.data if isinstance(exc.data, dict) else {}
+    for message in data.get("errors") or [exc.message]:
+        console.print(styled(("error:", "red"), " " + message))
 
 
 STATE_STYLE = {"idle": "green", "working": "cyan", "starting": "yellow", "restarting": "yellow",

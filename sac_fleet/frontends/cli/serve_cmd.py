@@ -11,15 +11,15 @@ import sys
 
 import typer
 
-from .render import LazyConsole
+from .render import LazyConsole, styled
 
 app = typer.Typer()
-out = LazyConsole(highlight=False, soft_wrap=True)
-err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 
 
 def _say(line):
-    out.print(line, markup=False)
+    out.print(line)
     sys.stdout.flush()
 
 
@@ -61,8 +61,8 @@ def serve(inventory: str = typer.Argument(None, help="An inventory: serve its ho
     if access_log:
         _access_log()
     if not _is_loopback(host):
-        err.print("[yellow]warning:[/yellow] listening on %s, beyond this machine: anyone who can reach it and "
-                  "holds the token drives your agents; plain HTTP, so put TLS in front of it" % host)
+        err.print(styled(("warning:", "yellow"), " listening on %s, beyond this machine: anyone who can reach it and "
+                  "holds the token drives your agents; plain HTTP, so put TLS in front of it" % host))
 
     def on_host(name, state, detail):
         if state != "connecting":
@@ -82,7 +82,7 @@ def serve(inventory: str = typer.Argument(None, help="An inventory: serve its ho
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise
-        err.print("[red]error:[/red] cannot listen on %s:%d: %s (choose another --port)" % (host, port, exc.strerror))
+        err.print(styled(("error:", "red"), " cannot listen on %s:%d: %s (choose another --port)" % (host, port, exc.strerror)))
         raise typer.Exit(2)
     finally:
         for registry in registered:
