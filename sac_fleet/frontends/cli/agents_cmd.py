@@ -10,6 +10,7 @@ from . import render
 
 app = typer.Typer(no_args_is_help=True, help="Run agents on this machine: start, send turns, watch them.")
 out = render.LazyConsole()
+NAME = typer.Argument(..., help="The agent's name.")
 err = render.LazyConsole(stderr=True)
 
 
@@ -37,21 +38,21 @@ def start(target: str = typer.Argument(..., help="A spec.yaml, an agent director
 
 
 @app.command()
-def stop(name: str):
+def stop(name: str = NAME):
     """Stop an agent; turns not yet started wait in its journal for the next start."""
     s = run(lambda f: f.stop(name))
     out.print("%s: %s" % (s["name"], s["state"]))
 
 
 @app.command()
-def restart(name: str):
+def restart(name: str = NAME):
     """Restart an agent with the spec it has."""
     s = run(lambda f: f.restart(name))["status"]
     out.print("%s: restarted (state %s)" % (s["name"], s["state"]))
 
 
 @app.command()
-def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask.")):
+def delete(name: str = NAME, yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask.")):
     """Stop an agent and delete its directory (journal, transcript, home)."""
     if not yes and not typer.confirm("Delete agent %s and its journal, transcript and home?" % name):
         raise typer.Exit(1)
@@ -72,7 +73,7 @@ def list_agents(as_json: bool = typer.Option(False, "--json", help="Machine-read
 
 
 @app.command()
-def status(name: str = typer.Argument(None), as_json: bool = typer.Option(False, "--json")):
+def status(name: str = typer.Argument(None, help="The agent's name (default: all agents)."), as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Status of one agent (or all)."""
     result = run(lambda f: f.status(name) if name else f.list())
     if as_json:
@@ -112,7 +113,7 @@ def print_turn(turn, no_wait, as_json):
 
 
 @app.command()
-def send(name: str, text: str,
+def send(name: str = NAME, text: str = typer.Argument(..., help="The prompt."),
          no_wait: bool = typer.Option(False, "--no-wait", help="Return once the turn is accepted."),
          timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the reply."),
          as_json: bool = typer.Option(False, "--json", help="Print the finished turn as JSON.")):
@@ -141,10 +142,14 @@ async def tail_records(fleet, name, lines, follow, as_json):
             show(record)
 
 
+FOLLOW = typer.Option(False, "-f", "--follow", help="Keep following: across restarts, until the agent is deleted.")
+LINES = typer.Option(20, "-n", min=0, help="How many past records (0: none, only new ones with -f).")
+RECORDS_JSON = typer.Option(False, "--json", help="Raw records, one JSON per line.")
+
+
 @app.command()
-def tail(name: str, follow: bool = typer.Option(False, "-f", "--follow"),
-         lines: int = typer.Option(20, "-n", help="How many past records."),
-         as_json: bool = typer.Option(False, "--json", help="Raw records, one JSON per line.")):
+def tail(name: str = NAME, follow: bool = FOLLOW, lines: int = LINES,
+         as_json: bool = RECORDS_JSON):
     """Show an agent's transcript; -f keeps following it."""
     try:
         run(lambda f: tail_records(f, name, lines, follow, as_json))
@@ -153,7 +158,7 @@ def tail(name: str, follow: bool = typer.Option(False, "-f", "--follow"),
 
 
 @app.command()
-def health(name: str, as_json: bool = typer.Option(False, "--json")):
+def health(name: str = NAME, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Exit 0 when the agent is healthy, 1 with the reasons when it is not."""
     result = run(lambda f: f.health(name))
     if as_json:

@@ -13,6 +13,18 @@ from sac_node.protocol.errors import SacError
 from . import accounts_cmd, agents_cmd, fleet_cmd, mcp_cmd, provider_cmd, spec_cmd
 from .render import LazyConsole, print_error, styled
 
+def _tidy_help():
+    """Typer's help as sac wants it: a flag shows no `<bool>` type (it takes no value), and a hidden
+    argument (a deprecated positional INVENTORY) stays out of the usage line."""
+    from typer.core import TyperArgument, TyperOption
+
+    value_type = TyperOption.display_type_rich
+    TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else value_type(self, ctx)
+    usage = TyperArgument.get_usage_pieces
+    TyperArgument.get_usage_pieces = lambda self, ctx: [] if self.hidden else usage(self, ctx)
+
+
+_tidy_help()
 app = typer.Typer(
     name="sac",
     help="Long-lived, sandboxed Claude Code agents from a spec.yaml; fleets of them over SSH.",

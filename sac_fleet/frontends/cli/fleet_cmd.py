@@ -10,14 +10,15 @@ import sys
 import typer
 
 from . import render, serve_cmd
-from .agents_cmd import print_turn, progress_printer
+from .agents_cmd import FOLLOW, LINES, RECORDS_JSON, print_turn, progress_printer, tail_records
+from .options import ACCEPT_NEW, INVENTORY, OLD_INVENTORY, inventory_of
 
 app = typer.Typer(no_args_is_help=True, help="Run agents across the hosts of an inventory.yaml.")
 app.add_typer(serve_cmd.app)  # `sac fleet serve`
 out = render.LazyConsole()
 err = render.LazyConsole(stderr=True)
 
-INVENTORY = typer.Argument(None, help="The inventory (default: $SAC_INVENTORY or ./inventory.yaml).")
+JSON = typer.Option(False, "--json", help="Print the report as JSON.")
 HOST_STYLE = {"ok": "green", "connecting": "yellow"}
 
 
@@ -115,12 +116,12 @@ class HostProgress:
 
 
 @app.command()
-def up(inventory: str = INVENTORY, dry_run: bool = typer.Option(False, "--dry-run", help="Plan only."),
+def up(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY, dry_run: bool = typer.Option(False, "--dry-run", help="Plan only."),
        prune: bool = typer.Option(False, "--prune", help="Also stop agents no longer in the inventory."),
        reschedule: bool = typer.Option(False, "--reschedule", help="Restart singletons of unreachable hosts elsewhere."),
-       accept_new: bool = typer.Option(False, "--accept-new-host-keys", help="Record unknown host keys."),
-       as_json: bool = typer.Option(False, "--json")):
+       accept_new: bool = ACCEPT_NEW, as_json: bool = JSON):
     """Converge the fleet: bootstrap hosts, start missing agents, leave running ones alone."""
+    inventory = inventory_of(inventory, old_inventory)
     progress = HostProgress(as_json)
 
     async def go(fleet):
@@ -151,10 +152,11 @@ def up(inventory: str = INVENTORY, dry_run: bool = typer.Option(False, "--dry-ru
 
 
 @app.command()
-def status(inventory: str = INVENTORY, host: str = typer.Option(None, "--host", help="Only this host."),
-           as_json: bool = typer.Option(False, "--json")):
+def status(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY,
+           host: str = typer.Option(None, "--host", help="Only this host."), accept_new: bool = ACCEPT_NEW,
+           as_json: bool = JSON):
     """Hosts and agents, desired next to actual; hosts that did not answer say why."""
-    report = run(inventory, lambda f: f.fleet_status(host))
+    report = run(inventory_of(inventory, old_inventory), lambda f: f.fleet_status(host), accept_new)
     if as_json:
         emit_json(report)
     else:
@@ -171,10 +173,13 @@ def status(inventory: str = INVENTORY, host: str = typer.Option(None, "--host", 
 
 
 @app.command()
-def plan(inventory: str = INVENTORY, reschedule: bool = typer.Option(False, "--reschedule"),
-         prune: bool = typer.Option(False, "--prune"), as_json: bool = typer.Option(False, "--json")):
+def plan(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY,
+         reschedule: bool = typer.Option(False, "--reschedule", help="Plan singletons of unreachable hosts elsewhere."),
+         prune: bool = typer.Option(False, "--prune", help="Also plan to stop agents no longer in the inventory."),
+         accept_new: bool = ACCEPT_NEW, as_json: bool = JSON):
     """Show where every agent would run and why, without changing anything."""
-    report = run(inventory, lambda f: f.plan(reschedule=reschedule, prune=prune))
+    report = run(inventory_of(inventory, old_inventory), lambda f: f.plan(reschedule=reschedule, prune=prune),
+                 accept_new)
     if as_json:
         return emit_json(report)
     for line in plan_lines(report["plan"]):
@@ -183,34 +188,34 @@ def plan(inventory: str = INVENTORY, reschedule: bool = typer.Option(False, "--r
 
 
 @app.command()
-def send(agent: str, text: str, inventory: str = typer.Option(None, "--inventory", "-i"),
-         no_wait: bool = typer.Option(False, "--no-wait"), timeout: float = typer.Option(600.0, "--timeout"),
-         as_json: bool = typer.Option(False, "--json")):
+def send(agent: str = typer.Argument(..., help="The agent's name."),
+         text: str = typer.Argument(..., help="The prompt."), inventory: str = INVENTORY,
+         no_wait: bool = typer.Option(False, "--no-wait", help="Return once the turn is accepted."),
+         timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the reply."),
+         accept_new: bool = ACCEPT_NEW,
+         as_json: bool = typer.Option(False, "--json", help="Print the finished turn as JSON.")):
     """Send a turn to an agent wherever it runs (same output as `sac agents send`)."""
     turn = run(inventory, lambda f: f.send(agent, text, wait=not no_wait, timeout=timeout,
-                                           on_record=progress_printer(as_json)))
+                                           on_record=progress_printer(as_json)), accept_new)
     print_turn(turn, no_wait, as_json)
 
 
 @app.command()
-def tail(agent: str, inventory: str = typer.Option(None, "--inventory", "-i"),
-         follow: bool = typer.Option(False, "-f", "--follow"), lines: int = typer.Option(20, "-n"),
-         as_json: bool = typer.Option(False, "--json")):
+def tail(agent: str = typer.Argument(..., help="The agent's name."), inventory: str = INVENTORY,
+         follow: bool = FOLLOW, lines: int = LINES, accept_new: bool = ACCEPT_NEW, as_json: bool = RECORDS_JSON):
     """Show an agent's transcript, wherever it runs."""
-    from .agents_cmd import tail_records
-
     try:
-        run(inventory, lambda f: tail_records(f, agent, lines, follow, as_json))
+        run(inventory, lambda f: tail_records(f, agent, lines, follow, as_json), accept_new)
     except KeyboardInterrupt:
         pass
 
 
 @app.command()
-def down(inventory: str = INVENTORY,
+def down(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY,
          agents_only: bool = typer.Option(False, "--agents-only", help="Leave the node daemons running."),
-         as_json: bool = typer.Option(False, "--json")):
+         accept_new: bool = ACCEPT_NEW, as_json: bool = JSON):
     """Stop the inventory's agents on every host (and the node daemons unless --agents-only)."""
-    report = run(inventory, lambda f: f.down(agents_only))
+    report = run(inventory_of(inventory, old_inventory), lambda f: f.down(agents_only), accept_new)
     if as_json:
         emit_json(report)
     else:

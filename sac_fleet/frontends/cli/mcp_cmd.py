@@ -15,8 +15,9 @@ app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
                   help="Serve agents as MCP tools over stdio (`sac mcp`), or add that server to a .mcp.json.")
 err = LazyConsole(stderr=True)
 
-INVENTORY = typer.Option(None, "--inventory", "-i",
-                         help="Serve every host of this inventory.yaml (default: only this machine's agents).")
+INVENTORY = typer.Option(None, "--inventory", "-i", metavar="FILE",
+                         help="Serve every host of this inventory.yaml (default: $SAC_INVENTORY, else "
+                              "./inventory.yaml; with neither, only this machine's agents).")
 
 
 @app.callback()
@@ -35,8 +36,10 @@ def serve(inventory: Path = INVENTORY):
 def _serve(inventory):
     from sac_fleet.frontends.mcp.server import run  # the mcp SDK loads only for this command
 
+    from .options import optional_inventory
+
     try:
-        run(inventory=str(inventory) if inventory else None)
+        run(inventory=optional_inventory(inventory))
     except KeyboardInterrupt:
         pass
 

@@ -1,4 +1,4 @@
-"""`sac fleet serve [INVENTORY]`: the HTTP gateway (REST, SSE, A2A) over an open Fleet.
+"""`sac fleet serve [-i INVENTORY]`: the HTTP gateway (REST, SSE, A2A) over an open Fleet.
 
 Attach with `fleet_cmd.app.add_typer(serve_cmd.app)` (a nameless Typer merges its command).
 """
@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from .options import ACCEPT_NEW, OLD_INVENTORY, inventory_of, optional_inventory
 from .render import LazyConsole, styled
 
 app = typer.Typer()
@@ -42,12 +43,14 @@ def _access_log():
 
 
 @app.command()
-def serve(inventory: str = typer.Argument(None, help="An inventory: serve its hosts' agents. Without one: "
-                                                      "this machine's agents (like `sac agents`)."),
+def serve(old_inventory: str = OLD_INVENTORY,
+          inventory: str = typer.Option(None, "--inventory", "-i", metavar="FILE",
+                                        help="Serve this inventory's hosts (default: $SAC_INVENTORY, else "
+                                             "./inventory.yaml; with neither, this machine's agents)."),
           host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
           port: int = typer.Option(8642, "--port", help="Port to listen on (0: any free port)."),
           print_token: bool = typer.Option(False, "--print-token", help="Also print the token's value."),
-          accept_new: bool = typer.Option(False, "--accept-new-host-keys", help="Record unknown host keys."),
+          accept_new: bool = ACCEPT_NEW,
           access_log: bool = typer.Option(True, "--access-log/--no-access-log",
                                           help="Log each request (method, path, status; never headers).")):
     """Serve the fleet over HTTP: POST /v1/turn, turn lookup, status, SSE transcripts and A2A."""
@@ -55,6 +58,8 @@ def serve(inventory: str = typer.Argument(None, help="An inventory: serve its ho
     from sac_fleet.frontends.gateway.auth import load_or_create_token, token_path
     from sac_fleet.frontends.gateway.http import serve as run_gateway
     from sac_fleet.remote.gateway_client import register, unregister
+
+    inventory = optional_inventory(inventory_of(inventory, old_inventory))
 
     path = token_path()
     token = load_or_create_token(path)

@@ -1,0 +1,24 @@
+"""The `sac fleet` CLI over real sshd hosts: the options every command shares, selectors, follow-ups."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_status_and_plan_take_the_host_key_option_their_hint_names(fleet_env):
+    host, = fleet_env.sshd.start(1)
+    known = fleet_env.root / "empty_known_hosts"
+    known.write_text("")
+    fleet_env.add_host(host, known_hosts=str(known))
+    fleet_env.add_agent("a1", {"hosts": [host.name]})
+    inventory = fleet_env.write()
+    refused = fleet_env.sac("fleet", "plan", "-i", inventory, "--json", check=False)
+    assert "--accept-new-host-keys" in json.loads(refused.stdout)["hosts"][0]["reason"]
+    status = fleet_env.sac("fleet", "status", "-i", inventory, "--accept-new-host-keys", "--json", check=False)
+    row = json.loads(status.stdout)["hosts"][0]
+    assert row["state"] not in ("host_key_unknown", "host_key_changed"), row
+    assert host.address in known.read_text()
+    plan = fleet_env.sac("fleet", "plan", "-i", inventory, "--accept-new-host-keys", "--json", check=False)
+    assert json.loads(plan.stdout)["hosts"][0]["state"] != "host_key_unknown"
