@@ -13,7 +13,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from sac_node.protocol.errors import AgentNotFound, HostUnreachable, SpecError, TurnTimeout
+from sac_node.protocol.errors import AgentNotFound, AgentNotRunning, HostUnreachable, SpecError, TurnTimeout
 
 from .remote.local import connect_local
 
@@ -36,6 +36,36 @@ def resolve_target(target, agents_dir):
     if candidate.exists():
         return candidate
     return None
+
+
+async def _records_while(node, name, from_seq, shim, check_every):
+    """The records of one subscription, until the agent's shim is no longer `shim` (or the
+    connection closes). A pump feeds a local queue, so waiting with a timeout loses no record."""
+    sub = await node.subscribe(name, from_seq=from_seq)
+    queue, end = asyncio.Queue(), object()
+
+    async def pump():
+        try:
+            async for record in sub:
+                queue.put_nowait(record)
+        finally:
+            queue.put_nowait(end)
+
+    pumping = asyncio.ensure_future(pump())
+    try:
+        while True:
+            try:
+                record = await asyncio.wait_for(queue.get(), check_every)
+            except asyncio.TimeoutError:
+                if (await node.agent_status(name)).get("shim_pid") != shim:
+                    return  # restarted (or stopped): the caller subscribes again
+                continue
+            if record is end:
+                return
+            yield record
+    finally:
+        pumping.cancel()
+        await sub.close()
 
 
 class Fleet:
@@ -198,15 +228,28 @@ class Fleet:
         await node.agent_status(name)  # AgentNotFound with the fix, before an empty tail
         return await node.tail(name, n)
 
-    async def follow(self, name, from_seq=None):
-        """Live transcript records of an agent, after `from_seq`."""
-        node = await self.node(name)
-        sub = await node.subscribe(name, from_seq=from_seq)
-        try:
-            async for record in sub:
-                yield record
-        finally:
-            await sub.close()
+    async def follow(self, name, from_seq=None, check_every=1.0):
+        """Live transcript records of an agent, after `from_seq` (None: only new ones).
+
+        It goes on across restarts of the agent (a new shim is subscribed to again, from the
+        last record seen, so none is lost) and while it is stopped; it ends when the agent is
+        deleted. While no record comes it looks at the agent every `check_every` seconds.
+        """
+        last = from_seq
+        while True:
+            try:
+                node = await self.node(name)
+                shim = (await node.agent_status(name)).get("shim_pid")
+                if shim is None:  # stopped, or between the two halves of a restart
+                    await asyncio.sleep(check_every)
+                    continue
+                async for record in _records_while(node, name, last, shim, check_every):
+                    last = record["seq"]
+                    yield record
+            except AgentNotFound:
+                return  # deleted
+            except AgentNotRunning:
+                await asyncio.sleep(check_every)
 
 
     # -- the fleet (inventory) -------------------------------------------------------

@@ -133,11 +133,15 @@ async def tail_records(fleet, name, lines, follow, as_json):
         if text:
             out.print(text)
 
-    records = await fleet.tail(name, lines)
+    if lines:
+        records = await fleet.tail(name, lines)
+    else:  # -n 0: no past record, only new ones (with -f)
+        await fleet.status(name)  # AgentNotFound with the fix
+        records = []
     for record in records:
         show(record)
     if follow:
-        last = records[-1]["seq"] if records else 0
+        last = records[-1]["seq"] if records else (0 if lines else None)
         async for record in fleet.follow(name, from_seq=last):
             show(record)
 

@@ -1,0 +1,73 @@
+"""The `sac agents` CLI on this machine's node: following a transcript, following up a turn."""
+
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+class Lines:
+    """A running `sac` command whose stdout lines are read as they come."""
+
+    def __init__(self, sac_env, *args):
+        self.proc = subprocess.Popen([sys.executable, "-m", "sac_fleet"] + [str(a) for a in args], env=sac_env.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines, self.seen = queue.Queue(), []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, text, timeout=30.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                self.seen.append(self.lines.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            if text in self.seen[-1]:
+                return self.seen[-1]
+        raise AssertionError("no line with %r within %ss; saw %r" % (text, timeout, self.seen))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+def test_tail_n_0_prints_nothing_and_a_negative_n_is_a_usage_error(sac_env):
+    sac_env.write_spec("a1")
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    sac_env.sac("agents", "send", "a1", "before")
+    assert "before" in sac_env.sac("agents", "tail", "a1", "-n", "5").stdout
+    assert sac_env.sac("agents", "tail", "a1", "-n", "0").stdout == ""
+    negative = sac_env.sac("agents", "tail", "a1", "-n", "-1", check=False)
+    assert negative.returncode == 2 and negative.stdout == "" and "-n" in negative.stderr
+
+
+def test_tail_follows_across_a_restart_and_ends_on_delete(sac_env):
+    sac_env.write_spec("a1")
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    sac_env.sac("agents", "send", "a1", "old news")
+    tail = Lines(sac_env, "agents", "tail", "a1", "-f", "-n", "0")
+    try:
+        time.sleep(1.5)  # subscribed
+        sac_env.sac("agents", "send", "a1", "first")
+        tail.wait_for("user       first")
+        sac_env.sac("agents", "restart", "a1")
+        sac_env.sac("agents", "send", "a1", "after the restart")
+        tail.wait_for("user       after the restart")
+        tail.wait_for("assistant  echo: after the restart")
+        assert not any("old news" in line for line in tail.seen)
+        sac_env.sac("agents", "delete", "a1", "-y")
+        assert tail.proc.wait(timeout=15) == 0
+    finally:
+        tail.stop()
