@@ -217,8 +217,10 @@ class Fleet:
             if event.get("type") == "sac" and event.get("subtype") == "turn_ended":
                 return
 
-    async def get_turn(self, turn_id):
-        return await (await self.node(turn_id.split(".", 1)[0])).get_turn(turn_id)
+    async def get_turn(self, turn_id, wait=None):
+        """A turn by id; with `wait` (seconds), once it ends or as it stands when `wait` passes."""
+        node = await self.node(turn_id.split(".", 1)[0])
+        return await (node.wait_turn(turn_id, wait) if wait else node.get_turn(turn_id))
 
     async def cancel(self, turn_id):
         return await (await self.node(turn_id.split(".", 1)[0])).cancel_turn(turn_id)

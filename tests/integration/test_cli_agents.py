@@ -71,3 +71,35 @@ def test_tail_follows_across_a_restart_and_ends_on_delete(sac_env):
         assert tail.proc.wait(timeout=15) == 0
     finally:
         tail.stop()
+
+
+SLOW = {"rules": [{"match": "slow", "reply": "slowly done", "fault": {"chunk_delay": 1.5}}]}
+
+
+def test_a_no_wait_turn_is_followed_up_and_cancelled_by_id(sac_env):
+    sac_env.provider.load_script(SLOW)
+    sac_env.write_spec("a1")
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    slow = sac_env.sac("agents", "send", "a1", "go slow", "--no-wait").stdout.split()[-1]
+    queued = sac_env.sac("agents", "send", "a1", "then this", "--no-wait").stdout.split()[-1]
+    early = sac_env.sac("agents", "turn", slow, check=False)
+    assert early.returncode == 1 and "not ended yet" in early.stderr and early.stdout == ""
+    cancelled = sac_env.sac("agents", "cancel", queued)
+    assert cancelled.stdout.strip() == "turn %s cancelled" % queued
+    assert sac_env.sac("agents", "turn", slow, "--wait", "60").stdout.strip() == "slowly done"
+    looked_up = sac_env.sac("agents", "turn", queued, check=False)
+    assert looked_up.returncode == 1 and "cancelled" in looked_up.stderr
+    assert sac_env.sac_json("agents", "turn", queued, check=False)["status"] == "cancelled"
+    too_late = sac_env.sac("agents", "cancel", slow, check=False)
+    assert too_late.returncode == 1 and too_late.stdout.strip() == "turn %s completed" % slow
+
+
+def test_send_reads_the_prompt_from_stdin_or_a_file(sac_env, tmp_path):
+    sac_env.write_spec("a1")
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    assert sac_env.sac("agents", "send", "a1", "-", input="from stdin\n").stdout.strip() == "echo: from stdin"
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("from a file")
+    assert sac_env.sac("agents", "send", "a1", "--file", prompt).stdout.strip() == "echo: from a file"
+    both = sac_env.sac("agents", "send", "a1", "x", "--file", prompt, check=False)
+    assert both.returncode == 2 and "one of them" in both.stderr

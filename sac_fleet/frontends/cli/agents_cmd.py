@@ -10,7 +10,7 @@ from . import render
 
 app = typer.Typer(no_args_is_help=True, help="Run agents on this machine: start, send turns, watch them.")
 out = render.LazyConsole()
-NAME = typer.Argument(..., help="The agent's name.")
+NAME = typer.Argument(..., metavar="NAME", help="The agent's name.")
 err = render.LazyConsole(stderr=True)
 
 
@@ -112,14 +112,78 @@ def print_turn(turn, no_wait, as_json):
         raise typer.Exit(1)
 
 
+PROMPT = typer.Argument(None, metavar="PROMPT", help="The prompt; `-` reads it from stdin.")
+PROMPT_FILE = typer.Option(None, "--file", "-F", metavar="FILE", help="Read the prompt from this file.")
+NO_WAIT = typer.Option(False, "--no-wait", help="Return once the turn is accepted (follow it up with `turn ID`).")
+TIMEOUT = typer.Option(600.0, "--timeout", help="Seconds to wait for the reply.")
+TURN_JSON = typer.Option(False, "--json", help="Print the turn as JSON.")
+TURN_ID = typer.Argument(..., metavar="TURN_ID", help="The turn's id, as `send --no-wait` printed it (<agent>.<hex>).")
+TURN_WAIT = typer.Option(0.0, "--wait", min=0, help="Seconds to wait for the turn to end (0: answer at once).")
+
+
+def prompt_of(text, file):
+    """The prompt from the argument, stdin (`-`) or --file: exactly one of them, not empty."""
+    if (text is None) == (file is None):
+        raise typer.BadParameter("give the prompt as an argument, `-` for stdin, or --file FILE (one of them)")
+    if file is not None:
+        try:
+            text = open(file, encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter("--file %s: %s" % (file, getattr(exc, "strerror", None) or exc)) from None
+    elif text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise typer.BadParameter("the prompt is empty")
+    return text
+
+
 @app.command()
-def send(name: str = NAME, text: str = typer.Argument(..., help="The prompt."),
-         no_wait: bool = typer.Option(False, "--no-wait", help="Return once the turn is accepted."),
-         timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the reply."),
-         as_json: bool = typer.Option(False, "--json", help="Print the finished turn as JSON.")):
+def send(name: str = NAME, text: str = PROMPT, file: str = PROMPT_FILE, no_wait: bool = NO_WAIT,
+         timeout: float = TIMEOUT, as_json: bool = TURN_JSON):
     """Send a turn: the assistant's progress streams to stderr, the final reply to stdout."""
+    text = prompt_of(text, file)
     turn = run(lambda f: f.send(name, text, wait=not no_wait, timeout=timeout, on_record=progress_printer(as_json)))
     print_turn(turn, no_wait, as_json)
+
+
+def turn_id_of(turn_id):
+    if "." not in turn_id:
+        raise typer.BadParameter("turn ids look like <agent>.<hex>, as `send --no-wait` prints them")
+    return turn_id
+
+
+def print_followed_turn(turn, as_json):
+    """A turn looked up by id: its reply once completed (exit 0), else its status (exit 1)."""
+    if as_json:
+        emit_json(turn)
+    elif turn["status"] == "completed":
+        out.print(turn.get("reply") or "")
+    elif turn["status"] in ("pending", "running"):
+        err.print("turn %s %s (not ended yet; --wait SECONDS waits for it)" % (turn["id"], turn["status"]))
+    else:
+        err.print(render.styled(("turn %s %s" % (turn["id"], turn["status"]), "red"), ": " + (turn.get("error") or "")))
+    if turn["status"] != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def turn(turn_id: str = TURN_ID, wait: float = TURN_WAIT, as_json: bool = TURN_JSON):
+    """A turn by id (one sent with --no-wait, say): its reply once completed, else its status."""
+    print_followed_turn(run(lambda f: f.get_turn(turn_id_of(turn_id), wait)), as_json)
+
+
+@app.command()
+def cancel(turn_id: str = TURN_ID, as_json: bool = TURN_JSON):
+    """Cancel a turn: a pending one never runs, a running one is stopped (its engine restarts)."""
+    print_cancelled(run(lambda f: f.cancel(turn_id_of(turn_id))), as_json)
+
+
+def print_cancelled(turn, as_json):
+    if as_json:
+        return emit_json(turn)
+    out.print("turn %s %s" % (turn["id"], turn["status"]))
+    if turn["status"] != "cancelled":
+        raise typer.Exit(1)  # it had ended already
 
 
 async def tail_records(fleet, name, lines, follow, as_json):

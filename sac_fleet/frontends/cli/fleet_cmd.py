@@ -10,7 +10,9 @@ import sys
 import typer
 
 from . import render, serve_cmd
-from .agents_cmd import FOLLOW, LINES, RECORDS_JSON, print_turn, progress_printer, tail_records
+from .agents_cmd import (FOLLOW, LINES, NO_WAIT, PROMPT, PROMPT_FILE, RECORDS_JSON, TIMEOUT, TURN_ID, TURN_JSON,
+                         TURN_WAIT, print_cancelled, print_followed_turn, print_turn, progress_printer, prompt_of,
+                         tail_records, turn_id_of)
 from .options import ACCEPT_NEW, INVENTORY, OLD_INVENTORY, inventory_of
 
 app = typer.Typer(no_args_is_help=True, help="Run agents across the hosts of an inventory.yaml.")
@@ -188,13 +190,11 @@ def plan(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY,
 
 
 @app.command()
-def send(agent: str = typer.Argument(..., help="The agent's name."),
-         text: str = typer.Argument(..., help="The prompt."), inventory: str = INVENTORY,
-         no_wait: bool = typer.Option(False, "--no-wait", help="Return once the turn is accepted."),
-         timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the reply."),
-         accept_new: bool = ACCEPT_NEW,
-         as_json: bool = typer.Option(False, "--json", help="Print the finished turn as JSON.")):
+def send(agent: str = typer.Argument(..., help="The agent's name."), text: str = PROMPT,
+         file: str = PROMPT_FILE, inventory: str = INVENTORY, no_wait: bool = NO_WAIT, timeout: float = TIMEOUT,
+         accept_new: bool = ACCEPT_NEW, as_json: bool = TURN_JSON):
     """Send a turn to an agent wherever it runs (same output as `sac agents send`)."""
+    text = prompt_of(text, file)
     turn = run(inventory, lambda f: f.send(agent, text, wait=not no_wait, timeout=timeout,
                                            on_record=progress_printer(as_json)), accept_new)
     print_turn(turn, no_wait, as_json)
@@ -208,6 +208,20 @@ def tail(agent: str = typer.Argument(..., help="The agent's name."), inventory: 
         run(inventory, lambda f: tail_records(f, agent, lines, follow, as_json), accept_new)
     except KeyboardInterrupt:
         pass
+
+
+@app.command()
+def turn(turn_id: str = TURN_ID, inventory: str = INVENTORY, wait: float = TURN_WAIT,
+         accept_new: bool = ACCEPT_NEW, as_json: bool = TURN_JSON):
+    """A turn by id, wherever its agent runs: its reply once completed, else its status."""
+    print_followed_turn(run(inventory, lambda f: f.get_turn(turn_id_of(turn_id), wait), accept_new), as_json)
+
+
+@app.command()
+def cancel(turn_id: str = TURN_ID, inventory: str = INVENTORY, accept_new: bool = ACCEPT_NEW,
+           as_json: bool = TURN_JSON):
+    """Cancel a turn, wherever its agent runs."""
+    print_cancelled(run(inventory, lambda f: f.cancel(turn_id_of(turn_id)), accept_new), as_json)
 
 
 @app.command()
