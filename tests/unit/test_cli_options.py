@@ -56,3 +56,13 @@ def test_no_flag_shows_a_bool_metavar_and_every_option_says_what_it_does(tmp_pat
     for args in (["provider", "serve", "--help"], ["fleet", "up", "--help"], ["agents", "send", "--help"]):
         ran = run_sac(args, tmp_path)
         assert ran.code == 0 and "<bool>" not in ran.stdout, ran.stdout
+
+
+def test_version_and_shell_completion(tmp_path):
+    from sac_node import __version__
+
+    ran = run_sac(["--version"], tmp_path)
+    assert (ran.code, ran.stdout) == (0, "sac %s\n" % __version__)
+    ran = run_sac([], tmp_path, env={"_SAC_COMPLETE": "complete_bash", "COMP_WORDS": "sac fleet st", "COMP_CWORD": "2"})
+    assert (ran.code, ran.stdout.split()) == (0, ["status"])
+    assert "--install-completion" in run_sac(["--help"], tmp_path).stdout

@@ -30,7 +30,7 @@ app = typer.Typer(
     help="Long-lived, sandboxed Claude Code agents from a spec.yaml; fleets of them over SSH.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, powershell
 )
 app.add_typer(spec_cmd.app, name="spec")
 app.add_typer(agents_cmd.app, name="agents")
@@ -42,8 +42,18 @@ app.add_typer(mcp_cmd.app, name="mcp")
 err_console = LazyConsole(stderr=True)
 
 
+def _print_version(value):
+    if value:
+        from sac_node import __version__
+
+        sys.stdout.write("sac %s\n" % __version__)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")):
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+          version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print sac's version and exit.")):
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app.info.context_settings = {"obj": {"debug": debug}}
     _State.debug = debug
