@@ -271,10 +271,12 @@ class Fleet:
                                                         self.links, on_host)
         return self.links
 
-    async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None):
-        """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report."""
+    async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None, limit=None):
+        """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report.
+
+        `limit` (host names): change only those hosts (placement still sees every host)."""
         await self.connect(on_host=on_host)
-        return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule)
+        return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule, self._hosts(limit))
 
     async def plan(self, reschedule=False, prune=False):
         await self.connect()
@@ -285,10 +287,19 @@ class Fleet:
         await self.connect(hosts=[host] if host else None)
         return await _fleet_ops().status_report(self.load(), self.links, only=host)
 
-    async def down(self, agents_only=False):
-        """Stop the inventory's agents everywhere; unless agents_only, also stop the node daemons."""
-        await self.connect()
-        return await _fleet_ops().down(self.load(), self.links, agents_only)
+    async def down(self, agents_only=False, limit=None, agents=None):
+        """Stop the inventory's agents everywhere; unless agents_only, also stop the node daemons.
+
+        `limit` (host names) keeps to those hosts; `agents` (names) stops only those agents."""
+        hosts = self._hosts(limit)
+        await self.connect(hosts=hosts)
+        return await _fleet_ops().down(self.load(), self.links, agents_only, hosts, agents)
+
+    def _hosts(self, names):
+        """Host names checked against the inventory (an unknown one: InventoryError naming it), or None."""
+        if names is None:
+            return None
+        return [self.load().host(name).name for name in names]
 
     async def _route(self, agent):
         """The client of the host that runs `agent` (asks every host when not known yet)."""

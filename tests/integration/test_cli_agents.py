@@ -103,3 +103,19 @@ def test_send_reads_the_prompt_from_stdin_or_a_file(sac_env, tmp_path):
     assert sac_env.sac("agents", "send", "a1", "--file", prompt).stdout.strip() == "echo: from a file"
     both = sac_env.sac("agents", "send", "a1", "x", "--file", prompt, check=False)
     assert both.returncode == 2 and "one of them" in both.stderr
+
+
+def test_agents_list_selects_by_label(sac_env):
+    import yaml
+
+    for name, team in (("a1", "docs"), ("a2", "ops")):
+        spec = sac_env.write_spec(name) / "spec.yaml"
+        doc = yaml.safe_load(spec.read_text())
+        doc["metadata"]["labels"] = {"team": team}
+        spec.write_text(yaml.safe_dump(doc))
+        sac_env.sac("agents", "start", spec.parent)
+    assert [a["name"] for a in sac_env.sac_json("agents", "list", "-l", "team=docs")] == ["a1"]
+    assert "a2" in sac_env.sac("agents", "list", "-l", "team=ops").stdout
+    assert "a1" not in sac_env.sac("agents", "list", "-l", "team=ops").stdout
+    bad = sac_env.sac("agents", "list", "-l", "team", check=False)
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr

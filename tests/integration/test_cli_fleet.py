@@ -38,3 +38,36 @@ def test_a_fleet_turn_is_followed_up_and_cancelled_by_id_and_prompts_come_from_s
     assert fleet_env.sac("fleet", "turn", slow, "--wait", "60", "-i", inventory).stdout.strip() == "slowly done"
     turn = fleet_env.sac_json("fleet", "turn", queued, "-i", inventory, check=False)
     assert turn["status"] == "cancelled"
+
+
+def names(rows):
+    return sorted(r["name"] for r in rows)
+
+
+def test_label_selectors_and_host_limits_choose_what_a_command_touches(fleet_env):
+    h1, h2 = fleet_env.sshd.start(2)
+    fleet_env.add_host(h1)
+    fleet_env.add_host(h2)
+    fleet_env.add_agent("docs1", {"hosts": [h1.name]}, labels={"team": "docs"})
+    fleet_env.add_agent("docs2", {"hosts": [h2.name]}, labels={"team": "docs"})
+    fleet_env.add_agent("ops", {"hosts": [h1.name]}, labels={"team": "ops"})
+    inventory = fleet_env.write()
+
+    limited = fleet_env.sac_json("fleet", "up", "-i", inventory, "--limit", h1.name)
+    assert sorted(r["action"]["agent"] for r in limited["results"]) == ["docs1", "ops"]
+    assert names(fleet_env.sac_json("fleet", "status", "-i", inventory, check=False)["agents"]) == ["docs1", "ops"]
+    assert fleet_env.sac_json("fleet", "up", "-i", inventory)["ok"]
+
+    docs = fleet_env.sac_json("fleet", "status", "-i", inventory, "-l", "team=docs")
+    assert names(docs["agents"]) == ["docs1", "docs2"] and docs["ok"]
+    sent = fleet_env.sac("fleet", "send", "-l", "team=docs", "hello docs", "-i", inventory)
+    assert sent.stdout.splitlines() == ["docs1: echo: hello docs", "docs2: echo: hello docs"]
+    nobody = fleet_env.sac("fleet", "send", "-l", "team=nobody", "hi", "-i", inventory, check=False)
+    assert nobody.returncode == 2 and "team=nobody" in nobody.stderr
+
+    down = fleet_env.sac_json("fleet", "down", "-i", inventory, "-l", "team=ops")
+    assert [r["agent"] for r in down["stopped"]] == ["ops"] and not down["daemons_stopped"]
+    down = fleet_env.sac_json("fleet", "down", "-i", inventory, "--limit", h2.name)
+    assert [r["agent"] for r in down["stopped"]] == ["docs2"]
+    running = fleet_env.sac_json("fleet", "status", "-i", inventory, check=False)["agents"]
+    assert {a["name"]: a["state"] for a in running if a["state"] != "stopped"} == {"docs1": "idle"}

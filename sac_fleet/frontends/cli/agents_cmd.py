@@ -6,7 +6,10 @@ import sys
 
 import typer
 
+from typing import List
+
 from . import render
+from .options import LABELS, selector_of, selects
 
 app = typer.Typer(no_args_is_help=True, help="Run agents on this machine: start, send turns, watch them.")
 out = render.LazyConsole()
@@ -61,13 +64,15 @@ def delete(name: str = NAME, yes: bool = typer.Option(False, "-y", "--yes", help
 
 
 @app.command("list")
-def list_agents(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+def list_agents(labels: List[str] = LABELS,
+                as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """List this machine's agents."""
-    statuses = run(lambda f: f.list())
+    selector = selector_of(labels)
+    statuses = [s for s in run(lambda f: f.list()) if selector is None or selects(selector, s.get("labels"))]
     if as_json:
         return emit_json(statuses)
     if not statuses:
-        out.print("no agents (start one with `sac agents start DIR`)")
+        out.print("no agents with those labels" if selector else "no agents (start one with `sac agents start DIR`)")
         return
     out.print(render.agents_table(statuses))
 

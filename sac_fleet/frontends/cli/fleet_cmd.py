@@ -7,13 +7,16 @@ import asyncio
 import json
 import sys
 
+from typing import List
+
 import typer
 
 from . import render, serve_cmd
 from .agents_cmd import (FOLLOW, LINES, NO_WAIT, PROMPT, PROMPT_FILE, RECORDS_JSON, TIMEOUT, TURN_ID, TURN_JSON,
                          TURN_WAIT, print_cancelled, print_followed_turn, print_turn, progress_printer, prompt_of,
                          tail_records, turn_id_of)
-from .options import ACCEPT_NEW, INVENTORY, OLD_INVENTORY, inventory_of
+from .options import (ACCEPT_NEW, INVENTORY, LABELS, LIMIT, OLD_INVENTORY, hosts_of, inventory_of, selected_agents,
+                      selector_of)
 
 app = typer.Typer(no_args_is_help=True, help="Run agents across the hosts of an inventory.yaml.")
 app.add_typer(serve_cmd.app)  # `sac fleet serve`
@@ -121,16 +124,16 @@ class HostProgress:
 def up(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY, dry_run: bool = typer.Option(False, "--dry-run", help="Plan only."),
        prune: bool = typer.Option(False, "--prune", help="Also stop agents no longer in the inventory."),
        reschedule: bool = typer.Option(False, "--reschedule", help="Restart singletons of unreachable hosts elsewhere."),
-       accept_new: bool = ACCEPT_NEW, as_json: bool = JSON):
+       limit: str = LIMIT, accept_new: bool = ACCEPT_NEW, as_json: bool = JSON):
     """Converge the fleet: bootstrap hosts, start missing agents, leave running ones alone."""
-    inventory = inventory_of(inventory, old_inventory)
+    inventory, hosts = inventory_of(inventory, old_inventory), hosts_of(limit)
     progress = HostProgress(as_json)
 
     async def go(fleet):
         if progress.live is not None:
             progress.live.start()
         try:
-            return await fleet.up(dry_run=dry_run, prune=prune, reschedule=reschedule, on_host=progress)
+            return await fleet.up(dry_run=dry_run, prune=prune, reschedule=reschedule, on_host=progress, limit=hosts)
         finally:
             if progress.live is not None:
                 progress.live.stop()
@@ -153,12 +156,26 @@ def up(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY, dry_run: 
     raise typer.Exit(0 if report["ok"] else 1)
 
 
+def narrowed(report, names):
+    """A status report about only the agents `names` (and every host, which they share)."""
+    agents = [a for a in report["agents"] if a["name"] in names]
+    diff = [d for d in report["diff"] if d.get("agent") in names]
+    ok = all(h["state"] == "ok" for h in report["hosts"]) and not diff and all(a["state"] != "failed" for a in agents)
+    return dict(report, agents=agents, diff=diff, ok=ok, selected=sorted(names))
+
+
 @app.command()
 def status(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY,
-           host: str = typer.Option(None, "--host", help="Only this host."), accept_new: bool = ACCEPT_NEW,
-           as_json: bool = JSON):
+           host: str = typer.Option(None, "--host", help="Only this host."), labels: List[str] = LABELS,
+           accept_new: bool = ACCEPT_NEW, as_json: bool = JSON):
     """Hosts and agents, desired next to actual; hosts that did not answer say why."""
-    report = run(inventory_of(inventory, old_inventory), lambda f: f.fleet_status(host), accept_new)
+    selector = selector_of(labels)
+
+    async def go(fleet):
+        report = await fleet.fleet_status(host)
+        return narrowed(report, selected_agents(fleet.inventory, selector)) if selector else report
+
+    report = run(inventory_of(inventory, old_inventory), go, accept_new)
     if as_json:
         emit_json(report)
     else:
@@ -190,14 +207,56 @@ def plan(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY,
 
 
 @app.command()
-def send(agent: str = typer.Argument(..., help="The agent's name."), text: str = PROMPT,
-         file: str = PROMPT_FILE, inventory: str = INVENTORY, no_wait: bool = NO_WAIT, timeout: float = TIMEOUT,
-         accept_new: bool = ACCEPT_NEW, as_json: bool = TURN_JSON):
-    """Send a turn to an agent wherever it runs (same output as `sac agents send`)."""
+def send(agent: str = typer.Argument(None, metavar="AGENT", help="The agent's name (not with -l)."),
+         text: str = PROMPT, file: str = PROMPT_FILE, labels: List[str] = LABELS, inventory: str = INVENTORY,
+         no_wait: bool = NO_WAIT, timeout: float = TIMEOUT, accept_new: bool = ACCEPT_NEW,
+         as_json: bool = TURN_JSON):
+    """Send a turn to an agent wherever it runs (same output as `sac agents send`); with -l, one turn to
+    every agent of the inventory with those labels, each reply labelled by its agent."""
+    selector = selector_of(labels)
+    if selector is not None:
+        if text is not None and agent is not None:
+            raise typer.BadParameter("with -l, give only the prompt (the labels choose the agents)")
+        return send_selected(inventory, selector, prompt_of(agent if text is None else text, file), no_wait,
+                             timeout, accept_new, as_json)
+    if agent is None:
+        raise typer.BadParameter("say which agent (or choose agents with -l KEY=VALUE)")
     text = prompt_of(text, file)
     turn = run(inventory, lambda f: f.send(agent, text, wait=not no_wait, timeout=timeout,
                                            on_record=progress_printer(as_json)), accept_new)
     print_turn(turn, no_wait, as_json)
+
+
+def send_selected(inventory, selector, text, no_wait, timeout, accept_new, as_json):
+    """One turn to each selected agent, all at once; `agent: reply` lines (a failure on stderr), exit 1
+    unless every turn completed (or, with --no-wait, was accepted)."""
+    from sac_node.protocol.errors import AgentNotFound, SacError
+
+    async def one(fleet, name):
+        try:
+            return await fleet.send(name, text, wait=not no_wait, timeout=timeout)
+        except SacError as exc:
+            return {"agent": name, "status": "failed", "error": exc.message}
+
+    async def go(fleet):
+        names = selected_agents(fleet.inventory, selector)
+        if not names:
+            raise AgentNotFound("no agent of %s has the labels %s" % (fleet.inventory.path, ", ".join(
+                "%s=%s" % pair for pair in selector.items())))
+        return dict(zip(names, await asyncio.gather(*(one(fleet, name) for name in names))))
+
+    turns = run(inventory, go, accept_new)
+    if as_json:
+        emit_json(turns)
+    for name, turn in turns.items():
+        if as_json:
+            break
+        if turn["status"] == "completed" or (no_wait and turn["status"] != "failed"):
+            out.print("%s: %s" % (name, "accepted %s" % turn["id"] if no_wait else turn.get("reply") or ""))
+        else:
+            err.print(render.styled(("%s: turn %s" % (name, turn["status"]), "red"), ": " + (turn.get("error") or "")))
+    ok = all(t["status"] == "completed" or (no_wait and t["status"] != "failed") for t in turns.values())
+    raise typer.Exit(0 if ok else 1)
 
 
 @app.command()
@@ -227,9 +286,17 @@ def cancel(turn_id: str = TURN_ID, inventory: str = INVENTORY, accept_new: bool 
 @app.command()
 def down(old_inventory: str = OLD_INVENTORY, inventory: str = INVENTORY,
          agents_only: bool = typer.Option(False, "--agents-only", help="Leave the node daemons running."),
-         accept_new: bool = ACCEPT_NEW, as_json: bool = JSON):
-    """Stop the inventory's agents on every host (and the node daemons unless --agents-only)."""
-    report = run(inventory_of(inventory, old_inventory), lambda f: f.down(agents_only), accept_new)
+         labels: List[str] = LABELS, limit: str = LIMIT, accept_new: bool = ACCEPT_NEW, as_json: bool = JSON):
+    """Stop the inventory's agents on every host (and the node daemons unless --agents-only or -l)."""
+    selector, hosts = selector_of(labels), hosts_of(limit)
+
+    async def go(fleet):
+        if selector is None:
+            return await fleet.down(agents_only, hosts)
+        # Other agents may share the hosts: their daemons stay.
+        return await fleet.down(True, hosts, selected_agents(fleet.load(), selector))
+
+    report = run(inventory_of(inventory, old_inventory), go, accept_new)
     if as_json:
         emit_json(report)
     else:

@@ -41,3 +41,44 @@ def optional_inventory(given):
     if os.environ.get(ENV_VAR):
         return os.environ[ENV_VAR]
     return DEFAULT_PATH if os.path.exists(DEFAULT_PATH) else None
+
+
+LABELS = typer.Option(None, "--label", "-l", metavar="KEY=VALUE",
+                      help="Only agents whose spec has this label (repeat it: every one must match).")
+LIMIT = typer.Option(None, "--limit", metavar="HOST,...",
+                     help="Only these hosts of the inventory (comma-separated); the others are left alone.")
+
+
+def selector_of(values):
+    """`-l key=value` options -> {key: value}, or None when none was given."""
+    if not values:
+        return None
+    selector = {}
+    for value in values:
+        key, sep, wanted = value.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter("-l %s: a label selector is KEY=VALUE, e.g. -l team=docs" % value)
+        selector[key.strip()] = wanted.strip()
+    return selector
+
+
+def selects(selector, labels):
+    """Whether an agent with `labels` is one the selector asks for (every pair matches)."""
+    labels = labels or {}
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def selected_agents(inventory, selector):
+    """The names (replica copies included) of the inventory's agents whose spec labels match."""
+    return [copy for agent in inventory.agents if selects(selector, agent.spec.metadata.labels)
+            for copy in agent.copies()]
+
+
+def hosts_of(limit):
+    """`--limit h1,h2` -> ["h1", "h2"], or None."""
+    if limit is None:
+        return None
+    hosts = [name.strip() for name in limit.split(",") if name.strip()]
+    if not hosts:
+        raise typer.BadParameter("--limit: give host names, e.g. --limit h1,h2")
+    return hosts
