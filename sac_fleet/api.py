@@ -5,6 +5,10 @@
         turn = await fleet.send("reviewer", "Summarise README.md")
         print(turn["reply"])
 
+A turn is a prompt in and a reply out: `send(name, prompt)` returns the turn as a dict
+`{id, status, prompt, reply, error, session_id, usage, timings, ...}`; the CLI's
+`--json`, the HTTP API and MCP use the same two words.
+
 For now a Fleet is this machine's node; hosts from an inventory come with the
 fleet transport.
 """
@@ -27,6 +31,14 @@ def _fleet_ops():
     return fleet_ops
 
 
+def turn_of(node_turn):
+    """A node's turn dict in the API's words: the node journals the prompt as `text`."""
+    turn = dict(node_turn)
+    if "text" in turn:
+        turn["prompt"] = turn.pop("text")
+    return turn
+
+
 def resolve_target(target, agents_dir):
     """A spec path, an agent directory, or a name under the agents dir -> a path, or None."""
     path = Path(target).expanduser()
@@ -39,32 +51,17 @@ def resolve_target(target, agents_dir):
 
 
 async def _records_while(node, name, from_seq, shim, check_every):
-    """The records of one subscription, until the agent's shim is no longer `shim` (or the
-    connection closes). A pump feeds a local queue, so waiting with a timeout loses no record."""
+    """The records of one subscription, until the agent's shim is no longer `shim` or the connection
+    closes. It reads the subscription's queue with a timeout (a cancelled `Queue.get` loses nothing)."""
     sub = await node.subscribe(name, from_seq=from_seq)
-    queue, end = asyncio.Queue(), object()
-
-    async def pump():
-        try:
-            async for record in sub:
-                queue.put_nowait(record)
-        finally:
-            queue.put_nowait(end)
-
-    pumping = asyncio.ensure_future(pump())
     try:
         while True:
             try:
-                record = await asyncio.wait_for(queue.get(), check_every)
+                yield await asyncio.wait_for(sub.queue.get(), check_every)
             except asyncio.TimeoutError:
-                if (await node.agent_status(name)).get("shim_pid") != shim:
-                    return  # restarted (or stopped): the caller subscribes again
-                continue
-            if record is end:
-                return
-            yield record
+                if node.peer.closed or (await node.agent_status(name)).get("shim_pid") != shim:
+                    return  # restarted, stopped or cut off: the caller subscribes again
     finally:
-        pumping.cancel()
         await sub.close()
 
 
@@ -182,22 +179,26 @@ class Fleet:
 
     # -- turns --------------------------------------------------------------------
 
-    async def send(self, name, text, wait=True, timeout=600.0, on_record=None, key=None):
+    async def send(self, name, prompt=None, wait=True, timeout=600.0, on_record=None, key=None, text=None):
         """Submit a turn; with wait, stream its records to `on_record` and return the finished turn.
 
         Raises TurnTimeout (carrying the turn id) when `timeout` passes first; the turn keeps running.
+        `text` is the old name of `prompt`, still accepted.
         """
+        prompt = prompt if prompt is not None else text
+        if prompt is None:
+            raise TypeError("Fleet.send() needs a prompt")
         if self.via_gateway:
             from .remote.gateway_client import discover
 
             gateway = discover(self.inventory_path)
             if gateway is not None:
-                return await gateway.send(name, text, wait, timeout, on_record, key)
+                return turn_of(await gateway.send(name, prompt, wait, timeout, on_record, key))
         node = await self.node(name)
-        accepted = await node.submit(name, text, key)
+        accepted = await node.submit(name, prompt, key)
         turn = accepted["turn"]
         if not wait:
-            return turn
+            return turn_of(turn)
         sub = await node.subscribe(name, turn_id=turn["id"])
         try:
             await asyncio.wait_for(self._follow_turn(sub, on_record), timeout)
@@ -207,7 +208,7 @@ class Fleet:
                               {"turn_id": turn["id"], "exit_code": 1}) from None
         finally:
             await sub.close()
-        return await node.get_turn(turn["id"])
+        return turn_of(await node.get_turn(turn["id"]))
 
     async def _follow_turn(self, sub, on_record):
         async for record in sub:
@@ -220,10 +221,10 @@ class Fleet:
     async def get_turn(self, turn_id, wait=None):
         """A turn by id; with `wait` (seconds), once it ends or as it stands when `wait` passes."""
         node = await self.node(turn_id.split(".", 1)[0])
-        return await (node.wait_turn(turn_id, wait) if wait else node.get_turn(turn_id))
+        return turn_of(await (node.wait_turn(turn_id, wait) if wait else node.get_turn(turn_id)))
 
     async def cancel(self, turn_id):
-        return await (await self.node(turn_id.split(".", 1)[0])).cancel_turn(turn_id)
+        return turn_of(await (await self.node(turn_id.split(".", 1)[0])).cancel_turn(turn_id))
 
     async def tail(self, name, n=50):
         node = await self.node(name)

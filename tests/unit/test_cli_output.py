@@ -53,3 +53,29 @@ def test_spec_check_shows_every_error_on_its_own_line(tmp_path):
     assert [line.split(" ", 2)[1].rsplit(":", 1)[1] for line in lines] == ["5", "6", "7"], ran.stderr
     assert all(line.startswith("error: %s:" % bad) for line in lines)
     assert "more]" not in ran.stderr
+
+
+def test_send_json_speaks_of_prompt_and_reply(tmp_path):
+    import json
+
+    ran = run_sac(["agents", "send", "a1", "hi", "--json"], tmp_path, fake_node=True)
+    turn = json.loads(ran.stdout)
+    assert ran.code == 0 and (turn["prompt"], turn["reply"]) == ("hi", "echo: hi") and "text" not in turn
+
+
+async def test_the_python_api_takes_prompt_and_still_text(monkeypatch):
+    from sac_fleet import api
+
+    class Node:
+        async def submit(self, name, prompt, key=None):
+            return {"turn": {"id": name + ".0000000000000001", "status": "pending", "text": prompt}}
+
+    fleet = api.Fleet()
+    monkeypatch.setattr(fleet, "node", lambda name=None: _value(Node()))
+    assert (await fleet.send("a1", "by position", wait=False))["prompt"] == "by position"
+    assert (await fleet.send("a1", prompt="by name", wait=False))["prompt"] == "by name"
+    assert (await fleet.send("a1", text="old name", wait=False))["prompt"] == "old name"
+
+
+async def _value(value):
+    return value
