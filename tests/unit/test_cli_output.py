@@ -79,3 +79,15 @@ async def test_the_python_api_takes_prompt_and_still_text(monkeypatch):
 
 async def _value(value):
     return value
+
+
+def test_a_piped_table_keeps_each_row_on_one_line(monkeypatch):
+    error = "the engine exited with code 1 after the provider refused the key for this agent, see the log"
+    status = {"name": "a-rather-long-agent-name", "state": "failed", "pid": None, "restarts": 2, "turns": {},
+              "isolation": {"runtime": "bwrap"}, "last_error": error}
+    monkeypatch.setattr(agents_cmd, "run", lambda *a, **kw: [status])
+    monkeypatch.setattr(agents_cmd.out, "_console", None)
+    ran = CliRunner().invoke(app, ["agents", "list"], env={"COLUMNS": "80", "NO_COLOR": "1"})
+    lines = ran.output.splitlines()
+    assert ran.exit_code == 0 and len(lines) == 2, ran.output
+    assert lines[1].strip().startswith("a-rather-long-agent-name") and lines[1].rstrip().endswith(error)

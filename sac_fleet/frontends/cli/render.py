@@ -4,6 +4,9 @@ import json
 import time
 
 
+PIPED_WIDTH = 4096
+
+
 class LazyConsole:
     """A rich Console made on its first use: a command whose output is JSON never imports rich (~40 ms),
     and `agents send` submits its turn before rich loads.
@@ -21,6 +24,10 @@ class LazyConsole:
             from rich.console import Console
 
             self._console = Console(**self._options)
+            if not self._console.is_terminal and "width" not in self._options:
+                # Piped or redirected: one line per row, as wide as it needs (a pager or grep wraps,
+                # not rich, mid-word); `--json` is the form for programs.
+                self._console.width = PIPED_WIDTH
         return self._console
 
     def __getattr__(self, name):
