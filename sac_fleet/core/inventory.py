@@ -88,6 +88,7 @@ class AgentEntry(_Model):
 class InventoryDocument(_Model):
     """The whole file."""
 
+    name: HostName | None = Field(None, json_schema_extra={"example": "docs-fleet"})
     defaults: Annotated[Defaults, BeforeValidator(_empty_mapping)] = Defaults()
     hosts: Annotated[dict[HostName, Annotated[HostEntry, BeforeValidator(_empty_mapping)]],
                      AfterValidator(_some_hosts)] = Field(json_schema_extra={"example": "{local: {transport: local}}"})
@@ -168,12 +169,14 @@ class InventoryAgent:
 
 @dataclass(frozen=True)
 class Inventory:
-    """A validated inventory. ``hosts`` and ``agents`` keep the file's order."""
+    """A validated inventory. ``hosts`` and ``agents`` keep the file's order. ``name`` (the file's
+    ``name:``, else its stem) is who owns the agents the fleet starts, wherever the file lives."""
 
     path: Path
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple]
     agents: tuple
+    name: str = ""
 
     def host(self, name: str) -> Host:
         """The host called ``name``; InventoryError with "did you mean" when there is none."""
@@ -241,7 +244,7 @@ def parse_inventory(doc: Document, *, load_specs: bool = True) -> Inventory:
     agents = tuple(_resolve_agent(doc, model, index, hosts, groups, load_specs)
                    for index in range(len(model.agents)))
     _check_agent_names(doc, agents)
-    return Inventory(Path(doc.path), hosts, groups, agents)
+    return Inventory(Path(doc.path), hosts, groups, agents, model.name or Path(doc.path).stem)
 
 
 # -- hosts and groups -------------------------------------------------------------------

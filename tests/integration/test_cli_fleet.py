@@ -71,3 +71,23 @@ def test_label_selectors_and_host_limits_choose_what_a_command_touches(fleet_env
     assert [r["agent"] for r in down["stopped"]] == ["docs2"]
     running = fleet_env.sac_json("fleet", "status", "-i", inventory, check=False)["agents"]
     assert {a["name"]: a["state"] for a in running if a["state"] != "stopped"} == {"docs1": "idle"}
+
+
+def test_a_copied_inventory_is_the_same_fleet(fleet_env):
+    import shutil
+
+    host, = fleet_env.sshd.start(1)
+    fleet_env.add_host(host)
+    fleet_env.add_agent("a1", {"hosts": [host.name]})
+    fleet_env.doc["name"] = "lab"
+    fleet_env.doc["agents"][0]["spec"] = str(fleet_env.root / "agents" / "a1")  # the copy names the same spec
+    inventory = fleet_env.write()
+    assert fleet_env.sac_json("fleet", "up", "-i", inventory)["ok"]
+    before = fleet_env.sac_json("fleet", "status", "-i", inventory)["agents"]
+    copy = fleet_env.root / "another-checkout"
+    copy.mkdir()
+    shutil.copy(inventory, copy / "inventory.yaml")
+    again = fleet_env.sac_json("fleet", "up", "-i", copy / "inventory.yaml")
+    assert again["ok"] and not any(r["changed"] for r in again["results"]), again["results"]
+    after = fleet_env.sac_json("fleet", "status", "-i", copy / "inventory.yaml")
+    assert after["diff"] == [] and [a["pid"] for a in after["agents"]] == [a["pid"] for a in before]
