@@ -8,7 +8,7 @@ from tests.fixtures.cli_imports import run_sac
 INVENTORY_COMMANDS = [["fleet", "up"], ["fleet", "plan"], ["fleet", "status"], ["fleet", "down"],
                       ["fleet", "serve", "--port", "0"], ["fleet", "send", "a1", "hi"], ["fleet", "tail", "a1"],
                       ["mcp"]]
-CONNECTING = [c for c in INVENTORY_COMMANDS if c != ["mcp"]]
+CONNECTING = INVENTORY_COMMANDS
 
 
 @pytest.mark.parametrize("command", INVENTORY_COMMANDS, ids=lambda c: " ".join(c[:2]))

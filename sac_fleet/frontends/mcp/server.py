@@ -34,9 +34,10 @@ class FleetTools:
     starts on this machine, and the agents it started stay reachable.
     """
 
-    def __init__(self, inventory=None, state_dir=None):
+    def __init__(self, inventory=None, state_dir=None, accept_new_host_keys=False):
         self.local = Fleet(state_dir=state_dir)
-        self.fleet = Fleet(inventory=inventory, state_dir=state_dir) if inventory else self.local
+        self.fleet = (Fleet(inventory=inventory, state_dir=state_dir, accept_new_host_keys=accept_new_host_keys)
+                      if inventory else self.local)
         if inventory:
             self.fleet.load()  # a bad inventory stops `sac mcp` before it serves, with the file and field
         self.started_here = set()
@@ -186,15 +187,15 @@ def build_server(tools):
     return server
 
 
-async def serve(inventory=None, state_dir=None):
+async def serve(inventory=None, state_dir=None, accept_new_host_keys=False):
     """Serve the MCP tools over this process's stdin/stdout until the client hangs up."""
-    tools = FleetTools(inventory, state_dir)
+    tools = FleetTools(inventory, state_dir, accept_new_host_keys)
     try:
         await build_server(tools).run_stdio_async()
     finally:
         await tools.close()
 
 
-def run(inventory=None, state_dir=None):
+def run(inventory=None, state_dir=None, accept_new_host_keys=False):
     """Blocking entry point of `sac mcp`."""
-    asyncio.run(serve(inventory, state_dir))
+    asyncio.run(serve(inventory, state_dir, accept_new_host_keys))
