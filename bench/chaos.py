@@ -168,7 +168,7 @@ class Cluster:
             self._add_agent(doc, "c-%s-%d" % (host.name, i), host, "claude", "claude", singleton=True)
         self.inventory = self.root / "inventory.yaml"
         self.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
-        up = subprocess.run([sys.executable, "-m", "sac_fleet", "fleet", "up", str(self.inventory), "--json"],
+        up = subprocess.run([sys.executable, "-m", "sac_fleet", "fleet", "up", "-i", str(self.inventory), "--json"],
                             env=self.env, capture_output=True, text=True, timeout=300)
         if up.returncode != 0:
             try:
@@ -203,7 +203,7 @@ class Cluster:
         self.gateway_gen += 1
         log = open(self.root / ("gateway-%d.log" % self.gateway_gen), "wb")
         self.gateway = subprocess.Popen(
-            [sys.executable, "-m", "sac_fleet", "fleet", "serve", str(self.inventory), "--port", str(self.port),
+            [sys.executable, "-m", "sac_fleet", "fleet", "serve", "-i", str(self.inventory), "--port", str(self.port),
              "--no-access-log"], env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()

@@ -153,13 +153,13 @@ def run(args):
     load_before = os.getloadavg()[0]
     gateway = None
     try:
-        check(subprocess.run(sac_argv("fleet", "up", inventory), env=env, capture_output=True, text=True,
+        check(subprocess.run(sac_argv("fleet", "up", "-i", inventory), env=env, capture_output=True, text=True,
                              timeout=120), ["sac", "fleet", "up"])
         rows = {"python -c pass (floor)": [sys.executable, "-c", "pass"],
                 "sac --help": sac_argv("--help"),
                 "sac agents send --help": sac_argv("agents", "send", "--help"),
                 "sac agents list": sac_argv("agents", "list"),
-                "sac fleet status INV": sac_argv("fleet", "status", inventory),
+                "sac fleet status INV": sac_argv("fleet", "status", "-i", inventory),
                 "sac agents send": sac_argv("agents", "send", AGENT, "hello")}
         report = measure(rows, env, args.repeat)
         gateway = Gateway(env, root)

@@ -119,7 +119,7 @@ class Rig:
         """`sac fleet up` (idempotent: tried again when a start failed on a busy machine); its time."""
         start = time.monotonic()
         for _ in range(tries):
-            proc = self.sac("fleet", "up", self.inventory, "--json")
+            proc = self.sac("fleet", "up", "-i", self.inventory, "--json")
             try:
                 report = json.loads(proc.stdout)
             except ValueError:
@@ -133,7 +133,7 @@ class Rig:
 
     def serve(self):
         """Start `sac fleet serve INVENTORY --port 0` and read its URL and token."""
-        argv = [sys.executable, "-m", "sac_fleet", "fleet", "serve", str(self.inventory), "--port", "0",
+        argv = [sys.executable, "-m", "sac_fleet", "fleet", "serve", "-i", str(self.inventory), "--port", "0",
                 "--print-token"] + ([] if self.args.access_log else ["--no-access-log"])
         self.gateway_log = self.root / "gateway.log"
         with open(str(self.gateway_log), "w") as log:

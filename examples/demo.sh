@@ -13,7 +13,7 @@ mkdir -p "$SAC_HOME"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 # Start from a clean slate: a previous demo's agents and daemon are stopped and forgotten.
-"$sac" fleet down "$here/inventory.example.yaml" >/dev/null 2>&1 || true
+"$sac" fleet down -i "$here/inventory.example.yaml" >/dev/null 2>&1 || true
 rm -rf "$SAC_HOME/agents"
 
 step "built-in provider on 127.0.0.1:$port (scripted by examples/provider-demo.yaml)"
@@ -30,11 +30,11 @@ fi
 step "sac spec check examples/agents/echo"
 "$sac" spec check "$here/examples/agents/echo" | head -20
 
-step "sac fleet up inventory.example.yaml   (a local host; SSH hosts are commented examples in it)"
-"$sac" fleet up "$here/inventory.example.yaml"
+step "sac fleet up -i inventory.example.yaml   (a local host; SSH hosts are commented examples in it)"
+"$sac" fleet up -i "$here/inventory.example.yaml"
 
 step "a second up changes nothing"
-"$sac" fleet up "$here/inventory.example.yaml" | tail -1
+"$sac" fleet up -i "$here/inventory.example.yaml" | tail -1
 
 step "three turns in one long-lived session, routed by sac fleet send"
 "$sac" fleet send echo "Hello, agent." -i "$here/inventory.example.yaml"
@@ -42,8 +42,8 @@ step "three turns in one long-lived session, routed by sac fleet send"
 "$sac" fleet send echo "Please write a note in your workdir." -i "$here/inventory.example.yaml"
 echo "note.txt on the host: $(cat "$SAC_HOME/agents/echo/work/note.txt")"
 
-step "sac fleet status inventory.example.yaml"
-"$sac" fleet status "$here/inventory.example.yaml"
+step "sac fleet status -i inventory.example.yaml"
+"$sac" fleet status -i "$here/inventory.example.yaml"
 
 step "sac agents status echo   (the same agent, seen from this machine's node)"
 "$sac" agents status echo
@@ -51,8 +51,8 @@ step "sac agents status echo   (the same agent, seen from this machine's node)"
 step "sac fleet tail echo"
 "$sac" fleet tail echo -n 40 -i "$here/inventory.example.yaml"
 
-step "sac fleet down inventory.example.yaml"
-"$sac" fleet down "$here/inventory.example.yaml"
+step "sac fleet down -i inventory.example.yaml"
+"$sac" fleet down -i "$here/inventory.example.yaml"
 echo
 echo "State, journal and transcript are in $SAC_HOME/agents/echo/."
-echo "Next: uncomment an SSH host in inventory.example.yaml and run $sac fleet up again."
+echo "Next: uncomment an SSH host in inventory.example.yaml and run $sac fleet up -i inventory.example.yaml again."

@@ -35,9 +35,9 @@ async def converse(spec_dir, name):
         started = await fleet.start(spec_dir)
         print("started %s (state %s)" % (name, started["status"]["state"]))
         try:
-            for text in ("hello", "how are you?"):
-                turn = await fleet.send(name, text, timeout=120)
-                print("%s -> %s  [%s in %.2fs]" % (text, turn["reply"], turn["status"], turn["timings"]["run_s"]))
+            for prompt in ("hello", "how are you?"):
+                turn = await fleet.send(name, prompt, timeout=120)
+                print("%s -> %s  [%s in %.2fs]" % (prompt, turn["reply"], turn["status"], turn["timings"]["run_s"]))
             status = await fleet.status(name)
             print("turns completed: %d" % status["turns"]["completed"])
         finally:

@@ -5,6 +5,10 @@
         turn = await fleet.send("reviewer", "Summarise README.md")
         print(turn["reply"])
 
+A turn is a prompt in and a reply out: `send(name, prompt)` returns the turn as a dict
+`{id, status, prompt, reply, error, session_id, usage, timings, ...}`; the CLI's
+`--json`, the HTTP API and MCP use the same two words.
+
 For now a Fleet is this machine's node; hosts from an inventory come with the
 fleet transport.
 """
@@ -31,6 +35,14 @@ def _fleet_ops():
     return fleet_ops
 
 
+def turn_of(node_turn):
+    """A node's turn dict in the API's words: the node journals the prompt as `text`."""
+    turn = dict(node_turn)
+    if "text" in turn:
+        turn["prompt"] = turn.pop("text")
+    return turn
+
+
 def resolve_target(target, agents_dir):
     """A spec path, an agent directory, or a name under the agents dir -> a path, or None."""
     path = Path(target).expanduser()
@@ -40,6 +52,21 @@ def resolve_target(target, agents_dir):
     if candidate.exists():
         return candidate
     return None
+
+
+async def _records_while(node, name, from_seq, shim, check_every):
+    """The records of one subscription, until the agent's shim is no longer `shim` or the connection
+    closes. It reads the subscription's queue with a timeout (a cancelled `Queue.get` loses nothing)."""
+    sub = await node.subscribe(name, from_seq=from_seq)
+    try:
+        while True:
+            try:
+                yield await asyncio.wait_for(sub.queue.get(), check_every)
+            except asyncio.TimeoutError:
+                if node.peer.closed or (await node.agent_status(name)).get("shim_pid") != shim:
+                    return  # restarted, stopped or cut off: the caller subscribes again
+    finally:
+        await sub.close()
 
 
 class Fleet:
@@ -190,22 +217,26 @@ class Fleet:
 
     # -- turns --------------------------------------------------------------------
 
-    async def send(self, name, text, wait=True, timeout=600.0, on_record=None, key=None):
+    async def send(self, name, prompt=None, wait=True, timeout=600.0, on_record=None, key=None, text=None):
         """Submit a turn; with wait, stream its records to `on_record` and return the finished turn.
 
         Raises TurnTimeout (carrying the turn id) when `timeout` passes first; the turn keeps running.
+        `text` is the old name of `prompt`, still accepted.
         """
+        prompt = prompt if prompt is not None else text
+        if prompt is None:
+            raise TypeError("Fleet.send() needs a prompt")
         if self.via_gateway:
             from .remote.gateway_client import discover
 
             gateway = discover(self.inventory_path)
             if gateway is not None:
-                return await gateway.send(name, text, wait, timeout, on_record, key)
+                return turn_of(await gateway.send(name, prompt, wait, timeout, on_record, key))
         node = await self.node(name)
-        accepted = await node.submit(name, text, key)
+        accepted = await node.submit(name, prompt, key)
         turn = accepted["turn"]
         if not wait:
-            return turn
+            return turn_of(turn)
         sub = await node.subscribe(name, turn_id=turn["id"])
         try:
             await asyncio.wait_for(self._follow_turn(sub, on_record), timeout)
@@ -215,7 +246,7 @@ class Fleet:
                               {"turn_id": turn["id"], "exit_code": 1}) from None
         finally:
             await sub.close()
-        return await node.get_turn(turn["id"])
+        return turn_of(await node.get_turn(turn["id"]))
 
     async def _follow_turn(self, sub, on_record):
         async for record in sub:
@@ -225,26 +256,41 @@ class Fleet:
             if event.get("type") == "sac" and event.get("subtype") == "turn_ended":
                 return
 
-    async def get_turn(self, turn_id):
-        return await (await self.node(turn_id.split(".", 1)[0])).get_turn(turn_id)
+    async def get_turn(self, turn_id, wait=None):
+        """A turn by id; with `wait` (seconds), once it ends or as it stands when `wait` passes."""
+        node = await self.node(turn_id.split(".", 1)[0])
+        return turn_of(await (node.wait_turn(turn_id, wait) if wait else node.get_turn(turn_id)))
 
     async def cancel(self, turn_id):
-        return await (await self.node(turn_id.split(".", 1)[0])).cancel_turn(turn_id)
+        return turn_of(await (await self.node(turn_id.split(".", 1)[0])).cancel_turn(turn_id))
 
     async def tail(self, name, n=50):
         node = await self.node(name)
         await node.agent_status(name)  # AgentNotFound with the fix, before an empty tail
         return await node.tail(name, n)
 
-    async def follow(self, name, from_seq=None):
-        """Live transcript records of an agent, after `from_seq`."""
-        node = await self.node(name)
-        sub = await node.subscribe(name, from_seq=from_seq)
-        try:
-            async for record in sub:
-                yield record
-        finally:
-            await sub.close()
+    async def follow(self, name, from_seq=None, check_every=1.0):
+        """Live transcript records of an agent, after `from_seq` (None: only new ones).
+
+        It goes on across restarts of the agent (a new shim is subscribed to again, from the
+        last record seen, so none is lost) and while it is stopped; it ends when the agent is
+        deleted. While no record comes it looks at the agent every `check_every` seconds.
+        """
+        last = from_seq
+        while True:
+            try:
+                node = await self.node(name)
+                shim = (await node.agent_status(name)).get("shim_pid")
+                if shim is None:  # stopped, or between the two halves of a restart
+                    await asyncio.sleep(check_every)
+                    continue
+                async for record in _records_while(node, name, last, shim, check_every):
+                    last = record["seq"]
+                    yield record
+            except AgentNotFound:
+                return  # deleted
+            except AgentNotRunning:
+                await asyncio.sleep(check_every)
 
 
     # -- the fleet (inventory) -------------------------------------------------------
@@ -270,13 +316,13 @@ class Fleet:
                                                         self.links, on_host, "provision" if provision else "attach")
         return self.links
 
-    async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None):
+    async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None, limit=None):
         """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report.
 
-        With dry_run, nothing on any host changes: the report says what would be done.
-        """
+        With dry_run, nothing on any host changes: the report says what would be done. `limit` (host
+        names): change only those hosts (placement still sees every host)."""
         await self.connect(on_host=on_host, provision=not dry_run)
-        return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule)
+        return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule, self._hosts(limit))
 
     async def secrets(self):
         """Per host, each secret name the inventory gives: its hash there and on the head, its state; no value."""
@@ -295,10 +341,19 @@ class Fleet:
         await self.connect(hosts=[host] if host else None)
         return await _fleet_ops().status_report(self.load(), self.links, only=host)
 
-    async def down(self, agents_only=False):
-        """Stop the inventory's agents everywhere; unless agents_only, also stop the node daemons."""
-        await self.connect()
-        return await _fleet_ops().down(self.load(), self.links, agents_only)
+    async def down(self, agents_only=False, limit=None, agents=None):
+        """Stop the inventory's agents everywhere; unless agents_only, also stop the node daemons.
+
+        `limit` (host names) keeps to those hosts; `agents` (names) stops only those agents."""
+        hosts = self._hosts(limit)
+        await self.connect(hosts=hosts)
+        return await _fleet_ops().down(self.load(), self.links, agents_only, hosts, agents)
+
+    def _hosts(self, names):
+        """Host names checked against the inventory (an unknown one: InventoryError naming it), or None."""
+        if names is None:
+            return None
+        return [self.load().host(name).name for name in names]
 
     async def restart_nodes(self, host=None):
         """Restart node daemons without stopping agents (their shims outlive the daemon, and the new one

@@ -11,7 +11,7 @@ import time
 
 from sac_node.protocol.errors import SacError
 
-from ..core.plan import ActionKind
+from ..core.plan import ActionKind, Plan
 from ..remote.host_link import HostLink, carry_since, open_link
 from . import reconciler
 
@@ -60,12 +60,17 @@ async def plan_report(inventory, links, reschedule=False, prune=False):
             "hosts": [_host_row(inventory, links, observed, plan, h.name) for h in inventory.node_hosts()]}
 
 
-async def up(inventory, links, dry_run=False, prune=False, reschedule=False):
+async def up(inventory, links, dry_run=False, prune=False, reschedule=False, limit=None):
     """Observe, plan, apply (links opened to provision, unless dry_run). `changed` is False when nothing
-    was fenced, started, stopped, written or provisioned."""
+    was fenced, started, stopped, written or provisioned.
+
+    With `limit` (host names) every host is observed, so placement sees the whole fleet, but
+    only the actions on those hosts are planned and carried out."""
     observed = await reconciler.observe(links, _rpc_timeout(inventory))
     plan, secret_values = reconciler.with_secrets(
         reconciler.make_plan(inventory, links, observed, reschedule, prune), inventory, links)
+    if limit is not None:
+        plan = Plan.of(a for a in plan.actions if a.host in limit)
     results = [] if dry_run else await reconciler.apply_plan(plan, inventory, links, observed, secret_values)
     if not dry_run:
         observed = await reconciler.observe(links, _rpc_timeout(inventory))
@@ -124,10 +129,16 @@ async def status_report(inventory, links, only=None):
             "at": time.time()}
 
 
-async def down(inventory, links, agents_only=False):
-    """Stop every inventory agent copy on every host that answers; then the daemons."""
+async def down(inventory, links, agents_only=False, limit=None, agents=None):
+    """Stop every inventory agent copy on every host that answers; then the daemons.
+
+    `limit` (host names) keeps to those hosts, `agents` (copy names) to those agents."""
+    if limit is not None:
+        links = {name: link for name, link in links.items() if name in limit}
     observed = await reconciler.observe(links, _rpc_timeout(inventory))
     wanted = {copy for agent in inventory.agents for copy in agent.copies()}
+    if agents is not None:
+        wanted &= set(agents)
 
     async def stop(link, name):
         try:

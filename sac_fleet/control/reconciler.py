@@ -35,13 +35,15 @@ async def observe(links, timeout):
 
 
 def fleet_id(inventory):
-    """The mark a fleet puts on the agents it starts (the inventory's absolute path)."""
-    return str(inventory.path.resolve())
+    """The mark a fleet puts on the agents it starts: the inventory's name, so a copy of the file
+    (another checkout, another directory) is the same fleet."""
+    return inventory.name
 
 
 def managed(inventory, status):
-    """True for an agent this inventory started (not one a user started with `sac agents start`)."""
-    return status.get("fleet") == fleet_id(inventory)
+    """True for an agent this inventory started (not one a user started with `sac agents start`).
+    Agents started before fleets had names carry the inventory's absolute path: still this fleet's."""
+    return status.get("fleet") in (fleet_id(inventory), str(inventory.path.resolve()))
 
 
 def host_states(inventory, links, observed):

@@ -129,6 +129,7 @@ class AgentEntry(_Model):
 class InventoryDocument(_Model):
     """The whole file."""
 
+    name: HostName | None = Field(None, json_schema_extra={"example": "docs-fleet"})
     hosts_from: Annotated[list[NonEmpty], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = Field(
         default=[], json_schema_extra={"example": "ansible/hosts.ini"})
     defaults: Annotated[Defaults, BeforeValidator(_empty_mapping)] = Defaults()
@@ -215,12 +216,14 @@ class InventoryAgent:
 
 @dataclass(frozen=True)
 class Inventory:
-    """A validated inventory. ``hosts`` and ``agents`` keep the file's order."""
+    """A validated inventory. ``hosts`` and ``agents`` keep the file's order. ``name`` (the file's
+    ``name:``, else its stem) is who owns the agents the fleet starts, wherever the file lives."""
 
     path: Path
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple]
     agents: tuple
+    name: str = ""
     warnings: tuple = ()  # what sac did not take from an Ansible inventory (hosts_from), one line each
 
     def host(self, name: str) -> Host:
@@ -290,7 +293,7 @@ def parse_inventory(doc: Document, *, load_specs: bool = True) -> Inventory:
     agents = tuple(_resolve_agent(doc, model, index, hosts, groups, load_specs)
                    for index in range(len(model.agents)))
     _check_agent_names(doc, agents)
-    return Inventory(Path(doc.path), hosts, groups, agents, warnings)
+    return Inventory(Path(doc.path), hosts, groups, agents, model.name or Path(doc.path).stem, warnings)
 
 
 def _with_ansible_hosts(doc):

@@ -303,6 +303,7 @@ def test_an_ansible_inventory_reaches_the_same_hosts_as_the_hand_written_one(fle
     sac_only = {"env_preamble": "export SAC_CLAUDE_BIN=%s" % fleet_env.claude_bin}
     imported = fleet_env.root / "from-ansible.yaml"
     imported.write_text(yaml.safe_dump({
+        "name": "lab",
         "hosts_from": "hosts.ini",
         "defaults": {"connect_timeout": 5, "known_hosts": bastion.inventory_fields()["known_hosts"]},
         "hosts": {bastion.name: {"jump_only": True},
@@ -322,13 +323,13 @@ def test_an_ansible_inventory_reaches_the_same_hosts_as_the_hand_written_one(fle
     fleet_env.add_host(direct)
     fleet_env.doc["agents"] = [{"spec": "agents/spread", "placement": {"hosts": [behind.name, direct.name],
                                                                          "per_host": True}}]
+    fleet_env.doc["name"] = "lab"  # the same fleet, whichever file names it
     by_hand = fleet_env.write()
     rows, running = {}, {}
     for inventory in (imported, by_hand):
-        # (The agents belong to the fleet of the inventory that started them: the by-hand one sees them as another's.)
-        status = fleet_env.sac_json("fleet", "status", inventory, check=False)
+        status = fleet_env.sac_json("fleet", "status", "-i", inventory)
         rows[inventory] = sorted((h["name"], h["state"], h["channel"], h["python"], h["node_sha"])
                                  for h in status["hosts"])
         running[inventory] = [h["agents_running"] for h in status["hosts"]]
     assert rows[imported] == rows[by_hand] and {r[1] for r in rows[imported]} == {"ok"}
-    assert running[imported] == [1, 1]
+    assert running[imported] == running[by_hand] == [1, 1]

@@ -66,7 +66,7 @@ def test_up_writes_the_keys_a_host_needs_once_and_running_agents_say_they_are_be
     status = fleet_env.sac_json("fleet", "status", inventory)
     assert [a["secrets_behind"] for a in status["agents"]] == [["LAB_KEY"]]
 
-    listing = fleet_env.sac("fleet", "secrets", inventory, "--json", check=False)
+    listing = fleet_env.sac("fleet", "secrets", "-i", inventory, "--json", check=False)
     rows = json.loads(listing.stdout)["secrets"]
     assert {(r["name"], r["state"], r["host_hash"]) for r in rows} == {
         ("LAB_KEY", "ok", secret_hash(new_key)),

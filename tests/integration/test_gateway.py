@@ -197,7 +197,7 @@ async def test_cancel_a_running_turn(gw):
 
 @pytest.mark.parametrize("body, status, says", [
     ({"agent": "a1", "text": "x", "colour": "red"}, 400, "unknown field `colour`"),
-    ({"agent": "a1", "prompt": "x"}, 400, "unknown field `prompt`: use `text`"),
+    ({"agent": "a1", "message": "x"}, 400, "unknown field `message`: use `prompt`"),
     ({"agent": "a1", "text": "x", "wait": "yes"}, 400, "field `wait`"),
     ({"agent": "a1", "text": "x", "timeout_s": "10"}, 400, "field `timeout_s`"),
     ({"agent": "a1", "text": 5}, 400, "field `text`"),

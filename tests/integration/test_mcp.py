@@ -46,7 +46,7 @@ async def test_agent_round_trip_over_mcp(sac_env):
         failed, started = await call(client, "agent_start", target=str(spec_dir))
         assert not failed and started["started"] and started["status"]["name"] == "a1"
 
-        failed, turn = await call(client, "agent_send", name="a1", text="hello over mcp")
+        failed, turn = await call(client, "agent_send", name="a1", prompt="hello over mcp")
         assert not failed, turn
         assert turn["status"] == "completed" and turn["reply"] == "echo: hello over mcp"
 
@@ -75,7 +75,7 @@ async def test_errors_are_one_line_tool_errors(sac_env):
         assert failed and text.startswith("no agent named ghost") and "\n" not in text
         assert cli == "error: " + text
 
-        failed, text = await call(client, "agent_send", name="ghost", text="anyone?")
+        failed, text = await call(client, "agent_send", name="ghost", prompt="anyone?")
         assert failed and text.startswith("no agent named ghost")
 
         missing = sac_env.root / "no-such-spec"
@@ -104,12 +104,12 @@ async def test_with_an_inventory_the_tools_reach_the_fleet(sac_env):
         _, listed = await call(client, "agent_list")
         assert [(a["name"], a["host"]) for a in listed["agents"]] == [("a2", "here")]
         assert listed["unreachable_hosts"] == []
-        failed, turn = await call(client, "agent_send", name="a2", text="routed")
+        failed, turn = await call(client, "agent_send", name="a2", prompt="routed")
         assert not failed and turn["reply"] == "echo: routed"
 
         # agent_start starts on this machine, and the tools reach that agent too
         await call(client, "agent_start", target=str(sac_env.write_spec("a1")))
-        failed, turn = await call(client, "agent_send", name="a1", text="by hand")
+        failed, turn = await call(client, "agent_send", name="a1", prompt="by hand")
         assert not failed and turn["reply"] == "echo: by hand"
         await call(client, "agent_stop", name="a1")
 
@@ -144,7 +144,7 @@ async def test_install_writes_an_entry_that_serves(sac_env):
 def test_claude_code_drives_an_agent_through_sac_mcp(sac_env, claude_bin):
     """One Claude Code (the boss) sends a turn to sac agent a1 through the MCP tools."""
     sac_env.provider.load_script({"rules": [{"match": "ask a1", "tool": "mcp__sac__agent_send",
-                                             "input": {"name": "a1", "text": "hi from boss"},
+                                             "input": {"name": "a1", "prompt": "hi from boss"},
                                              "then": "Boss got: {tool_result}"}]})
     sac_env.sac("agents", "start", sac_env.write_spec("a1"))
     config = sac_env.root / "boss-mcp.json"

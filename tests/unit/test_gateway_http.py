@@ -107,3 +107,14 @@ async def test_the_token_is_checked_before_routing(client):
 async def test_openapi_lists_exactly_the_routes_served(client):
     served = {r.resource.canonical for r in client.server.app.router.routes()}
     assert served == set(document()["paths"])
+
+
+async def test_a_turn_is_a_prompt_and_a_reply_and_text_or_input_still_name_the_prompt(client):
+    for field in ("prompt", "text", "input"):
+        resp = await client.post("/v1/turn", json={"agent": "a1", field: "p"}, headers=AUTH)
+        turn = await resp.json()
+        assert resp.status == 200 and (turn["prompt"], turn["reply"]) == ("p", "echo: p"), (field, turn)
+    resp = await client.post("/v1/turn", json={"agent": "a1", "message": "p"}, headers=AUTH)
+    assert resp.status == 400 and "use `prompt`" in (await resp.json())["error"]["message"]
+    schema = document()["paths"]["/v1/turn"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "prompt" in str(schema) or "prompt" in str(document()["components"])

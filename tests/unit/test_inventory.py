@@ -301,3 +301,18 @@ def test_written_host_fields_come_back_and_only_they_are_explicit(tmp_path_facto
         assert host.explicit == set(entry) | set(defaults)
         for field, value in dict(defaults, **entry).items():
             assert getattr(host, field) == value
+
+
+def test_a_fleet_is_named_by_name_else_by_the_file_stem(tmp_path):
+    from sac_fleet.control.reconciler import fleet_id, managed
+
+    unnamed = load_inventory(write_inventory(tmp_path, "hosts: {here: {transport: local}}\n"))
+    assert unnamed.name == "inventory" and fleet_id(unnamed) == "inventory"
+    copy = tmp_path / "elsewhere"
+    copy.mkdir()
+    named = load_inventory(write_inventory(tmp_path, "name: docs-fleet\nhosts: {here: {transport: local}}\n"))
+    moved = load_inventory(write_inventory(copy, "name: docs-fleet\nhosts: {here: {transport: local}}\n"))
+    assert fleet_id(named) == fleet_id(moved) == "docs-fleet"
+    assert managed(moved, {"fleet": "docs-fleet"}) and not managed(moved, {"fleet": "other"})
+    assert managed(moved, {"fleet": str(moved.path.resolve())})  # started before fleets had names
+    assert "name" in load_error(tmp_path, "name: 'two words'\nhosts: {here: {transport: local}}\n")

@@ -69,3 +69,18 @@ def test_a_line_torn_by_a_crash_costs_no_later_record(tmp_path):
     rec = t.append(None, {"type": "sac", "subtype": "engine_started"})
     t.close()
     assert rec["seq"] == 8 and list(read_records(str(path))) == [good, rec]
+
+
+def test_a_subscriber_keeps_receiving_across_a_rotation(tmp_path):
+    """`sac agents tail -f` relies on it: rotating the file does not drop the live subscribers."""
+    import types
+
+    seen = []
+    peer = types.SimpleNamespace(closed=False, notify=lambda method, params: seen.append(params["record"]["seq"]))
+    t = Transcript(str(tmp_path / "transcript.jsonl"), clock=lambda: 1.0, rotate_bytes=2000)
+    t.subscribe(peer, "s1")
+    for i in range(100):
+        t.append("a.1", {"type": "assistant", "text": "x" * 50})
+    assert (tmp_path / "transcript.jsonl.1").exists()
+    assert seen == list(range(1, 101))
+    t.close()

@@ -9,7 +9,7 @@ from .agents_cmd import run
 from .render import LazyConsole
 
 app = typer.Typer(no_args_is_help=True, help="Accounts (API keys, OAuth config dirs) of agents: which is active, which rest.")
-out = LazyConsole(highlight=False, soft_wrap=True)
+out = LazyConsole()
 STYLE = {"active": "green", "ready": "", "resting": "yellow"}
 
 
@@ -42,13 +42,13 @@ def show(statuses, as_json):
 
 
 @app.command("list")
-def list_accounts(as_json: bool = typer.Option(False, "--json")):
+def list_accounts(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Every account of every agent on this machine."""
     show(run(lambda f: f.list()), as_json)
 
 
 @app.command()
-def status(agent: str = typer.Argument(None, help="Only this agent."), as_json: bool = typer.Option(False, "--json")):
+def status(agent: str = typer.Argument(None, help="Only this agent."), as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Which account each agent uses now, and which rest until when."""
     statuses = [run(lambda f: f.status(agent))] if agent else run(lambda f: f.list())
     show(statuses, as_json)

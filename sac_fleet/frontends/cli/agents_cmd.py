@@ -6,11 +6,15 @@ import sys
 
 import typer
 
+from typing import List
+
 from . import render
+from .options import LABELS, selector_of, selects
 
 app = typer.Typer(no_args_is_help=True, help="Run agents on this machine: start, send turns, watch them.")
-out = render.LazyConsole(highlight=False, soft_wrap=True)
-err = render.LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+out = render.LazyConsole()
+NAME = typer.Argument(..., metavar="NAME", help="The agent's name.")
+err = render.LazyConsole(stderr=True)
 
 
 def run(coro_fn):
@@ -37,21 +41,21 @@ def start(target: str = typer.Argument(..., help="A spec.yaml, an agent director
 
 
 @app.command()
-def stop(name: str):
+def stop(name: str = NAME):
     """Stop an agent; turns not yet started wait in its journal for the next start."""
     s = run(lambda f: f.stop(name))
     out.print("%s: %s" % (s["name"], s["state"]))
 
 
 @app.command()
-def restart(name: str):
+def restart(name: str = NAME):
     """Restart an agent with the spec it has."""
     s = run(lambda f: f.restart(name))["status"]
     out.print("%s: restarted (state %s)" % (s["name"], s["state"]))
 
 
 @app.command()
-def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask.")):
+def delete(name: str = NAME, yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask.")):
     """Stop an agent and delete its directory (journal, transcript, home)."""
     if not yes and not typer.confirm("Delete agent %s and its journal, transcript and home?" % name):
         raise typer.Exit(1)
@@ -60,19 +64,21 @@ def delete(name: str, yes: bool = typer.Option(False, "-y", "--yes", help="Do no
 
 
 @app.command("list")
-def list_agents(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+def list_agents(labels: List[str] = LABELS,
+                as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """List this machine's agents."""
-    statuses = run(lambda f: f.list())
+    selector = selector_of(labels)
+    statuses = [s for s in run(lambda f: f.list()) if selector is None or selects(selector, s.get("labels"))]
     if as_json:
         return emit_json(statuses)
     if not statuses:
-        out.print("no agents (start one with `sac agents start DIR`)")
+        out.print("no agents with those labels" if selector else "no agents (start one with `sac agents start DIR`)")
         return
     out.print(render.agents_table(statuses))
 
 
 @app.command()
-def status(name: str = typer.Argument(None), as_json: bool = typer.Option(False, "--json")):
+def status(name: str = typer.Argument(None, help="The agent's name (default: all agents)."), as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Status of one agent (or all)."""
     result = run(lambda f: f.status(name) if name else f.list())
     if as_json:
@@ -93,7 +99,7 @@ def progress_printer(as_json):
                                                           event.get("subtype", "").startswith("engine")):
             line = render.record_text(record)
             if line:
-                err.print(line, style="dim", markup=False)
+                err.print(line, style="dim")
     return progress
 
 
@@ -104,23 +110,87 @@ def print_turn(turn, no_wait, as_json):
     elif no_wait:
         out.print("accepted %s" % turn["id"])
     elif turn["status"] == "completed":
-        out.print(turn.get("reply") or "", markup=False)
+        out.print(turn.get("reply") or "")
     if turn.get("notice") and not as_json:
-        err.print("note: " + turn["notice"], markup=False, style="yellow")
+        err.print("note: " + turn["notice"], style="yellow")
     if not no_wait and turn["status"] != "completed":
         if not as_json:
-            err.print("[red]turn %s %s[/red]: %s" % (turn["id"], turn["status"], turn.get("error") or ""))
+            err.print(render.styled(("turn %s %s" % (turn["id"], turn["status"]), "red"), ": " + (turn.get("error") or "")))
+        raise typer.Exit(1)
+
+
+PROMPT = typer.Argument(None, metavar="PROMPT", help="The prompt; `-` reads it from stdin.")
+PROMPT_FILE = typer.Option(None, "--file", "-F", metavar="FILE", help="Read the prompt from this file.")
+NO_WAIT = typer.Option(False, "--no-wait", help="Return once the turn is accepted (follow it up with `turn ID`).")
+TIMEOUT = typer.Option(600.0, "--timeout", help="Seconds to wait for the reply.")
+TURN_JSON = typer.Option(False, "--json", help="Print the turn as JSON.")
+TURN_ID = typer.Argument(..., metavar="TURN_ID", help="The turn's id, as `send --no-wait` printed it (<agent>.<hex>).")
+TURN_WAIT = typer.Option(0.0, "--wait", min=0, help="Seconds to wait for the turn to end (0: answer at once).")
+
+
+def prompt_of(text, file):
+    """The prompt from the argument, stdin (`-`) or --file: exactly one of them, not empty."""
+    if (text is None) == (file is None):
+        raise typer.BadParameter("give the prompt as an argument, `-` for stdin, or --file FILE (one of them)")
+    if file is not None:
+        try:
+            text = open(file, encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter("--file %s: %s" % (file, getattr(exc, "strerror", None) or exc)) from None
+    elif text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise typer.BadParameter("the prompt is empty")
+    return text
+
+
+@app.command()
+def send(name: str = NAME, text: str = PROMPT, file: str = PROMPT_FILE, no_wait: bool = NO_WAIT,
+         timeout: float = TIMEOUT, as_json: bool = TURN_JSON):
+    """Send a turn: the assistant's progress streams to stderr, the final reply to stdout."""
+    text = prompt_of(text, file)
+    turn = run(lambda f: f.send(name, text, wait=not no_wait, timeout=timeout, on_record=progress_printer(as_json)))
+    print_turn(turn, no_wait, as_json)
+
+
+def turn_id_of(turn_id):
+    if "." not in turn_id:
+        raise typer.BadParameter("turn ids look like <agent>.<hex>, as `send --no-wait` prints them")
+    return turn_id
+
+
+def print_followed_turn(turn, as_json):
+    """A turn looked up by id: its reply once completed (exit 0), else its status (exit 1)."""
+    if as_json:
+        emit_json(turn)
+    elif turn["status"] == "completed":
+        out.print(turn.get("reply") or "")
+    elif turn["status"] in ("pending", "running"):
+        err.print("turn %s %s (not ended yet; --wait SECONDS waits for it)" % (turn["id"], turn["status"]))
+    else:
+        err.print(render.styled(("turn %s %s" % (turn["id"], turn["status"]), "red"), ": " + (turn.get("error") or "")))
+    if turn["status"] != "completed":
         raise typer.Exit(1)
 
 
 @app.command()
-def send(name: str, text: str,
-         no_wait: bool = typer.Option(False, "--no-wait", help="Return once the turn is accepted."),
-         timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the reply."),
-         as_json: bool = typer.Option(False, "--json", help="Print the finished turn as JSON.")):
-    """Send a turn: the assistant's progress streams to stderr, the final reply to stdout."""
-    turn = run(lambda f: f.send(name, text, wait=not no_wait, timeout=timeout, on_record=progress_printer(as_json)))
-    print_turn(turn, no_wait, as_json)
+def turn(turn_id: str = TURN_ID, wait: float = TURN_WAIT, as_json: bool = TURN_JSON):
+    """A turn by id (one sent with --no-wait, say): its reply once completed, else its status."""
+    print_followed_turn(run(lambda f: f.get_turn(turn_id_of(turn_id), wait)), as_json)
+
+
+@app.command()
+def cancel(turn_id: str = TURN_ID, as_json: bool = TURN_JSON):
+    """Cancel a turn: a pending one never runs, a running one is stopped (its engine restarts)."""
+    print_cancelled(run(lambda f: f.cancel(turn_id_of(turn_id))), as_json)
+
+
+def print_cancelled(turn, as_json):
+    if as_json:
+        return emit_json(turn)
+    out.print("turn %s %s" % (turn["id"], turn["status"]))
+    if turn["status"] != "cancelled":
+        raise typer.Exit(1)  # it had ended already
 
 
 async def tail_records(fleet, name, lines, follow, as_json):
@@ -132,21 +202,29 @@ async def tail_records(fleet, name, lines, follow, as_json):
             return
         text = render.record_text(record)
         if text:
-            out.print(text, markup=False)
+            out.print(text)
 
-    records = await fleet.tail(name, lines)
+    if lines:
+        records = await fleet.tail(name, lines)
+    else:  # -n 0: no past record, only new ones (with -f)
+        await fleet.status(name)  # AgentNotFound with the fix
+        records = []
     for record in records:
         show(record)
     if follow:
-        last = records[-1]["seq"] if records else 0
+        last = records[-1]["seq"] if records else (0 if lines else None)
         async for record in fleet.follow(name, from_seq=last):
             show(record)
 
 
+FOLLOW = typer.Option(False, "-f", "--follow", help="Keep following: across restarts, until the agent is deleted.")
+LINES = typer.Option(20, "-n", min=0, help="How many past records (0: none, only new ones with -f).")
+RECORDS_JSON = typer.Option(False, "--json", help="Raw records, one JSON per line.")
+
+
 @app.command()
-def tail(name: str, follow: bool = typer.Option(False, "-f", "--follow"),
-         lines: int = typer.Option(20, "-n", help="How many past records."),
-         as_json: bool = typer.Option(False, "--json", help="Raw records, one JSON per line.")):
+def tail(name: str = NAME, follow: bool = FOLLOW, lines: int = LINES,
+         as_json: bool = RECORDS_JSON):
     """Show an agent's transcript; -f keeps following it."""
     try:
         run(lambda f: tail_records(f, name, lines, follow, as_json))
@@ -155,7 +233,7 @@ def tail(name: str, follow: bool = typer.Option(False, "-f", "--follow"),
 
 
 @app.command()
-def health(name: str, as_json: bool = typer.Option(False, "--json")):
+def health(name: str = NAME, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Exit 0 when the agent is healthy, 1 with the reasons when it is not."""
     result = run(lambda f: f.health(name))
     if as_json:

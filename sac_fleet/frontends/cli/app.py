@@ -11,14 +11,26 @@ import typer
 from sac_node.protocol.errors import SacError
 
 from . import accounts_cmd, agents_cmd, fleet_cmd, mcp_cmd, node_cmd, provider_cmd, spec_cmd
-from .render import LazyConsole
+from .render import LazyConsole, print_error, styled
 
+def _tidy_help():
+    """Typer's help as sac wants it: a flag shows no `<bool>` type (it takes no value), and a hidden
+    argument (a deprecated positional INVENTORY) stays out of the usage line."""
+    from typer.core import TyperArgument, TyperOption
+
+    value_type = TyperOption.display_type_rich
+    TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else value_type(self, ctx)
+    usage = TyperArgument.get_usage_pieces
+    TyperArgument.get_usage_pieces = lambda self, ctx: [] if self.hidden else usage(self, ctx)
+
+
+_tidy_help()
 app = typer.Typer(
     name="sac",
     help="Long-lived, sandboxed Claude Code agents from a spec.yaml; fleets of them over SSH.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, powershell
 )
 app.add_typer(spec_cmd.app, name="spec")
 app.add_typer(agents_cmd.app, name="agents")
@@ -28,11 +40,21 @@ app.add_typer(accounts_cmd.app, name="accounts")
 app.add_typer(mcp_cmd.app, name="mcp")
 app.add_typer(node_cmd.app, name="node")
 
-err_console = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+err_console = LazyConsole(stderr=True)
+
+
+def _print_version(value):
+    if value:
+        from sac_node import __version__
+
+        sys.stdout.write("sac %s\n" % __version__)
+        raise typer.Exit(0)
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")):
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+          version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print sac's version and exit.")):
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app.info.context_settings = {"obj": {"debug": debug}}
     _State.debug = debug
@@ -51,14 +73,12 @@ def main():
     except SacError as exc:
         if _State.debug:
             raise
-        from rich.markup import escape
-
-        err_console.print("[red]error:[/red] " + escape(exc.message), markup=True, highlight=False)
+        print_error(exc, err_console)
         sys.exit(exc.data.get("exit_code", 2) if isinstance(exc.data, dict) else 2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        err_console.print("[red]aborted[/red]")
+        err_console.print(styled(("aborted", "red")))
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -9,34 +9,38 @@ import typer
 
 from sac_node.protocol.errors import ConfigError
 
+from .options import ACCEPT_NEW
 from .render import LazyConsole
 
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
                   help="Serve agents as MCP tools over stdio (`sac mcp`), or add that server to a .mcp.json.")
-err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+err = LazyConsole(stderr=True)
 
-INVENTORY = typer.Option(None, "--inventory", "-i",
-                         help="Serve every host of this inventory.yaml (default: only this machine's agents).")
+INVENTORY = typer.Option(None, "--inventory", "-i", metavar="FILE",
+                         help="Serve every host of this inventory.yaml (default: $SAC_INVENTORY, else "
+                              "./inventory.yaml; with neither, only this machine's agents).")
 
 
 @app.callback()
-def _default(ctx: typer.Context, inventory: Path = INVENTORY):
+def _default(ctx: typer.Context, inventory: Path = INVENTORY, accept_new: bool = ACCEPT_NEW):
     """Serve agents as MCP tools over stdio (the same as `sac mcp serve`)."""
     if ctx.invoked_subcommand is None:
-        _serve(inventory)
+        _serve(inventory, accept_new)
 
 
 @app.command()
-def serve(inventory: Path = INVENTORY):
+def serve(inventory: Path = INVENTORY, accept_new: bool = ACCEPT_NEW):
     """Serve MCP over stdin/stdout until the client hangs up (stdout carries only the protocol)."""
-    _serve(inventory)
+    _serve(inventory, accept_new)
 
 
-def _serve(inventory):
+def _serve(inventory, accept_new=False):
     from sac_fleet.frontends.mcp.server import run  # the mcp SDK loads only for this command
 
+    from .options import optional_inventory
+
     try:
-        run(inventory=str(inventory) if inventory else None)
+        run(inventory=optional_inventory(inventory), accept_new_host_keys=accept_new)
     except KeyboardInterrupt:
         pass
 

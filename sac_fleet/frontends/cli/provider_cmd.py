@@ -9,7 +9,7 @@ import typer
 
 from sac_node.protocol.errors import SacError
 
-app = typer.Typer(no_args_is_help=True, help="provider commands.")
+app = typer.Typer(no_args_is_help=True, help="The built-in Anthropic-compatible provider: try the whole path offline.")
 
 
 @app.command()

@@ -4,12 +4,19 @@ import json
 import time
 
 
+PIPED_WIDTH = 4096
+
+
 class LazyConsole:
     """A rich Console made on its first use: a command whose output is JSON never imports rich (~40 ms),
-    and `agents send` submits its turn before rich loads."""
+    and `agents send` submits its turn before rich loads.
+
+    It never reads markup: agent names, errors and replies are user text, and `[h3]` must print as
+    `[h3]`. Colour comes from `styled(...)` (a rich Text), never from markup in a string.
+    """
 
     def __init__(self, **options):
-        self._options, self._console = options, None
+        self._options, self._console = dict({"markup": False, "highlight": False, "soft_wrap": True}, **options), None
 
     @property
     def console(self):
@@ -17,10 +24,28 @@ class LazyConsole:
             from rich.console import Console
 
             self._console = Console(**self._options)
+            if not self._console.is_terminal and "width" not in self._options:
+                # Piped or redirected: one line per row, as wide as it needs (a pager or grep wraps,
+                # not rich, mid-word); `--json` is the form for programs.
+                self._console.width = PIPED_WIDTH
         return self._console
 
     def __getattr__(self, name):
         return getattr(self.console, name)
+
+
+def styled(*parts):
+    """A line of text from plain strings and (text, style) pairs; no part is read as markup."""
+    from rich.text import Text
+
+    return Text.assemble(*parts)
+
+
+def print_error(exc, console):
+    """A SacError as red `error:` lines: each of its problems (`.data["errors"]`) on its own line."""
+    data = exc.data if isinstance(exc.data, dict) else {}
+    for message in data.get("errors") or [exc.message]:
+        console.print(styled(("error:", "red"), " " + message))
 
 
 STATE_STYLE = {"idle": "green", "working": "cyan", "starting": "yellow", "restarting": "yellow",

@@ -1,4 +1,4 @@
-"""`sac fleet serve [INVENTORY]`: the HTTP gateway (REST, SSE, A2A) over an open Fleet.
+"""`sac fleet serve [-i INVENTORY]`: the HTTP gateway (REST, SSE, A2A) over an open Fleet.
 
 Attach with `fleet_cmd.app.add_typer(serve_cmd.app)` (a nameless Typer merges its command).
 """
@@ -11,15 +11,16 @@ import sys
 
 import typer
 
-from .render import LazyConsole
+from .options import ACCEPT_NEW, OLD_INVENTORY, inventory_of, optional_inventory
+from .render import LazyConsole, styled
 
 app = typer.Typer()
-out = LazyConsole(highlight=False, soft_wrap=True)
-err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 
 
 def _say(line):
-    out.print(line, markup=False)
+    out.print(line)
     sys.stdout.flush()
 
 
@@ -42,12 +43,14 @@ def _access_log():
 
 
 @app.command()
-def serve(inventory: str = typer.Argument(None, help="An inventory: serve its hosts' agents. Without one: "
-                                                      "this machine's agents (like `sac agents`)."),
+def serve(old_inventory: str = OLD_INVENTORY,
+          inventory: str = typer.Option(None, "--inventory", "-i", metavar="FILE",
+                                        help="Serve this inventory's hosts (default: $SAC_INVENTORY, else "
+                                             "./inventory.yaml; with neither, this machine's agents)."),
           host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
           port: int = typer.Option(8642, "--port", help="Port to listen on (0: any free port)."),
           print_token: bool = typer.Option(False, "--print-token", help="Also print the token's value."),
-          accept_new: bool = typer.Option(False, "--accept-new-host-keys", help="Record unknown host keys."),
+          accept_new: bool = ACCEPT_NEW,
           access_log: bool = typer.Option(True, "--access-log/--no-access-log",
                                           help="Log each request (method, path, status; never headers).")):
     """Serve the fleet over HTTP: POST /v1/turn, turn lookup, status, SSE transcripts and A2A."""
@@ -56,13 +59,15 @@ def serve(inventory: str = typer.Argument(None, help="An inventory: serve its ho
     from sac_fleet.frontends.gateway.http import serve as run_gateway
     from sac_fleet.remote.gateway_client import register, unregister
 
+    inventory = optional_inventory(inventory_of(inventory, old_inventory))
+
     path = token_path()
     token = load_or_create_token(path)
     if access_log:
         _access_log()
     if not _is_loopback(host):
-        err.print("[yellow]warning:[/yellow] listening on %s, beyond this machine: anyone who can reach it and "
-                  "holds the token drives your agents; plain HTTP, so put TLS in front of it" % host)
+        err.print(styled(("warning:", "yellow"), " listening on %s, beyond this machine: anyone who can reach it and "
+                  "holds the token drives your agents; plain HTTP, so put TLS in front of it" % host))
 
     def on_host(name, state, detail):
         if state != "connecting":
@@ -82,7 +87,7 @@ def serve(inventory: str = typer.Argument(None, help="An inventory: serve its ho
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise
-        err.print("[red]error:[/red] cannot listen on %s:%d: %s (choose another --port)" % (host, port, exc.strerror))
+        err.print(styled(("error:", "red"), " cannot listen on %s:%d: %s (choose another --port)" % (host, port, exc.strerror)))
         raise typer.Exit(2)
     finally:
         for registry in registered:

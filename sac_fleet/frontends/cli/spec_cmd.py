@@ -8,6 +8,10 @@ import typer
 
 from sac_node.protocol.errors import SpecError
 
+from .render import LazyConsole, print_error
+
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 app = typer.Typer(no_args_is_help=True, help="Check agent specs (spec.yaml).")
 
 
@@ -18,16 +22,12 @@ def check(
 ):
     """Validate each spec and print it resolved (defaults filled in). Exit 2 if any is invalid."""
     # Imported here, not at the top: every `sac` command loads this module, and pydantic is slow to import.
-    from rich.console import Console
-    from rich.markup import escape
     from rich.syntax import Syntax
 
     from sac_fleet.core.spec import parse_spec
 
     if not files:
         raise SpecError("no spec given (usage: sac spec check FILE...)")
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     errors = []
     for target in files:
         try:
@@ -37,11 +37,11 @@ def check(
             continue
         if not quiet:
             out.print(Syntax(render_resolved(spec.to_node()), "yaml", background_color="default"))
-    # One red line per bad file; the last is raised so the root prints it and exits 2.
-    for exc in errors[:-1]:
-        err.print("[red]error:[/red] " + escape(exc.message))
+    # Every problem of every bad file, one red line each, so one run fixes a file.
+    for exc in errors:
+        print_error(exc, err)
     if errors:
-        raise SpecError(errors[-1].message, {"exit_code": 2})
+        raise typer.Exit(2)
 
 
 def render_resolved(node: dict) -> str:
@@ -51,3 +51,4 @@ def render_resolved(node: dict) -> str:
     shown = dict(node)
     shown["to_home"] = {path: "%d bytes" % len(content) for path, content in sorted(node["to_home"].items())}
     return "---  # %s\n%s" % (node["source"], yaml.safe_dump(shown, sort_keys=False, allow_unicode=True, width=100))
+

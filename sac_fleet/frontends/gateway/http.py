@@ -99,7 +99,7 @@ async def post_agent_turn(request):
 
 async def run_turn(gw, agent_name, body):
     """202 once accepted (wait=false); 200 when the turn ended; 504 when the wait ended first."""
-    turn, created = await gw.submit(agent_name, body.text, body.idempotency_key,
+    turn, created = await gw.submit(agent_name, body.prompt, body.idempotency_key,
                                     wait_s=body.timeout_s if body.wait else None)
     if not body.wait:
         return json_response({"turn_id": turn["id"], "status": "accepted", "created": created}, 202)

@@ -10,7 +10,7 @@ import json
 import re
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from sac_fleet.core.spec import NAME_RE
 from sac_node.protocol.messages import agent_of_turn
@@ -154,7 +154,8 @@ class _Strict(BaseModel):
 class AgentTurnRequest(_Strict):
     """POST /agents/{name}/turn: a turn for the agent named in the path."""
 
-    text: str = Field(min_length=1, description="the prompt")
+    prompt: str = Field(min_length=1, description="the prompt (`text` and `input` are accepted too)",
+                        validation_alias=AliasChoices("prompt", "text", "input"))
     wait: bool = Field(True, description="wait for the turn to end (else answer 202 at once)")
     timeout_s: float = Field(600.0, gt=0, le=86400, description="how long to wait before answering 504")
     idempotency_key: str | None = Field(None, min_length=1, max_length=256,
@@ -167,7 +168,7 @@ class TurnRequest(AgentTurnRequest):
     agent: str = Field(min_length=1, description="the agent's name")
 
 
-HINTS = {"prompt": "text", "message": "text", "input": "text", "timeout": "timeout_s",
+HINTS = {"message": "prompt", "timeout": "timeout_s",
          "key": "idempotency_key", "name": "agent"}
 
 
@@ -235,18 +236,21 @@ def check_turn_id(turn_id):
 
 
 def turn_view(turn, agent=None):
-    """A node's turn dict as the HTTP API shows it: `text` is the reply, `input` the prompt."""
+    """A node's turn dict as the HTTP API shows it: `prompt` and `reply`, as everywhere (the node journals
+    the prompt as `text`). `text` (the reply) and `input` (the prompt) are their deprecated old names."""
     return {
         "turn_id": turn["id"],
         "agent": agent or agent_of_turn(turn["id"]),
         "status": turn["status"],
-        "text": turn.get("reply"),
+        "prompt": turn.get("text"),
+        "reply": turn.get("reply"),
         "session_id": turn.get("session_id"),
         "usage": turn.get("usage"),
         "timings": turn.get("timings"),
         "error": turn.get("error"),
         "notice": turn.get("notice"),
         "tools_refused": turn.get("tools_refused") or 0,
+        "text": turn.get("reply"),
         "input": turn.get("text"),
         "accepted_at": turn.get("accepted_at"),
         "started_at": turn.get("started_at"),

@@ -34,9 +34,10 @@ class FleetTools:
     starts on this machine, and the agents it started stay reachable.
     """
 
-    def __init__(self, inventory=None, state_dir=None):
+    def __init__(self, inventory=None, state_dir=None, accept_new_host_keys=False):
         self.local = Fleet(state_dir=state_dir)
-        self.fleet = Fleet(inventory=inventory, state_dir=state_dir) if inventory else self.local
+        self.fleet = (Fleet(inventory=inventory, state_dir=state_dir, accept_new_host_keys=accept_new_host_keys)
+                      if inventory else self.local)
         if inventory:
             self.fleet.load()  # a bad inventory stops `sac mcp` before it serves, with the file and field
         self.started_here = set()
@@ -86,8 +87,8 @@ class FleetTools:
     async def agent_status(self, name):
         return await self._on_agent(name, lambda f: f.status(name))
 
-    async def agent_send(self, name, text, timeout_s=600.0, wait=True):
-        return await self._on_agent(name, lambda f: f.send(name, text, wait=wait, timeout=timeout_s))
+    async def agent_send(self, name, prompt, timeout_s=600.0, wait=True):
+        return await self._on_agent(name, lambda f: f.send(name, prompt, wait=wait, timeout=timeout_s))
 
     async def agent_tail(self, name, n=20, raw=False):
         records = await self._on_agent(name, lambda f: f.tail(name, n))
@@ -151,13 +152,13 @@ def build_server(tools):
 
     async def agent_send(
         name: AgentName,
-        text: Annotated[str, Field(description="The message for the agent (one user turn).")],
+        prompt: Annotated[str, Field(description="The prompt for the agent (one user turn).")],
         timeout_s: Annotated[float, Field(description="Seconds to wait for the reply; the turn goes on after.", gt=0)] = 600.0,
         wait: Annotated[bool, Field(description="false: return once the turn is accepted (poll agent_tail).")] = True,
     ) -> dict:
         """Send a turn to an agent and wait for it to finish. Returns the turn: id, status (completed, failed,
-        interrupted, cancelled), reply, error, session_id, usage, timings."""
-        return await tools.agent_send(name, text, timeout_s, wait)
+        interrupted, cancelled), prompt, reply, error, session_id, usage, timings."""
+        return await tools.agent_send(name, prompt, timeout_s, wait)
 
     async def agent_tail(
         name: AgentName,
@@ -186,15 +187,15 @@ def build_server(tools):
     return server
 
 
-async def serve(inventory=None, state_dir=None):
+async def serve(inventory=None, state_dir=None, accept_new_host_keys=False):
     """Serve the MCP tools over this process's stdin/stdout until the client hangs up."""
-    tools = FleetTools(inventory, state_dir)
+    tools = FleetTools(inventory, state_dir, accept_new_host_keys)
     try:
         await build_server(tools).run_stdio_async()
     finally:
         await tools.close()
 
 
-def run(inventory=None, state_dir=None):
+def run(inventory=None, state_dir=None, accept_new_host_keys=False):
     """Blocking entry point of `sac mcp`."""
-    asyncio.run(serve(inventory, state_dir))
+    asyncio.run(serve(inventory, state_dir, accept_new_host_keys))
