@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from . import __version__, engine, launch
+from . import __version__, egress, engine, launch
 from .accounts import AccountPool
 from .handlers import shim_side
 from .quota import QuotaGuard
@@ -75,6 +75,7 @@ class Shim:
         self.engine_started_at = None
         self.last_output_at = None
         self.isolation = {}
+        self.relay = egress.ProviderRelay()
         self.engine_spoke = False
         self.session_id = self._load_session()
         self._wake = asyncio.Event()
@@ -102,6 +103,7 @@ class Shim:
         finally:
             beat.cancel()
             server.close()
+            self.relay.close()
             await self._close_clients()
             self._write_heartbeat()  # the last one says `stopped`; it flushes the files closed next
             self.transcript.close()
@@ -203,6 +205,8 @@ class Shim:
         plan = launch.prepare(self.spec, self.dir, self.state_dir, session_id=self.session_id,
                               account=self.accounts.current)
         self.isolation = plan.properties
+        if plan.egress.network == "provider":
+            await self.relay.serve(plan.egress)  # listening before the engine's first request
         for path, content in plan.secret_files.items():
             write_atomic(path, content, 0o600)
         self._stderr_tail = []
@@ -258,6 +262,7 @@ class Shim:
             await self.terminate()
             return
         status, reply, error = engine.result_outcome(event)
+        error = egress.failure_hint(self.isolation.get("network"), error)
         if status == "failed" and self.accounts.enabled and await self.quota.failure(tid, event, error):
             return
         timings = {"queued_s": round(started - (turn.get("accepted_at") or started), 3),

@@ -1,0 +1,78 @@
+"""The inside half of the provider relay: a standalone stdlib script, never imported by sac.
+
+Run in the sandbox before the engine, as
+    python3 -I -S -c <this file's text> <listen address> <port> <unix socket> <engine argv...>
+it listens on <listen address>:<port> (the sandbox's own loopback), forks a child that
+copies each accepted connection's bytes to a new connection on <unix socket> (bound in
+from outside, where the shim's ProviderRelay carries them to the provider), and execs
+the engine in its own place, so the engine keeps the pid, stdio and environment bwrap
+gave. The socket listens before the exec: the engine's first request cannot race it.
+"""
+
+import os
+import socket
+import sys
+import threading
+
+
+def _copy(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _serve_one(client, path):
+    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        upstream.connect(path)
+    except OSError:
+        upstream.close()
+        client.close()
+        return
+    back = threading.Thread(target=_copy, args=(upstream, client))
+    back.daemon = True
+    back.start()
+    _copy(client, upstream)
+    back.join()
+    client.close()
+    upstream.close()
+
+
+def _serve(listener, path):
+    while True:
+        client, _ = listener.accept()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        worker = threading.Thread(target=_serve_one, args=(client, path))
+        worker.daemon = True
+        worker.start()
+
+
+def main(argv):
+    address, port, path, engine = argv[1], int(argv[2]), argv[3], argv[4:]
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((address, port))
+    listener.listen(64)
+    if os.fork() == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # the engine's pipes must close when the engine ends, not when the relay does
+            os.dup2(null, fd)
+        try:
+            _serve(listener, path)
+        finally:
+            os._exit(0)
+    listener.close()
+    os.execvp(engine[0], engine)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
