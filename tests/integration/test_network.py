@@ -1,0 +1,176 @@
+"""isolation.network as an agent sees it: real bwrap, real Claude Code, the built-in provider scripting Bash."""
+
+import re
+import secrets
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from tests.fixtures.tools import require
+
+pytestmark = pytest.mark.integration
+
+# Run by the agent's Bash tool: one line per thing it must not reach, BLOCKED or REACHED.
+PROBE = r'''
+import socket, struct, sys
+def tcp(host, port):
+    s = socket.socket(); s.settimeout(3)
+    s.connect((host, port)); s.close()
+def dns(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+    s.sendto(struct.pack(">HHHHHH", 7, 0x100, 1, 0, 0, 0) + b"\x07example\x03com\x00\x00\x01\x00\x01", (host, port))
+    s.recvfrom(512)
+def unix(path):
+    s = socket.socket(socket.AF_UNIX); s.connect(path); s.close()
+def resolve(name):
+    socket.getaddrinfo(name, 443)
+checks = [("loopback-tcp", tcp, ("127.0.0.1", PORT)), ("host-address-tcp", tcp, ("ADDR", PORT)),
+          ("dns-udp", dns, ("127.0.0.1", PORT)), ("dns-lookup", resolve, ("example.com",)),
+          ("node-socket", unix, ("NODESOCK",))]
+for name, check, args in checks:
+    try:
+        check(*args); print(name, "REACHED")
+    except Exception as exc:
+        print(name, "BLOCKED", type(exc).__name__)
+'''
+
+
+class Listeners:
+    """A TCP listener and a UDP 'DNS server' on every address of this machine, counting who reached them."""
+
+    def __init__(self):
+        self.tcp = socket.socket()
+        self.tcp.bind(("0.0.0.0", 0))
+        self.tcp.listen(8)
+        self.port = self.tcp.getsockname()[1]
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("0.0.0.0", self.port))
+        self.reached = []
+        for target in (self._accept, self._answer):
+            threading.Thread(target=target, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, peer = self.tcp.accept()
+            except OSError:
+                return
+            self.reached.append(("tcp", peer))
+            conn.close()
+
+    def _answer(self):
+        while True:
+            try:
+                data, peer = self.udp.recvfrom(512)
+            except OSError:
+                return
+            self.reached.append(("udp", peer))
+            self.udp.sendto(data[:2] + b"\x81\x80" + data[4:], peer)  # a reply, whatever it says
+
+    def close(self):
+        self.tcp.close()
+        self.udp.close()
+
+
+@pytest.fixture
+def listeners():
+    got = Listeners()
+    yield got
+    got.close()
+
+
+def host_address():
+    """A non-loopback IPv4 address of this machine."""
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        return line.split()[3].split("/")[0]
+    require("a non-loopback IPv4 address on this machine", "to show the sandbox cannot reach it")
+
+
+def probe_script(sac_env, listeners, address):
+    code = (PROBE.replace("PORT", str(listeners.port)).replace("ADDR", address)
+            .replace("NODESOCK", str(sac_env.home / "node.sock")))
+    sac_env.provider.load_script({"rules": [{"match": "probe", "tool": "Bash",
+                                             "input": {"command": "python3 - <<'EOF'\n%sEOF" % code,
+                                                       "description": "network probe"},
+                                             "then": "probe said: {tool_result}"}]})
+
+
+def probe_lines(reply):
+    """{check: 'BLOCKED <error>' | 'REACHED'} from the probe's output quoted in the reply."""
+    return dict((m.group(1), m.group(2)) for m in re.finditer(r"([a-z-]+) ((?:BLOCKED|REACHED)\b[^\n]*)", reply))
+
+
+def test_provider_network_reaches_only_the_provider(sac_env, listeners):
+    address = host_address()
+    # the control: from the host, both listeners answer at both addresses
+    for host in ("127.0.0.1", address):
+        socket.create_connection((host, listeners.port), timeout=3).close()
+    assert len(listeners.reached) == 2
+    listeners.reached.clear()
+    probe_script(sac_env, listeners, address)
+    sac_env.write_spec("a1", claude={"allowed_tools": ["Bash"]})  # isolation.network: the default
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    assert sac_env.sac("agents", "send", "a1", "hello").stdout.strip() == "echo: hello"  # through the relay
+    turn = sac_env.sac_json("agents", "send", "a1", "probe the network")
+    assert turn["status"] == "completed", turn
+    seen = probe_lines(turn["reply"])
+    assert set(seen) == {"loopback-tcp", "host-address-tcp", "dns-udp", "dns-lookup", "node-socket"}, turn["reply"]
+    assert all(v.startswith("BLOCKED") for v in seen.values()), seen
+    assert listeners.reached == []  # nothing arrived at this machine's other ports
+    status = sac_env.sac_json("agents", "status", "a1")
+    assert status["isolation"]["network"] == "provider"
+    assert "provider" in sac_env.sac("agents", "list").stdout.splitlines()[1].split()
+
+
+def test_the_relay_carries_only_to_the_provider_and_follows_a_restart(sac_env):
+    sac_env.write_spec("a1")
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    assert sac_env.sac("agents", "send", "a1", "one").stdout.strip() == "echo: one"
+    sac_env.sac("agents", "restart", "a1")
+    assert sac_env.sac("agents", "send", "a1", "two").stdout.strip() == "echo: two"
+    relay = sac_env.agent_dir("a1") / "provider.sock"
+    assert oct(relay.stat().st_mode & 0o777) == "0o600"
+    # what the relay's socket gives a client is the provider, nothing else
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(str(relay))
+    client.sendall(b"GET /v1/models HTTP/1.0\r\nHost: x\r\n\r\n")
+    answer = client.recv(4096)
+    client.close()
+    assert answer.startswith(b"HTTP/1.") and b"\r\n" in answer
+
+
+def test_network_none_fails_the_turn_with_the_reason(sac_env):
+    sac_env.write_spec("a1", extra={"isolation": {"runtime": "bwrap", "network": "none"}})
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    turn = sac_env.sac_json("agents", "send", "a1", "anyone there?", check=False)
+    assert turn["status"] == "failed", turn
+    assert "isolation.network is none" in turn["error"]
+    assert sac_env.sac_json("agents", "status", "a1")["isolation"]["network"] == "none"
+    assert sac_env.provider.requests == []  # nothing reached the provider
+
+
+def test_host_network_is_opt_in_and_shown(sac_env, listeners):
+    sac_env.write_spec("a1", extra={"isolation": {"runtime": "bwrap", "network": "host"}})
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    assert sac_env.sac("agents", "send", "a1", "hi").stdout.strip() == "echo: hi"
+    assert sac_env.sac_json("agents", "status", "a1")["isolation"]["network"] == "host"
+    row = sac_env.sac("agents", "list").stdout.splitlines()[1].split()
+    assert "host" in row and "provider" not in row
+    assert "network:    host" in sac_env.sac("agents", "status", "a1").stdout
+
+
+def test_relay_turn_leaves_no_key_in_any_cmdline(sac_env):
+    from tests.integration.test_agent_isolation import cmdlines_and_environs
+    key = "sk-test-" + secrets.token_hex(20)
+    sac_env.env["SAC_TEST_PROVIDER_KEY"] = key
+    sac_env.write_spec("a1", claude={"provider": {"base_url": sac_env.provider_url,
+                                                  "api_key_env": "SAC_TEST_PROVIDER_KEY"}})
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    assert sac_env.sac("agents", "send", "a1", "k").stdout.strip() == "echo: k"
+    seen = list(cmdlines_and_environs())
+    relays = [pid for pid, cmdline, _ in seen if b"relay" in cmdline and b"def main(argv)" in cmdline]
+    assert relays  # the inside listener runs, next to the engine
+    assert not [pid for pid, cmdline, _ in seen if key.encode() in cmdline]
