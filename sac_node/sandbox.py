@@ -14,7 +14,7 @@ import subprocess
 from collections import namedtuple
 
 from . import egress
-from .protocol.errors import AgentError, SacError, SandboxUnavailable, SpecError
+from .protocol.errors import AgentError, SandboxUnavailable, SpecError
 
 RUNTIMES = ("auto", "apptainer", "bwrap", "none")
 SANDBOX_UID = 1000  # non-zero: Claude Code refuses bypassPermissions as root
@@ -360,52 +360,6 @@ def _apptainer_env(host_env):
     return env
 
 
-def describe(which=shutil.which, probe_bwrap=probe_bwrap):
-    """Host facts about sandboxing, for `host.facts` and `python3 -m sac_node.sandbox`."""
-    bwrap = which("bwrap")
-    probe = probe_bwrap(bwrap) if bwrap else None
-    return {"apptainer": which("apptainer") or which("singularity"), "bwrap": bwrap,
-            "bwrap_works": bool(probe and probe.ok), "bwrap_detail": probe.detail if probe else None}
-
-
-def self_check(runtime, host_home=None):
-    """Run a probe agent in `runtime` and say what it saw: `python3 -m sac_node.sandbox [runtime]`."""
-    import tempfile
-    host_home = host_home or os.path.expanduser("~")
-    root = tempfile.mkdtemp(prefix="sac-sandbox-check-")
-    agent = os.path.join(root, "agents", "check")
-    work, home = os.path.join(agent, "work"), os.path.join(agent, "home")
-    os.makedirs(work)
-    os.makedirs(home)
-    script = ('echo "uid inside: $(id -u)"; ls -A %s >/dev/null 2>&1 && echo "host home: VISIBLE" '
-              '|| echo "host home: hidden"; [ -w / ] && echo "root: WRITABLE" '
-              '|| echo "root: read-only"; touch probe && echo "workdir: writable"; '
-              'echo "secret via env: ${SAC_CHECK_SECRET:+yes}"') % host_home
-    try:
-        plan = build_launch(runtime, ["/bin/sh", "-c", script], workdir=work, home=home,
-                            env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, secrets={"SAC_CHECK_SECRET": "s3"},
-                            isolation={"network": "none"}, ro_paths=[], agent_dir=agent, host_home=host_home)
-        for path, text in plan.secret_files.items():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.write(fd, text.encode("utf-8"))
-            os.close(fd)
-        done = subprocess.run(plan.argv, env=plan.env, cwd=plan.cwd, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=120)
-        return done.stdout.decode("utf-8", "replace"), plan.properties
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    import json
-    import sys
-    print(json.dumps(describe(), indent=2))
-    try:
-        chosen = choose_runtime(sys.argv[1] if len(sys.argv) > 1 else "auto")
-        print("runtime: %s" % chosen)
-        output, properties = self_check(chosen)
-        print(json.dumps(properties, indent=2))
-        print(output, end="")
-    except SacError as exc:
-        print(exc.message)
-        sys.exit(1)
+if __name__ == "__main__":  # the site check lives in its own module; this keeps the documented command
+    from sac_node.site_check import main
+    main()

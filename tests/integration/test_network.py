@@ -174,3 +174,16 @@ def test_relay_turn_leaves_no_key_in_any_cmdline(sac_env):
     relays = [pid for pid, cmdline, _ in seen if b"relay" in cmdline and b"def main(argv)" in cmdline]
     assert relays  # the inside listener runs, next to the engine
     assert not [pid for pid, cmdline, _ in seen if key.encode() in cmdline]
+
+
+def test_site_check_shows_a_sandbox_cannot_reach_a_host_port(bwrap_bin, listeners):
+    from sac_node import site_check
+    address = host_address()
+    for host in ("127.0.0.1", address):
+        output, props = site_check.self_check("bwrap", reach=(host, listeners.port))
+        assert output.strip().startswith("%s:%d: unreachable from the sandbox" % (host, listeners.port)), output
+        assert props["network"] == "none"
+    assert listeners.reached == []
+    # the same probe unsandboxed reaches it: the check can tell the difference
+    output, _ = site_check.self_check("none", reach=("127.0.0.1", listeners.port))
+    assert output.strip() == "127.0.0.1:%d: REACHABLE from the sandbox" % listeners.port
