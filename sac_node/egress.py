@@ -2,16 +2,20 @@
 
 provider (the default in a sandbox): the sandbox has its own network namespace, with
 only `lo`. The engine's ANTHROPIC_BASE_URL names a listener on the sandbox's loopback
-(relay_inside.py, started by python3 just before it execs the engine); each connection
-it takes is carried over a unix socket bound into the sandbox to `ProviderRelay`, which
-the shim serves outside and which connects to the provider's real host:port. Bytes only:
-TLS stays end to end. For a provider named by host name, the URL keeps that name (TLS's
-SNI and certificate check, the Host header) and a bound /etc/hosts maps it to 127.0.0.1;
-there is no DNS inside. `plan` is pure; `ProviderRelay` is the shim's asyncio half.
+(relay_inside.py, started by python3 just before it execs the engine). For each
+connection it takes, it asks `ProviderRelay` (served by the shim outside, on a unix
+socket bound into the sandbox) for a TCP connection to the provider's real host:port,
+which the shim dials and passes back as a file descriptor; the listener then copies
+bytes between the two. Bytes only: TLS stays end to end. A socket keeps the network
+namespace it was made in, so the sandbox can use that one connection and make no other.
+For a provider named by host name, the URL keeps that name (TLS's SNI and certificate
+check, the Host header) and a bound /etc/hosts maps it to 127.0.0.1; there is no DNS
+inside. `plan` is pure; `ProviderRelay` is the shim's asyncio half.
 
 none: the same namespace and no relay. host: the host's network, as without a sandbox.
 """
 
+import array
 import asyncio
 import collections
 import ipaddress
@@ -112,60 +116,81 @@ def failure_hint(network, error):
 
 
 class ProviderRelay:
-    """The outside half: a unix socket in the agent's dir; each connection goes to the current target.
+    """The outside half: a unix socket in the agent's dir that hands out connections to the provider.
 
-    The shim points it at each engine start's target, so an engine that moves to another
-    account (and provider address) is relayed there from its first request.
+    Each client gets one byte and, with it (SCM_RIGHTS), a TCP socket the shim has just
+    connected to the current target; the sandbox's listener copies the engine's bytes to
+    it directly, so the data never passes through the shim. The shim points the relay at
+    each engine start's target, so an engine that moves to another account (and provider
+    address) is relayed there from its first request.
     """
 
     def __init__(self):
         self.target = None
         self.path = None
-        self._server = None
+        self._listener = None
+        self._task = None
 
     async def serve(self, egress):
-        """Listen on egress.socket (once) and relay new connections to egress.target."""
+        """Listen on egress.socket (once) and dial egress.target for each new connection."""
         self.target = egress.target
-        if self._server is None:
+        if self._listener is None:
             self.path = egress.socket
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-            self._server = await asyncio.start_unix_server(self._on_client, path=self.path)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(self.path)
             os.chmod(self.path, 0o600)
+            listener.listen(64)
+            listener.setblocking(False)
+            self._listener = listener
+            self._task = asyncio.ensure_future(self._accept(listener))
 
     def close(self):
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self._listener is not None:
+            self._task.cancel()
+            self._listener.close()
+            self._listener = None
 
-    async def _on_client(self, reader, writer):
+    async def _accept(self, listener):
+        loop = asyncio.get_event_loop()
+        while True:
+            client, _ = await loop.sock_accept(listener)
+            asyncio.ensure_future(self._hand_over(client))
+
+    async def _hand_over(self, client):
         host, port = self.target
         try:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
+            upstream = await _dial(host, port)
         except OSError as exc:
             log.warning("provider relay: cannot connect to %s:%s: %s", host, port, exc)
-            writer.close()
+            client.close()
             return
-        up_writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
+            client.setblocking(True)  # one byte to a fresh unix socket: it does not block
+            client.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [upstream.fileno()]))])
+        except OSError as exc:
+            log.warning("provider relay: cannot hand a connection to the sandbox: %s", exc)
         finally:
-            writer.close()
-            up_writer.close()
+            upstream.close()
+            client.close()
 
 
-async def _copy(reader, writer):
-    """One direction until EOF, passed on as a half-close; an error closes the other side as well."""
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except OSError:
-        writer.close()
+async def _dial(host, port):
+    """A TCP socket connected to host:port (names resolved here, outside the sandbox)."""
+    loop = asyncio.get_event_loop()
+    error = OSError("no address for %s" % host)
+    for family, kind, proto, _, address in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error

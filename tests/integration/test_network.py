@@ -1,5 +1,6 @@
 """isolation.network as an agent sees it: real bwrap, real Claude Code, the built-in provider scripting Bash."""
 
+import array
 import re
 import secrets
 import socket
@@ -108,7 +109,7 @@ def test_provider_network_reaches_only_the_provider(sac_env, listeners):
     # the control: from the host, both listeners answer at both addresses
     for host in ("127.0.0.1", address):
         socket.create_connection((host, listeners.port), timeout=3).close()
-    assert len(listeners.reached) == 2
+    sac_env.wait_for(lambda: len(listeners.reached) == 2, what="the control connections")
     listeners.reached.clear()
     probe_script(sac_env, listeners, address)
     sac_env.write_spec("a1", claude={"allowed_tools": ["Bash"]})  # isolation.network: the default
@@ -133,13 +134,20 @@ def test_the_relay_carries_only_to_the_provider_and_follows_a_restart(sac_env):
     assert sac_env.sac("agents", "send", "a1", "two").stdout.strip() == "echo: two"
     relay = sac_env.agent_dir("a1") / "provider.sock"
     assert oct(relay.stat().st_mode & 0o777) == "0o600"
-    # what the relay's socket gives a client is the provider, nothing else
-    client = socket.socket(socket.AF_UNIX)
-    client.connect(str(relay))
-    client.sendall(b"GET /v1/models HTTP/1.0\r\nHost: x\r\n\r\n")
-    answer = client.recv(4096)
-    client.close()
-    assert answer.startswith(b"HTTP/1.") and b"\r\n" in answer
+    # what the relay's socket hands out is a connection to the provider, nothing else
+    asker = socket.socket(socket.AF_UNIX)
+    asker.connect(str(relay))
+    _, ancillary, _, _ = asker.recvmsg(1, socket.CMSG_LEN(4))
+    asker.close()
+    fds = array.array("i")
+    fds.frombytes(ancillary[0][2][:4])
+    upstream = socket.socket(fileno=fds[0])
+    upstream.setblocking(True)
+    assert upstream.getpeername() == ("127.0.0.1", int(sac_env.provider_url.rsplit(":", 1)[1]))
+    upstream.sendall(b"GET /v1/models HTTP/1.0\r\nHost: x\r\n\r\n")
+    answer = upstream.recv(4096)
+    upstream.close()
+    assert answer.startswith(b"HTTP/1.")
 
 
 def test_network_none_fails_the_turn_with_the_reason(sac_env):
