@@ -1,6 +1,7 @@
 """isolation.network as an agent sees it: real bwrap, real Claude Code, the built-in provider scripting Bash."""
 
 import array
+import asyncio
 import re
 import secrets
 import socket
@@ -195,3 +196,53 @@ def test_site_check_shows_a_sandbox_cannot_reach_a_host_port(bwrap_bin, listener
     # the same probe unsandboxed reaches it: the check can tell the difference
     output, _ = site_check.self_check("none", reach=("127.0.0.1", listeners.port))
     assert output.strip() == "127.0.0.1:%d: REACHABLE from the sandbox" % listeners.port
+
+
+def test_a_provider_named_by_host_name_is_reached_under_that_name(sac_env):
+    # the URL keeps the name (what TLS would check); the sandbox's own /etc/hosts maps it to its loopback
+    url = sac_env.provider_url.replace("127.0.0.1", "localhost")
+    sac_env.provider.load_script({"rules": [{"match": "hosts", "tool": "Bash",
+                                             "input": {"command": "cat /etc/hosts", "description": "hosts"},
+                                             "then": "hosts: {tool_result}"}]})
+    sac_env.write_spec("a1", claude={"provider": {"base_url": url}, "allowed_tools": ["Bash"]})
+    sac_env.sac("agents", "start", sac_env.specs / "a1")
+    assert sac_env.sac("agents", "send", "a1", "by name").stdout.strip() == "echo: by name"
+    turn = sac_env.sac_json("agents", "send", "a1", "show hosts")
+    written = (sac_env.agent_dir("a1") / "hosts").read_text()
+    assert written.splitlines()[-1] == "127.0.0.1\tlocalhost"
+    assert turn["reply"].split("hosts: ", 1)[1].strip() == written.strip()  # the sandbox's /etc/hosts is sac's
+
+
+def test_the_relay_dials_the_current_target_after_a_rotation(tmp_path):
+    """The shim re-points the relay at each engine start: a new provider address is used at once."""
+    from sac_node import egress
+
+    servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    path = str(tmp_path / "provider.sock")
+
+    def peer_via_relay():
+        asker = socket.socket(socket.AF_UNIX)
+        asker.connect(path)
+        _, ancillary, _, _ = asker.recvmsg(1, socket.CMSG_LEN(4))
+        asker.close()
+        fds = array.array("i")
+        fds.frombytes(ancillary[0][2][:4])
+        with socket.socket(fileno=fds[0]) as upstream:
+            return upstream.getpeername()[1]
+
+    async def scenario():
+        relay = egress.ProviderRelay()
+        seen = []
+        loop = asyncio.get_event_loop()
+        for server in servers:
+            port = server.getsockname()[1]
+            await relay.serve(egress.Egress("provider", ("127.0.0.1", port), None, None, path))
+            seen.append(await loop.run_in_executor(None, peer_via_relay))
+        relay.close()
+        return seen
+
+    try:
+        assert asyncio.run(scenario()) == [s.getsockname()[1] for s in servers]
+    finally:
+        for server in servers:
+            server.close()
