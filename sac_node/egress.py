@@ -25,7 +25,7 @@ import logging
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
-from .protocol.errors import SpecError
+from .protocol.errors import AgentError, SpecError
 
 log = logging.getLogger("sac_node.egress")
 
@@ -33,7 +33,7 @@ NETWORKS = ("provider", "none", "host")
 DEFAULT_NETWORK = "provider"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 INSIDE_SOCKET = "/run/sac/provider.sock"  # where the relay's socket appears in the sandbox
-SOCKET_NAME = "provider.sock"  # in the agent's dir, outside the sandbox
+SOCKET_NAME = "net.sock"  # in the agent's dir, outside the sandbox; shorter than shim.sock (AF_UNIX paths are short)
 HOSTS_NAME = "hosts"  # the sandbox's /etc/hosts, in the agent's dir
 LOOPBACK = "127.0.0.1"
 # A provider on a port below 1024 (https on 443) is listened for on this port inside:
@@ -141,7 +141,13 @@ class ProviderRelay:
             except FileNotFoundError:
                 pass
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listener.bind(self.path)
+            try:
+                listener.bind(self.path)
+            except OSError as exc:
+                listener.close()
+                raise AgentError("cannot serve the provider relay on %s (%s); isolation.network: provider needs "
+                                 "it (a shorter state dir path helps), or set isolation.network: host"
+                                 % (self.path, exc)) from exc
             os.chmod(self.path, 0o600)
             listener.listen(64)
             listener.setblocking(False)

@@ -5,6 +5,7 @@ import asyncio
 import re
 import secrets
 import socket
+import ssl
 import subprocess
 import threading
 
@@ -133,7 +134,7 @@ def test_the_relay_carries_only_to_the_provider_and_follows_a_restart(sac_env):
     assert sac_env.sac("agents", "send", "a1", "one").stdout.strip() == "echo: one"
     sac_env.sac("agents", "restart", "a1")
     assert sac_env.sac("agents", "send", "a1", "two").stdout.strip() == "echo: two"
-    relay = sac_env.agent_dir("a1") / "provider.sock"
+    relay = sac_env.agent_dir("a1") / "net.sock"
     assert oct(relay.stat().st_mode & 0o777) == "0o600"
     # what the relay's socket hands out is a connection to the provider, nothing else
     asker = socket.socket(socket.AF_UNIX)
@@ -246,3 +247,87 @@ def test_the_relay_dials_the_current_target_after_a_rotation(tmp_path):
     finally:
         for server in servers:
             server.close()
+
+
+def self_signed_localhost(directory):
+    """(cert path, key path) of a certificate for DNS:localhost."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class TlsFront:
+    """An HTTPS front for the built-in provider on localhost: TLS ends here, not in sac's relay."""
+
+    def __init__(self, cert, key, target_port):
+        self.names = []
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        context.sni_callback = lambda sock, name, ctx: self.names.append(name)
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def pipe(reader, writer):
+            try:
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                    writer.write(data)
+                    await writer.drain()
+            except (OSError, ssl.SSLError):
+                pass
+            writer.close()
+
+        async def on_client(reader, writer):
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        async def serve():
+            self.server = await asyncio.start_server(on_client, "127.0.0.1", 0, ssl=context)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(serve(), self.loop)
+        ready.wait(10)
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def test_an_https_provider_keeps_tls_end_to_end_through_the_relay(sac_env, tmp_path):
+    work = tmp_path / "tls-work"
+    work.mkdir()
+    cert, key = self_signed_localhost(work)
+    front = TlsFront(cert, key, int(sac_env.provider_url.rsplit(":", 1)[1]))
+    try:
+        url = "https://localhost:%d/" % front.port
+        sac_env.write_spec("a1", claude={"provider": {"base_url": url}},
+                           extra={"workdir": str(work), "env": {"NODE_EXTRA_CA_CERTS": str(cert)}})
+        sac_env.sac("agents", "start", sac_env.specs / "a1")
+        turn = sac_env.sac_json("agents", "send", "a1", "over tls", check=False)
+        assert turn["status"] == "completed" and turn["reply"] == "echo: over tls", turn
+        # the engine's TLS reached the front with the provider's name: the relay passed bytes, not plaintext
+        assert front.names and set(front.names) == {"localhost"}
+    finally:
+        front.close()

@@ -194,7 +194,7 @@ def test_bwrap_provider_network_golden():
         "/usr/bin/bwrap", "--symlink", "usr/bin", "/bin", "--ro-bind", "/etc", "/etc", "--ro-bind", "/opt", "/opt",
         "--ro-bind", "/scratch", "/scratch", "--ro-bind", "/usr", "/usr", "--ro-bind", "/var", "/var",
         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var/tmp",
-        "--ro-bind", AGENT + "/provider.sock", "/run/sac/provider.sock",
+        "--ro-bind", AGENT + "/net.sock", "/run/sac/provider.sock",
         "--ro-bind", "/run/systemd/resolve/stub-resolv.conf", "/run/systemd/resolve/stub-resolv.conf",
         "--ro-bind", CLAUDE_PKG, CLAUDE_PKG, "--bind", HOME, HOME, "--bind", WORK, WORK,
         "--remount-ro", "/", "--unshare-user", "--uid", "1000", "--gid", "1000", "--unshare-pid",
@@ -202,7 +202,7 @@ def test_bwrap_provider_network_golden():
         "--chdir", WORK, "--"] + INSIDE
     assert got.env == dict(ENV, ANTHROPIC_API_KEY=KEY)  # an address URL is the same inside: same port on lo
     assert got.secret_files == {} and got.properties["network"] == "provider"
-    assert got.egress.target == ("127.0.0.1", 8787) and got.egress.socket == AGENT + "/provider.sock"
+    assert got.egress.target == ("127.0.0.1", 8787) and got.egress.socket == AGENT + "/net.sock"
 
 
 def test_bwrap_none_network_unshares_without_a_relay():
@@ -263,7 +263,7 @@ def test_apptainer_provider_network_golden():
         "/usr/bin/apptainer", "exec", "--containall", "--cleanenv",
         "--home", HOME + ":/home/agent", "--pwd", "/work", "--bind", WORK + ":/work",
         "--bind", CLAUDE_PKG + ":" + CLAUDE_PKG + ":ro",
-        "--bind", AGENT + "/provider.sock:/run/sac/provider.sock:ro", "--bind", AGENT + "/hosts:/etc/hosts:ro",
+        "--bind", AGENT + "/net.sock:/run/sac/provider.sock:ro", "--bind", AGENT + "/hosts:/etc/hosts:ro",
         "--net", "--network", "none",
         "--env", "ANTHROPIC_BASE_URL=https://llm.example.org:9443", "--env", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
         "--env", "DISABLE_TELEMETRY=1", "--env", "HOME=/home/agent", "--env", "LANG=C.UTF-8",
