@@ -19,9 +19,9 @@ import array
 import asyncio
 import collections
 import ipaddress
+import logging
 import os
 import pkgutil
-import logging
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
