@@ -6,7 +6,9 @@ Everything runs against the built-in provider (instant, deterministic replies) o
 loopback, so the numbers measure orchestration and process cost, not a model.
 Measured in the same run, interleaved round by round:
 
-  sac API     `Fleet.send` to one long-lived agent (daemon -> shim -> sandboxed claude stream-json)
+  sac API     `Fleet.send` to one long-lived agent (daemon -> shim -> sandboxed claude stream-json),
+              with isolation.network: provider (the default: every request through the provider relay)
+  no relay    the same with a second agent on isolation.network: host; the difference is the relay's cost
   sac CLI     `python -m sac_fleet agents send` per turn (includes Python start-up)
   naive       `claude -p PROMPT --output-format json`, a fresh process per turn
   floor       the same stream-json claude fed directly (no sac, no sandbox), for context
@@ -38,10 +40,13 @@ from tests.fixtures import procs  # noqa: E402
 from tests.fixtures.agents import processes_mentioning  # noqa: E402
 
 AGENT = "bench"
+HOST_AGENT = "bench-host"  # the same agent on the host's network: no relay
 REPLY_PREFIX = "echo: "
 SPEED_UP_GOAL = 5.0
 RSS_GOAL_MB = 30.0
 API_ROW = "sac API (Fleet.send)"
+HOST_ROW = "sac API, network: host (no relay)"
+RELAY_GOAL_MS = 1.0
 NAIVE_ROW = "naive (claude -p per turn)"
 
 
@@ -108,14 +113,14 @@ def check_reply(reply, prompt, how):
         raise SystemExit("%s: unexpected reply %r to %r; the measurement would be meaningless" % (how, reply, prompt))
 
 
-async def api_turn(fleet, prompt, timeout, overhead):
+async def api_turn(fleet, prompt, timeout, overhead, agent=AGENT):
     """One turn through Fleet.send, timed from submit to the finished turn.
 
     Appends sac's own share to `overhead`: the total minus the shim's `run_s`
     (engine line written -> `result` read), i.e. RPC hops, journal fsyncs, transcript.
     """
     began = time.perf_counter()
-    turn = await fleet.send(AGENT, prompt, timeout=timeout)
+    turn = await fleet.send(agent, prompt, timeout=timeout)
     took = time.perf_counter() - began
     check_reply(turn.get("reply"), prompt, "Fleet.send")
     overhead.append(took - ((turn.get("timings") or {}).get("run_s") or 0.0))
@@ -195,12 +200,13 @@ class BareEngine:
 # -- setup and teardown ---------------------------------------------------------------
 
 
-def write_spec(root, provider_url, runtime):
-    agent_dir = root / "specs" / AGENT
+def write_spec(root, provider_url, runtime, name=AGENT, network=None):
+    agent_dir = root / "specs" / name
     agent_dir.mkdir(parents=True)
-    spec = {"apiVersion": "sac/v1", "kind": "Agent", "metadata": {"name": AGENT},
+    isolation = dict({"runtime": runtime}, **({"network": network} if network else {}))
+    spec = {"apiVersion": "sac/v1", "kind": "Agent", "metadata": {"name": name},
             "spec": {"workdir": "./work", "claude": {"provider": {"base_url": provider_url}},
-                     "restart": {"policy": "never"}, "isolation": {"runtime": runtime}}}
+                     "restart": {"policy": "never"}, "isolation": isolation}}
     # JSON is YAML: no yaml import needed here.
     (agent_dir / "spec.yaml").write_text(json.dumps(spec, indent=2))
     return agent_dir
@@ -209,7 +215,8 @@ def write_spec(root, provider_url, runtime):
 async def stop_everything(fleet, state_dir):
     """Stop the agent and the daemon politely, then kill anything still mentioning the state dir."""
     try:
-        await asyncio.wait_for(fleet.stop(AGENT), 20)
+        for name in (AGENT, HOST_AGENT):
+            await asyncio.wait_for(fleet.stop(name), 20)
         node = await fleet.node()
         await asyncio.wait_for(node.shutdown(), 10)
     except Exception as exc:  # cleanup goes on regardless
@@ -250,16 +257,18 @@ async def measure(args, root, provider, env, claude):
     bare_env, bare_work = claude_env(provider, root, "bare")
     bare = BareEngine(claude, bare_env, bare_work, args.timeout * (args.turns + 1))
     loop = asyncio.get_event_loop()
-    samples = {"api": [], "cli": [], "naive": [], "bare": [], "sac_overhead": []}
+    samples = {"api": [], "api_host": [], "cli": [], "naive": [], "bare": [], "sac_overhead": []}
     try:
-        began = time.perf_counter()
-        await fleet.start(str(write_spec(root, provider.url, args.runtime)))
-        check_reply((await fleet.send(AGENT, "first", timeout=args.timeout)).get("reply"), "first", "Fleet.send")
-        samples["start_and_first_turn_s"] = time.perf_counter() - began
+        for name, network, key in ((AGENT, None, "start_and_first_turn_s"),
+                                   (HOST_AGENT, "host", "host_start_and_first_turn_s")):
+            began = time.perf_counter()
+            await fleet.start(str(write_spec(root, provider.url, args.runtime, name, network)))
+            check_reply((await fleet.send(name, "first", timeout=args.timeout)).get("reply"), "first", "Fleet.send")
+            samples[key] = time.perf_counter() - began
         await loop.run_in_executor(None, bare.turn, "first")  # its start-up, not counted
         for i in range(max(args.turns, args.cli_turns, args.naive_turns)):
             if i < args.turns:
-                samples["api"].append(await api_turn(fleet, "api %d" % i, args.timeout, samples["sac_overhead"]))
+                await api_pair(fleet, i, args.timeout, samples)
                 samples["bare"].append(await loop.run_in_executor(None, bare.turn, "bare %d" % i))
             if i < args.cli_turns:
                 samples["cli"].append(await loop.run_in_executor(None, cli_turn, env, "cli %d" % i, args.timeout))
@@ -267,10 +276,31 @@ async def measure(args, root, provider, env, claude):
                 samples["naive"].append(await loop.run_in_executor(
                     None, naive_turn, claude, naive_env, naive_work, "naive %d" % i, args.timeout))
         samples["rss"], samples["restarts"] = await read_rss(fleet, state_dir)
+        await restarts(fleet, args.timeout, samples)
         return samples
     finally:
         bare.close()
         await stop_everything(fleet, state_dir)
+
+
+async def api_pair(fleet, i, timeout, samples):
+    """One turn to each agent, relay and no relay, in alternating order round by round."""
+    pair = [(AGENT, "api", samples["sac_overhead"]), (HOST_AGENT, "api_host", [])]
+    for agent, key, overhead in pair if i % 2 == 0 else reversed(pair):
+        samples[key].append(await api_turn(fleet, "%s %d" % (key, i), timeout, overhead, agent))
+
+
+async def restarts(fleet, timeout, samples, rounds=3):
+    """Restart + first turn of each agent, alternating: the relay's start-up (python3 inside) on the first turn."""
+    samples["restart_first_turn"], samples["host_restart_first_turn"] = [], []
+    pair = [(AGENT, "restart_first_turn"), (HOST_AGENT, "host_restart_first_turn")]
+    for i in range(rounds):
+        for agent, key in pair if i % 2 == 0 else reversed(pair):
+            began = time.perf_counter()
+            await fleet.restart(agent)
+            turn = await fleet.send(agent, "again %d" % i, timeout=timeout)
+            check_reply(turn.get("reply"), "again %d" % i, "Fleet.send after a restart")
+            samples[key].append(time.perf_counter() - began)
 
 
 async def read_rss(fleet, state_dir):
@@ -303,18 +333,25 @@ def run(args):
 
 def build_report(args, claude, samples):
     version = subprocess.run([claude, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
-    rows = {API_ROW: summarise(samples["api"]), "sac CLI (agents send)": summarise(samples["cli"]),
+    rows = {API_ROW: summarise(samples["api"]), HOST_ROW: summarise(samples["api_host"]),
+            "sac CLI (agents send)": summarise(samples["cli"]),
             NAIVE_ROW: summarise(samples["naive"]), "claude stream-json alone (floor, no sac)": summarise(samples["bare"])}
     for row in rows.values():
         row["speed_up"] = rows[NAIVE_ROW]["median_s"] / row["median_s"]
     rss = samples["rss"]
+    paired = [a - b for a, b in zip(samples["api"], samples["api_host"])]
+    relay = {"median_diff_ms": (rows[API_ROW]["median_s"] - rows[HOST_ROW]["median_s"]) * 1e3,
+             "median_paired_diff_ms": percentile(paired, 50) * 1e3,
+             "first_turn_diff_s": percentile(samples["restart_first_turn"], 50)
+             - percentile(samples["host_restart_first_turn"], 50)}
     goals = {"speed_up_ge_5x": rows[API_ROW]["speed_up"] >= SPEED_UP_GOAL,
+             "relay_le_1ms": relay["median_diff_ms"] <= RELAY_GOAL_MS,
              "daemon_rss_le_30mb": rss["daemon"]["rss_mb"] <= RSS_GOAL_MB,
              "shim_rss_le_30mb": rss["shim"]["rss_mb"] <= RSS_GOAL_MB}
     return {"date": time.strftime("%Y-%m-%d"),
             "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
             "claude_version": version, "runtime": args.runtime, "rows": rows,
-            "sac_overhead": summarise(samples["sac_overhead"]),
+            "sac_overhead": summarise(samples["sac_overhead"]), "relay": relay,
             "start_and_first_turn_s": samples["start_and_first_turn_s"], "rss": rss,
             "bare_python_rss_mb": bare_python_rss(), "engine_restarts": samples["restarts"], "goals": goals}
 
@@ -333,7 +370,10 @@ def render(report):
     overhead = report["sac_overhead"]
     lines += ["", "sac's own share of an API turn (total - shim run_s): median %.1f ms, p95 %.1f ms" % (
         overhead["median_s"] * 1e3, overhead["p95_s"] * 1e3),
-        "agent start + first turn: %.2f s (not in the rows above)" % report["start_and_first_turn_s"], "",
+        "agent start + first turn: %.2f s (not in the rows above)" % report["start_and_first_turn_s"],
+        "provider relay (network: provider vs host): median %+.2f ms per turn (paired per round: %+.2f ms), "
+        "restart + first turn %+.3f s (median of 3 each)" % (report["relay"]["median_diff_ms"], report["relay"]["median_paired_diff_ms"],
+                                          report["relay"]["first_turn_diff_s"]), "",
               "| process | RSS MB | peak (VmHWM) MB |", "|---|---:|---:|"]
     for name in ("daemon", "shim"):
         lines.append("| %s | %.1f | %.1f |" % (name, report["rss"][name]["rss_mb"], report["rss"][name]["hwm_mb"]))
@@ -344,6 +384,8 @@ def render(report):
     speed_up = report["rows"][API_ROW]["speed_up"]
     lines += ["", "goal: long-lived >= %.0fx faster per turn: %.1fx  %s" % (SPEED_UP_GOAL, speed_up,
                                                                              met(goals["speed_up_ge_5x"])),
+              "goal: relay <= %.0f ms per turn at the median: %+.2f ms  %s" % (
+                  RELAY_GOAL_MS, report["relay"]["median_diff_ms"], met(goals["relay_le_1ms"])),
               "goal: daemon <= %.0f MB RSS: %.1f MB  %s" % (RSS_GOAL_MB, report["rss"]["daemon"]["rss_mb"],
                                                            met(goals["daemon_rss_le_30mb"])),
               "goal: shim <= %.0f MB RSS: %.1f MB  %s" % (RSS_GOAL_MB, report["rss"]["shim"]["rss_mb"],

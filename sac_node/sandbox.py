@@ -13,7 +13,8 @@ import shutil
 import subprocess
 from collections import namedtuple
 
-from .protocol.errors import AgentError, SacError, SandboxUnavailable, SpecError
+from . import egress
+from .protocol.errors import AgentError, SandboxUnavailable, SpecError
 
 RUNTIMES = ("auto", "apptainer", "bwrap", "none")
 SANDBOX_UID = 1000  # non-zero: Claude Code refuses bypassPermissions as root
@@ -29,11 +30,12 @@ _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLAIN_VALUE_RE = re.compile(r"^[A-Za-z0-9_./:@%+~-]*$")
 
 
-class Launch(namedtuple("Launch", "argv env cwd secret_files runtime properties")):
+class Launch(namedtuple("Launch", "argv env cwd secret_files runtime properties egress")):
     """How to start the engine: exec `argv` with exactly `env` in `cwd`.
 
     `secret_files` maps host paths to text the caller writes with mode 0600
-    before the exec (apptainer's --env-file). `properties` is for status.
+    before the exec (apptainer's --env-file, the sandbox's /etc/hosts). `properties`
+    is for status. `egress` (egress.Egress) says what the caller's relay must serve.
     """
 
 
@@ -160,24 +162,28 @@ def build_launch(runtime, engine_argv, workdir, home, env, secrets, isolation, r
     """
     host_home = os.path.normpath(host_home or os.path.expanduser("~"))
     isolation = isolation or {}
-    if (isolation.get("network") or "host") != "host":
-        raise SpecError("isolation.network is %r; only `host` is supported for now" % (isolation.get("network"),))
     binds = [parse_bind(b, host_home) for b in isolation.get("binds") or []]
     env = {k: str(v) for k, v in env.items() if k not in secrets}
     for key in list(env) + list(secrets):
         if not _KEY_RE.match(key):
             raise SpecError("env: %r is not a valid environment variable name" % (key,))
+    net = egress.plan(isolation.get("network"), env, agent_dir, runtime)
+    if net.url:
+        env["ANTHROPIC_BASE_URL"] = net.url
+    if net.network == "none":
+        env.setdefault("CLAUDE_CODE_MAX_RETRIES", "0")  # no network: retries only delay the failure
+    engine_argv = egress.inside_argv(net, engine_argv)
     state_dir = os.path.dirname(os.path.dirname(os.path.normpath(agent_dir)))
     if runtime != "none":
         _check_sources(workdir, binds, state_dir, exists)
     if runtime == "bwrap":
         launch = _bwrap_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, isolation,
-                               binary, host_root or scan_root(), (host_home, state_dir), exists)
+                               binary, host_root or scan_root(), (host_home, state_dir), exists, net)
     elif runtime == "apptainer":
         launch = _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, isolation,
-                                   binary, agent_dir, host_home, host_env, exists)
+                                   binary, agent_dir, host_home, host_env, exists, net)
     elif runtime == "none":
-        launch = _none_launch(engine_argv, workdir, home, env, secrets, binds)
+        launch = _none_launch(engine_argv, workdir, home, env, secrets, binds, net)
     else:
         raise SpecError("isolation.runtime %r must be resolved with choose_runtime first" % (runtime,))
     _refuse_secrets_in_argv(launch.argv, secrets)
@@ -204,12 +210,12 @@ def _refuse_secrets_in_argv(argv, secrets):
                              "claude.provider.api_key_env" % name)
 
 
-def _none_launch(engine_argv, workdir, home, env, secrets, binds):
+def _none_launch(engine_argv, workdir, home, env, secrets, binds, net):
     full = _engine_env(env, home, secrets)
     props = {"runtime": "none", "sandboxed": False, "read_only_root": False, "user_namespace": False,
              "pid_namespace": False, "uid": None, "binds": 0, "ignored_binds": len(binds), "network": "host",
              "workdir": workdir, "home": home}
-    return Launch(list(engine_argv), full, workdir, {}, "none", props)
+    return Launch(list(engine_argv), full, workdir, {}, "none", props, net)
 
 
 def _engine_env(env, home, secrets):
@@ -220,7 +226,7 @@ def _engine_env(env, home, secrets):
 
 
 def _bwrap_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, isolation, binary,
-                  host_root, hide, exists):
+                  host_root, hide, exists, net):
     """bwrap argv: a tmpfs root with the host's system dirs read-only, homes and state hidden."""
     argv, mounts = [binary or shutil.which("bwrap") or "bwrap"], []
     top = _mirror_root(argv, mounts, host_root)
@@ -235,7 +241,7 @@ def _bwrap_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, iso
     wanted = [Bind(p, p, "ro") for p in ro_paths]
     if host_root.resolv_conf:
         wanted.append(Bind(host_root.resolv_conf, host_root.resolv_conf, "ro"))
-    wanted += binds + [Bind(home, home, "rw"), Bind(workdir, workdir, "rw")]
+    wanted += binds + [Bind(home, home, "rw"), Bind(workdir, workdir, "rw")] + _egress_binds(net)
     for bind in sorted(wanted, key=lambda b: b.dst.rstrip("/").count("/")):  # parents before children
         if not _check_target(bind, mounts, exists):
             continue
@@ -246,13 +252,21 @@ def _bwrap_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, iso
             argv += ["--dev-bind", dev, dev]
     uid = str(SANDBOX_UID)
     argv += ["--remount-ro", "/", "--unshare-user", "--uid", uid, "--gid", uid, "--unshare-pid",
-             "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--chdir", workdir, "--"]
+             "--unshare-ipc", "--unshare-uts"] + (["--unshare-net"] if net.network != "host" else []) + [
+             "--die-with-parent", "--new-session", "--chdir", workdir, "--"]
     props = {"runtime": "bwrap", "sandboxed": True, "read_only_root": True, "user_namespace": True,
-             "pid_namespace": True, "uid": SANDBOX_UID, "binds": len(binds), "network": "host",
+             "pid_namespace": True, "uid": SANDBOX_UID, "binds": len(binds), "network": net.network,
              "gpus": bool(isolation.get("gpus")), "workdir": workdir, "home": home,
              "hidden": [p for p in tmpfs if p not in ("/tmp", "/run", "/var/tmp")]}
     full_env = _engine_env(env, home, secrets)  # bwrap passes its own environment through
-    return Launch(argv + list(engine_argv), full_env, workdir, {}, "bwrap", props)
+    return Launch(argv + list(engine_argv), full_env, workdir, dict([net.hosts] if net.hosts else []), "bwrap",
+                  props, net)
+
+
+def _egress_binds(net):
+    """The relay's socket and the /etc/hosts that names the provider, bound into the sandbox."""
+    binds = [Bind(net.socket, egress.INSIDE_SOCKET, "ro")] if net.socket else []
+    return binds + ([Bind(net.hosts[0], "/etc/hosts", "ro")] if net.hosts else [])
 
 
 def _mirror_root(argv, mounts, host_root):
@@ -296,7 +310,7 @@ def _check_target(bind, mounts, exists):
 
 
 def _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, isolation, binary,
-                      agent_dir, host_home, host_env, exists):
+                      agent_dir, host_home, host_env, exists, net):
     image = os.path.normpath(_expand(isolation.get("image") or DEFAULT_IMAGE, host_home))
     if not exists(image):
         raise SandboxUnavailable("isolation.image %s does not exist on this host; build or copy the image there "
@@ -306,8 +320,10 @@ def _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths,
             "--pwd", APPTAINER_WORKDIR, "--bind", "%s:%s" % (workdir, APPTAINER_WORKDIR)]
     for path in ro_paths:
         argv += ["--bind", "%s:%s:ro" % (path, path)]
-    for bind in binds:
+    for bind in binds + _egress_binds(net):
         argv += ["--bind", "%s:%s:%s" % bind]
+    if net.network != "host":
+        argv += ["--net", "--network", "none"]
     if isolation.get("gpus"):
         argv.append("--nv")
     env = dict(env, HOME=APPTAINER_HOME)
@@ -317,17 +333,17 @@ def _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths,
             argv += ["--env", "%s=%s" % (key, env[key])]
         else:
             in_file[key] = env[key]  # apptainer would split or shell-evaluate it on the command line
-    files = {}
+    files = dict([net.hosts] if net.hosts else [])
     if in_file:
         path = os.path.join(agent_dir, ENV_FILE_NAME)
         files[path] = "".join("%s=%s\n" % (k, _sh_quote(in_file[k])) for k in sorted(in_file))
         argv += ["--env-file", path]
     props = {"runtime": "apptainer", "sandboxed": True, "read_only_root": True, "user_namespace": None,
-             "pid_namespace": True, "uid": "host", "binds": len(binds), "network": "host",
+             "pid_namespace": True, "uid": "host", "binds": len(binds), "network": net.network,
              "gpus": bool(isolation.get("gpus")), "image": image, "workdir": APPTAINER_WORKDIR,
              "home": APPTAINER_HOME}
     return Launch(argv + [image] + list(engine_argv), _apptainer_env(host_env), workdir, files,
-                  "apptainer", props)
+                  "apptainer", props, net)
 
 
 def _sh_quote(value):
@@ -344,52 +360,6 @@ def _apptainer_env(host_env):
     return env
 
 
-def describe(which=shutil.which, probe_bwrap=probe_bwrap):
-    """Host facts about sandboxing, for `host.facts` and `python3 -m sac_node.sandbox`."""
-    bwrap = which("bwrap")
-    probe = probe_bwrap(bwrap) if bwrap else None
-    return {"apptainer": which("apptainer") or which("singularity"), "bwrap": bwrap,
-            "bwrap_works": bool(probe and probe.ok), "bwrap_detail": probe.detail if probe else None}
-
-
-def self_check(runtime, host_home=None):
-    """Run a probe agent in `runtime` and say what it saw: `python3 -m sac_node.sandbox [runtime]`."""
-    import tempfile
-    host_home = host_home or os.path.expanduser("~")
-    root = tempfile.mkdtemp(prefix="sac-sandbox-check-")
-    agent = os.path.join(root, "agents", "check")
-    work, home = os.path.join(agent, "work"), os.path.join(agent, "home")
-    os.makedirs(work)
-    os.makedirs(home)
-    script = ('echo "uid inside: $(id -u)"; ls -A %s >/dev/null 2>&1 && echo "host home: VISIBLE" '
-              '|| echo "host home: hidden"; [ -w / ] && echo "root: WRITABLE" '
-              '|| echo "root: read-only"; touch probe && echo "workdir: writable"; '
-              'echo "secret via env: ${SAC_CHECK_SECRET:+yes}"') % host_home
-    try:
-        plan = build_launch(runtime, ["/bin/sh", "-c", script], workdir=work, home=home,
-                            env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, secrets={"SAC_CHECK_SECRET": "s3"},
-                            isolation={}, ro_paths=[], agent_dir=agent, host_home=host_home)
-        for path, text in plan.secret_files.items():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.write(fd, text.encode("utf-8"))
-            os.close(fd)
-        done = subprocess.run(plan.argv, env=plan.env, cwd=plan.cwd, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=120)
-        return done.stdout.decode("utf-8", "replace"), plan.properties
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    import json
-    import sys
-    print(json.dumps(describe(), indent=2))
-    try:
-        chosen = choose_runtime(sys.argv[1] if len(sys.argv) > 1 else "auto")
-        print("runtime: %s" % chosen)
-        output, properties = self_check(chosen)
-        print(json.dumps(properties, indent=2))
-        print(output, end="")
-    except SacError as exc:
-        print(exc.message)
-        sys.exit(1)
+if __name__ == "__main__":  # the site check lives in its own module; this keeps the documented command
+    from sac_node.site_check import main
+    main()

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from . import __version__, engine, launch
+from . import __version__, egress, engine, launch
 from .accounts import AccountPool
 from .handlers import shim_side
 from .quota import QuotaGuard
@@ -84,6 +84,7 @@ class Shim:
         self.last_output_at = None
         self.isolation = {}
         self.secrets_used = {}  # {NAME: hash} the running engine was started with
+        self.relay = egress.ProviderRelay()
         self.engine_spoke = False
         self.session_id = self._load_session()
         self._wake = asyncio.Event()
@@ -111,6 +112,7 @@ class Shim:
         finally:
             beat.cancel()
             server.close()
+            self.relay.close()
             await self._close_clients()
             self._write_heartbeat()  # the last one says `stopped`; it flushes the files closed next
             self.transcript.close()
@@ -236,6 +238,8 @@ class Shim:
                               account=self.accounts.current)
         self.isolation = plan.properties
         self.secrets_used = self.secret_hashes()
+        if plan.egress.network == "provider":
+            await self.relay.serve(plan.egress)  # listening before the engine's first request
         for path, content in plan.secret_files.items():
             write_atomic(path, content, 0o600)
         self._stderr_tail = []
@@ -297,6 +301,7 @@ class Shim:
             await self.terminate()
             return
         status, reply, error = engine.result_outcome(event)
+        error = egress.failure_hint(self.isolation.get("network"), error)
         if status == "failed" and self.accounts.enabled and await self.quota.failure(tid, event, error):
             return
         if status == "failed" and await self._retry_on_fresh_engine(tid, event, error):

@@ -11,6 +11,7 @@
         session.json              the engine's last session id
         heartbeat                 touched by the shim
         shim.json  shim.sock  shim.log
+        net.sock  hosts           isolation.network: provider: the relay's socket, the sandbox's /etc/hosts
         home/  work/              the agent's HOME and default workdir
 """
 

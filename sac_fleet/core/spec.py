@@ -347,8 +347,16 @@ class Isolation(_Model):
     runtime: Literal["auto", "apptainer", "bwrap", "none"] = "auto"
     image: NonEmpty | None = None
     binds: list[Bind] = []
-    network: Literal["host"] = "host"
+    network: Literal["provider", "none", "host"] = "provider"
     gpus: StrictBool = False
+
+    @model_validator(mode="after")
+    def _network_needs_a_sandbox(self) -> "Isolation":
+        # runtime none leaves the host's network to the engine; a narrower ask cannot be met
+        if self.runtime == "none" and "network" in self.model_fields_set and self.network != "host":
+            raise _invalid("network: %s needs a sandbox, but runtime is none (the host's network); choose a "
+                           "runtime (auto, bwrap, apptainer) or network: host" % self.network)
+        return self
 
 
 class Placement(_Model):

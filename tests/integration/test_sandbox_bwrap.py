@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from sac_node import sandbox
+from sac_node import sandbox, site_check
 from sac_node.protocol.errors import SandboxUnavailable
 from tests.fixtures import procs
 from tests.fixtures.tools import require
@@ -214,7 +214,7 @@ def test_claude_bash_tool_is_confined(layout, claude_bin, provider, planted_ssh)
     plan = sandbox.build_launch(
         "bwrap", [real, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
                   "--allowedTools", "Bash", "--permission-mode", "bypassPermissions"],
-        workdir=layout.work, home=layout.home, env=env, secrets=secrets, isolation={"runtime": "bwrap"},
+        workdir=layout.work, home=layout.home, env=env, secrets=secrets, isolation={"runtime": "bwrap", "network": "host"},
         ro_paths=[os.path.dirname(real)], agent_dir=layout.agent, host_home=layout.host_home)
     line = b'{"type":"user","message":{"role":"user","content":"go"}}\n'
     done = subprocess.run(plan.argv, env=plan.env, cwd=plan.cwd, input=line, stdout=subprocess.PIPE,
@@ -231,7 +231,7 @@ def test_claude_bash_tool_is_confined(layout, claude_bin, provider, planted_ssh)
 
 
 def test_site_self_check_reports_a_confined_agent(bwrap_bin):
-    output, properties = sandbox.self_check("bwrap")
+    output, properties = site_check.self_check("bwrap")
     assert properties["runtime"] == "bwrap" and properties["read_only_root"] is True
     assert output.splitlines() == ["uid inside: 1000", "host home: hidden", "root: read-only",
                                    "workdir: writable", "secret via env: yes"]

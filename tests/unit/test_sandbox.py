@@ -2,7 +2,7 @@
 
 import pytest
 
-from sac_node import sandbox
+from sac_node import egress, sandbox
 from sac_node.protocol.errors import AgentError, SandboxUnavailable, SpecError
 
 AGENT = "/home/u/.sac/agents/rev"
@@ -23,7 +23,7 @@ ROOT = sandbox.HostRoot(
 
 
 def isolation(**over):
-    base = {"runtime": "auto", "image": None, "binds": [], "network": "host", "gpus": False}
+    base = {"runtime": "auto", "image": None, "binds": [], "network": "host", "gpus": False}  # golden: as before
     base.update(over)
     return base
 
@@ -173,9 +173,124 @@ def test_parse_bind_defaults_and_home_expansion():
     assert sandbox.parse_bind("~/d/:/d:ro", "/home/u") == sandbox.Bind("/home/u/d", "/d", "ro")
 
 
-def test_only_host_network_is_supported():
-    with pytest.raises(SpecError, match="isolation.network"):
-        launch("bwrap", isolation(network="none"))
+def test_unknown_network_is_a_spec_error():
+    with pytest.raises(SpecError, match="isolation.network is 'open'; use one of provider, none, host"):
+        launch("bwrap", isolation(network="open"))
+
+
+# -- isolation.network ---------------------------------------------------------------
+
+INSIDE = egress.inside_argv(egress.Egress("provider", None, "http://127.0.0.1:8787", None, None), ENGINE)
+
+
+def test_inside_argv_starts_the_listener_then_the_engine():
+    assert INSIDE[:4] == ["python3", "-I", "-S", "-c"] and "def main(argv)" in INSIDE[4]
+    assert INSIDE[5:] == ["127.0.0.1", "8787", "/run/sac/provider.sock"] + ENGINE
+
+
+def test_bwrap_provider_network_golden():
+    got = launch("bwrap", isolation(network="provider"))
+    assert got.argv == [
+        "/usr/bin/bwrap", "--symlink", "usr/bin", "/bin", "--ro-bind", "/etc", "/etc", "--ro-bind", "/opt", "/opt",
+        "--ro-bind", "/scratch", "/scratch", "--ro-bind", "/usr", "/usr", "--ro-bind", "/var", "/var",
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var/tmp",
+        "--ro-bind", AGENT + "/net.sock", "/run/sac/provider.sock",
+        "--ro-bind", "/run/systemd/resolve/stub-resolv.conf", "/run/systemd/resolve/stub-resolv.conf",
+        "--ro-bind", CLAUDE_PKG, CLAUDE_PKG, "--bind", HOME, HOME, "--bind", WORK, WORK,
+        "--remount-ro", "/", "--unshare-user", "--uid", "1000", "--gid", "1000", "--unshare-pid",
+        "--unshare-ipc", "--unshare-uts", "--unshare-net", "--die-with-parent", "--new-session",
+        "--chdir", WORK, "--"] + INSIDE
+    assert got.env == dict(ENV, ANTHROPIC_API_KEY=KEY)  # an address URL is the same inside: same port on lo
+    assert got.secret_files == {} and got.properties["network"] == "provider"
+    assert got.egress.target == ("127.0.0.1", 8787) and got.egress.socket == AGENT + "/net.sock"
+
+
+def test_bwrap_none_network_unshares_without_a_relay():
+    got = launch("bwrap", isolation(network="none"))
+    assert "--unshare-net" in got.argv and "/run/sac/provider.sock" not in got.argv
+    assert got.argv[-len(ENGINE) - 1:] == ["--"] + ENGINE
+    assert got.env["CLAUDE_CODE_MAX_RETRIES"] == "0" and got.properties["network"] == "none"
+    assert got.egress.target is None
+
+
+def test_host_network_is_the_hosts():
+    for runtime in ("bwrap", "apptainer"):
+        got = launch(runtime, isolation(network="host"))
+        assert "--unshare-net" not in got.argv and "--net" not in got.argv and got.argv[-len(ENGINE):] == ENGINE
+        assert got.properties["network"] == "host"
+    assert launch("none", isolation(runtime="none", network="provider")).properties["network"] == "host"
+
+
+def test_https_provider_keeps_its_name_mapped_to_loopback():
+    env = dict(ENV, ANTHROPIC_BASE_URL="https://llm.example.org/anthropic/v1?x=1")
+    got = launch("bwrap", isolation(network="provider"), env=env)
+    # the host name stays (SNI, certificate, Host); a privileged port is listened for on 8443 inside
+    assert got.env["ANTHROPIC_BASE_URL"] == "https://llm.example.org:8443/anthropic/v1?x=1"
+    assert got.egress.target == ("llm.example.org", 443)
+    assert got.secret_files == {AGENT + "/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.0.1\tllm.example.org\n"}
+    line = " ".join(got.argv)
+    assert "--ro-bind %s/hosts /etc/hosts " % AGENT in line
+    assert got.argv[got.argv.index("--") + 6:][:2] == ["127.0.0.1", "8443"]
+
+
+def test_default_provider_is_relayed_too():
+    env = {k: v for k, v in ENV.items() if k != "ANTHROPIC_BASE_URL"}
+    got = launch("bwrap", isolation(network="provider"), env=env)
+    assert got.env["ANTHROPIC_BASE_URL"] == "https://api.anthropic.com:8443"
+    assert got.egress.target == ("api.anthropic.com", 443)
+
+
+def test_http_provider_on_another_address_is_reached_on_loopback_same_port():
+    got = launch("bwrap", isolation(network="provider"), env=dict(ENV, ANTHROPIC_BASE_URL="http://10.1.2.3:4000/v"))
+    assert got.env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:4000/v" and got.egress.target == ("10.1.2.3", 4000)
+    assert got.secret_files == {}
+
+
+@pytest.mark.parametrize("url, message", [
+    ("https://10.1.2.3:8443", "relays https by host name"),
+    ("ftp://provider.example.org", "needs an http:// or https:// provider URL"),
+])
+def test_provider_urls_the_relay_cannot_serve_are_refused(url, message):
+    with pytest.raises(SpecError, match=message):
+        launch("bwrap", isolation(network="provider"), env=dict(ENV, ANTHROPIC_BASE_URL=url))
+
+
+def test_apptainer_provider_network_golden():
+    env = dict(ENV, ANTHROPIC_BASE_URL="https://llm.example.org:9443")
+    got = launch("apptainer", isolation(runtime="apptainer", network="provider"), env=env)
+    inside = egress.inside_argv(got.egress, ENGINE)
+    assert got.argv == [
+        "/usr/bin/apptainer", "exec", "--containall", "--cleanenv",
+        "--home", HOME + ":/home/agent", "--pwd", "/work", "--bind", WORK + ":/work",
+        "--bind", CLAUDE_PKG + ":" + CLAUDE_PKG + ":ro",
+        "--bind", AGENT + "/net.sock:/run/sac/provider.sock:ro", "--bind", AGENT + "/hosts:/etc/hosts:ro",
+        "--net", "--network", "none",
+        "--env", "ANTHROPIC_BASE_URL=https://llm.example.org:9443", "--env", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        "--env", "DISABLE_TELEMETRY=1", "--env", "HOME=/home/agent", "--env", "LANG=C.UTF-8",
+        "--env", "PATH=/usr/bin:/bin", "--env-file", AGENT + "/engine.env",
+        "/home/u/.sac/images/sac-base.sif"] + inside
+    assert inside[5:8] == ["127.0.0.1", "9443", "/run/sac/provider.sock"]
+    assert got.secret_files[AGENT + "/hosts"].endswith("127.0.0.1\tllm.example.org\n")
+    assert got.properties["network"] == "provider" and got.egress.target == ("llm.example.org", 9443)
+
+
+def test_apptainer_none_network_golden():
+    got = launch("apptainer", isolation(runtime="apptainer", network="none"))
+    assert got.argv == [
+        "/usr/bin/apptainer", "exec", "--containall", "--cleanenv",
+        "--home", HOME + ":/home/agent", "--pwd", "/work", "--bind", WORK + ":/work",
+        "--bind", CLAUDE_PKG + ":" + CLAUDE_PKG + ":ro", "--net", "--network", "none",
+        "--env", "ANTHROPIC_BASE_URL=http://127.0.0.1:8787", "--env", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        "--env", "CLAUDE_CODE_MAX_RETRIES=0", "--env", "DISABLE_TELEMETRY=1", "--env", "HOME=/home/agent",
+        "--env", "LANG=C.UTF-8", "--env", "PATH=/usr/bin:/bin", "--env-file", AGENT + "/engine.env",
+        "/home/u/.sac/images/sac-base.sif"] + ENGINE
+    assert got.properties["network"] == "none"
+
+
+def test_a_failed_turn_without_network_says_why():
+    assert "isolation.network is none" in egress.failure_hint("none", "engine reported an error: x")
+    assert egress.failure_hint("provider", "engine reported an error: x") == "engine reported an error: x"
+    assert egress.failure_hint("none", None) is None
 
 
 def test_invalid_env_name_is_refused():

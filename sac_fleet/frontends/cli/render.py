@@ -78,12 +78,17 @@ def state_cell(s):
     return cell
 
 
+def network_label(iso):
+    """isolation.network as the agent has it: provider (relay only), none, or host (not confined)."""
+    return (iso or {}).get("network") or "-"
+
+
 def agents_table(statuses):
     from rich.table import Table  # only the tables need it, not a turn's progress lines
 
     table = Table(box=None, header_style="bold")
     for col in ("AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "TURNS ok/pend/fail", "LAST TURN", "SANDBOX",
-                "LAST ERROR"):
+                "NETWORK", "LAST ERROR"):
         table.add_column(col, overflow="fold")
     now = time.time()
     for s in statuses:
@@ -94,7 +99,7 @@ def agents_table(statuses):
             age(s.get("uptime_s")), str(s.get("restarts", 0)),
             "%d/%d/%d" % (turns.get("completed", 0), turns.get("pending", 0), turns.get("failed", 0)),
             age(now - last) + " ago" if last else "-", isolation_label(s.get("isolation")),
-            (s.get("last_error") or "")[:120])
+            network_label(s.get("isolation")), (s.get("last_error") or "")[:120])
     return table
 
 
@@ -115,6 +120,7 @@ def status_lines(s):
         ("tokens", "%d in, %d out" % (usage.get("input_tokens", 0), usage.get("output_tokens", 0))),
         ("refused", "%d tool call%s" % (s.get("tools_refused") or 0, "" if s.get("tools_refused") == 1 else "s")),
         ("sandbox", isolation_label(iso) + (" (%s)" % props if props else "")),
+        ("network", network_label(iso)),
         ("workdir", s.get("workdir") or "-"),
         ("heartbeat", age(s.get("heartbeat_age_s")) + " ago" if s.get("heartbeat_age_s") is not None else "-"),
         ("last error", s.get("last_error") or "-"),
