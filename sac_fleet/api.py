@@ -18,14 +18,16 @@ import logging
 import os
 from pathlib import Path
 
-from sac_node.protocol.errors import (AgentNotFound, AgentNotRunning, HostUnreachable, InventoryError, SpecError,
-                                      TurnTimeout)
+from sac_node.protocol.errors import AgentNotFound, AgentNotRunning, InventoryError, SpecError, TurnTimeout
+from sac_node.protocol.messages import agent_of_turn
 
-from .remote.local import attach_local, connect_local
+from .control import here
+from .control.routing import AgentIndex, locate
 
 log = logging.getLogger("sac_fleet.inventory")
 
 TERMINAL = ("completed", "failed", "interrupted", "cancelled")
+DRAIN_S = 10.0  # how long a streamed turn that ended waits for its last records
 
 
 def _fleet_ops():
@@ -69,6 +71,15 @@ async def _records_while(node, name, from_seq, shim, check_every):
         await sub.close()
 
 
+async def _follow_turn(sub, on_record):
+    """Pass a turn's records to `on_record` until its `turn_ended` record."""
+    async for record in sub:
+        on_record(record)
+        event = record.get("event") or {}
+        if event.get("type") == "sac" and event.get("subtype") == "turn_ended":
+            return
+
+
 class Fleet:
     """The agents sac manages, and the calls that act on them.
 
@@ -87,7 +98,7 @@ class Fleet:
         self._client = None
         self._provisioned = False
         self.links = {}
-        self._where = {}
+        self.index = AgentIndex()  # agent -> host, learnt from the hosts' answers (control.routing)
         self._connecting = None
         # Send turns through a running `sac fleet serve` of the same inventory when there is one.
         self.via_gateway = via_gateway
@@ -128,11 +139,7 @@ class Fleet:
                 if stale():
                     if self._client is not None:
                         await self._client.close()
-                    if provision:
-                        self._client, self._provisioned = await connect_local(self.state_dir), True
-                    else:
-                        self._client, _, would = await attach_local(self.state_dir)
-                        self._provisioned = not would
+                    self._client, self._provisioned = await here.open_node(self.state_dir, provision)
         return self._client
 
     def _no_daemon(self, agent):
@@ -178,13 +185,15 @@ class Fleet:
         return status
 
     async def stop(self, name):
-        return await (await self.node(name, provision=True)).stop_agent(name)
+        return await self._on(name, lambda node: node.stop_agent(name), provision=True)
 
     async def restart(self, name):
-        return await (await self.node(name, provision=True)).restart_agent(name)
+        return await self._on(name, lambda node: node.restart_agent(name), provision=True)
 
     async def delete(self, name):
-        return await (await self.node(name, provision=True)).delete_agent(name)
+        deleted = await self._on(name, lambda node: node.delete_agent(name), provision=True)
+        self.index.forget(name)
+        return deleted
 
     async def list(self):
         """Every agent of this machine's node; with an inventory, of every host that answers (with `host`)."""
@@ -195,11 +204,13 @@ class Fleet:
         rows = []
         for link in self.links.values():
             if link.ok:
-                rows += [dict(status, host=link.name) for status in await link.client.list_agents()]
+                statuses = await link.client.list_agents()
+                self.index.learn(link.name, statuses)
+                rows += [dict(status, host=link.name) for status in statuses]
         return rows
 
     async def status(self, name):
-        return await (await self.node(name)).agent_status(name)
+        return await self._on(name, lambda node: node.agent_status(name))
 
     async def health(self, name):
         """Status plus a verdict: ok, or the reasons it is not."""
@@ -217,9 +228,35 @@ class Fleet:
 
     # -- turns --------------------------------------------------------------------
 
+    async def submit(self, name, prompt, key=None, wait_s=None):
+        """Accept a turn (journalled on its host before this returns): (turn, created).
+
+        With `wait_s` the turn comes back ended, or as it stands when `wait_s` passes, in the same round
+        trip. `key` names the turn: submitting the same key again returns it (created False)."""
+        accepted = await self._on(name, lambda node: node.submit(name, prompt, key, wait_s=wait_s))
+        return turn_of(accepted["turn"]), accepted["created"]
+
+    async def wait(self, turn_id, timeout):
+        """The turn once it ends, or as it stands when `timeout` passes (at once for a finished turn)."""
+        return await self.get_turn(turn_id, wait=timeout)
+
+    async def subscribe(self, name, turn_id=None, from_seq=None):
+        """A subscription to an agent's transcript (of one turn): past records after `from_seq` come first.
+
+        Iterate it for records; close it when done. Raises here (AgentNotFound, AgentNotRunning, ...)."""
+        return await self._on(name, lambda node: node.subscribe(name, turn_id=turn_id, from_seq=from_seq))
+
+    async def host_of(self, name):
+        """The name of the host that runs agent `name` ("local" for this machine's node)."""
+        if self.inventory_path is None:
+            return (await self.node(name)).host
+        await self._route(name)
+        return await self._host(name)
+
     async def send(self, name, prompt=None, wait=True, timeout=600.0, on_record=None, key=None, text=None):
         """Submit a turn; with wait, stream its records to `on_record` and return the finished turn.
 
+        Without `on_record` a turn is one round trip to its host (submit and wait in one call).
         Raises TurnTimeout (carrying the turn id) when `timeout` passes first; the turn keeps running.
         `text` is the old name of `prompt`, still accepted.
         """
@@ -227,47 +264,49 @@ class Fleet:
         if prompt is None:
             raise TypeError("Fleet.send() needs a prompt")
         if self.via_gateway:
-            from .remote.gateway_client import discover
-
-            gateway = discover(self.inventory_path)
+            gateway = here.gateway(self.inventory_path)
             if gateway is not None:
                 return turn_of(await gateway.send(name, prompt, wait, timeout, on_record, key))
-        node = await self.node(name)
-        accepted = await node.submit(name, prompt, key)
-        turn = accepted["turn"]
         if not wait:
-            return turn_of(turn)
-        sub = await node.subscribe(name, turn_id=turn["id"])
-        try:
-            await asyncio.wait_for(self._follow_turn(sub, on_record), timeout)
-        except asyncio.TimeoutError:
+            return (await self.submit(name, prompt, key))[0]
+        if on_record is None:
+            turn, _ = await self.submit(name, prompt, key, wait_s=timeout)
+        else:
+            turn = await self._streamed(name, prompt, key, timeout, on_record)
+        if turn["status"] not in TERMINAL:
             raise TurnTimeout("turn %s on agent %s is still running after %ss; it goes on: see "
                               "`sac agents tail %s`" % (turn["id"], name, timeout, name),
-                              {"turn_id": turn["id"], "exit_code": 1}) from None
-        finally:
-            await sub.close()
-        return turn_of(await node.get_turn(turn["id"]))
+                              {"turn_id": turn["id"], "exit_code": 1})
+        return turn
 
-    async def _follow_turn(self, sub, on_record):
-        async for record in sub:
-            if on_record is not None:
-                on_record(record)
-            event = record.get("event") or {}
-            if event.get("type") == "sac" and event.get("subtype") == "turn_ended":
-                return
+    async def _streamed(self, name, prompt, key, timeout, on_record):
+        """Submit, then follow the turn's records to `on_record` while waiting for it to end."""
+        turn, _ = await self.submit(name, prompt, key)
+        sub = await self.subscribe(name, turn_id=turn["id"])
+        try:
+            following = asyncio.ensure_future(_follow_turn(sub, on_record))
+            ended = await self.wait(turn["id"], timeout)
+            if ended["status"] in TERMINAL:  # its last records may still be on their way
+                await asyncio.wait_for(asyncio.shield(following), DRAIN_S)
+            return ended
+        except asyncio.TimeoutError:
+            return ended
+        finally:
+            following.cancel()
+            await sub.close()
 
     async def get_turn(self, turn_id, wait=None):
         """A turn by id; with `wait` (seconds), once it ends or as it stands when `wait` passes."""
-        node = await self.node(turn_id.split(".", 1)[0])
-        return turn_of(await (node.wait_turn(turn_id, wait) if wait else node.get_turn(turn_id)))
+        name = agent_of_turn(turn_id) or turn_id
+        return turn_of(await self._on(name, lambda node: node.wait_turn(turn_id, wait) if wait
+                                      else node.get_turn(turn_id)))
 
     async def cancel(self, turn_id):
-        return turn_of(await (await self.node(turn_id.split(".", 1)[0])).cancel_turn(turn_id))
+        return turn_of(await self._on(agent_of_turn(turn_id) or turn_id, lambda node: node.cancel_turn(turn_id)))
 
     async def tail(self, name, n=50):
-        node = await self.node(name)
-        await node.agent_status(name)  # AgentNotFound with the fix, before an empty tail
-        return await node.tail(name, n)
+        await self.status(name)  # AgentNotFound with the fix, before an empty tail
+        return await (await self.node(name)).tail(name, n)
 
     async def follow(self, name, from_seq=None, check_every=1.0):
         """Live transcript records of an agent, after `from_seq` (None: only new ones).
@@ -322,7 +361,8 @@ class Fleet:
         With dry_run, nothing on any host changes: the report says what would be done. `limit` (host
         names): change only those hosts (placement still sees every host)."""
         await self.connect(on_host=on_host, provision=not dry_run)
-        return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule, self._hosts(limit))
+        return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule, self._hosts(limit),
+                                      self.index)
 
     async def secrets(self):
         """Per host, each secret name the inventory gives: its hash there and on the head, its state; no value."""
@@ -334,12 +374,12 @@ class Fleet:
 
     async def plan(self, reschedule=False, prune=False):
         await self.connect()
-        return await _fleet_ops().plan_report(self.load(), self.links, reschedule, prune)
+        return await _fleet_ops().plan_report(self.load(), self.links, reschedule, prune, self.index)
 
     async def fleet_status(self, host=None):
         """Desired and actual side by side, per host; hosts that did not answer say why."""
         await self.connect(hosts=[host] if host else None)
-        return await _fleet_ops().status_report(self.load(), self.links, only=host)
+        return await _fleet_ops().status_report(self.load(), self.links, only=host, index=self.index)
 
     async def down(self, agents_only=False, limit=None, agents=None):
         """Stop the inventory's agents everywhere; unless agents_only, also stop the node daemons.
@@ -347,7 +387,7 @@ class Fleet:
         `limit` (host names) keeps to those hosts; `agents` (names) stops only those agents."""
         hosts = self._hosts(limit)
         await self.connect(hosts=hosts)
-        return await _fleet_ops().down(self.load(), self.links, agents_only, hosts, agents)
+        return await _fleet_ops().down(self.load(), self.links, agents_only, hosts, agents, self.index)
 
     def _hosts(self, names):
         """Host names checked against the inventory (an unknown one: InventoryError naming it), or None."""
@@ -367,14 +407,9 @@ class Fleet:
                 raise InventoryError("`sac node restart %s` needs an inventory that names host %s: give it with "
                                      "-i/--inventory" % (host, host))
             await self.close()
-            before, _, _ = await attach_local(self.state_dir)
-            if before is not None:
-                await before.close()
-            self._client, self._provisioned = await connect_local(self.state_dir, restart=True), True
-            facts = await self._client.facts(timeout=10)
-            done = "restarted the node daemon (its agents keep running)" if before else "started the node daemon"
-            return [{"host": "local", "ok": True, "state": "ok", "reason": "", "pid": facts.get("pid"),
-                     "actions": [done]}]
+            self._client, row = await here.restart_node(self.state_dir)
+            self._provisioned = True
+            return [row]
         inventory = self.load()
         if host is not None and host not in {h.name for h in inventory.node_hosts()}:
             raise InventoryError("%s: no host named %s (hosts: %s)" % (
@@ -385,28 +420,33 @@ class Fleet:
         return rows
 
     async def _route(self, agent):
-        """The client of the host that runs `agent` (asks every host when not known yet)."""
+        """The client of the host that runs `agent` (control.routing: the index, else the hosts' lists)."""
         if not self.links:
             await self.connect()
         if agent is None:
             raise AgentNotFound("say which agent")
-        host = self._where.get(agent)
-        if host is None or not self.links[host].ok:
-            found = await _fleet_ops().locate(self.links)
-            self._where.update(found)
-            host = found.get(agent, host)
-        if host is not None and not self.links[host].ok:
-            link = self.links[host]
-            raise HostUnreachable("agent %s runs on host %s, which does not answer now (%s: %s); its turns wait "
-                                  "there, see `sac fleet status`" % (agent, host, link.state, link.reason))
-        if host is None:
-            down = [l.name for l in self.links.values() if not l.ok and l.node_running]
-            idle = [l.name for l in self.links.values() if not l.node_running]
-            hint = " (hosts that did not answer: %s)" % ", ".join(down) if down else ""
-            hint += " (no node daemon runs on %s; `sac fleet up` starts it)" % ", ".join(idle) if idle else ""
-            raise AgentNotFound("no agent named %s runs on any host of %s%s; see `sac fleet status`"
-                                % (agent, self.inventory.path, hint))
-        return self.links[host].client
+        return self.links[await self._host(agent)].client
+
+    async def _host(self, agent):
+        return await locate(self.links, self.index, agent, 10.0, "any host of %s" % self.inventory.path)
+
+    async def _on(self, agent, call, provision=False):
+        """`call(node)` on the node of `agent`. A host that answers it has no such agent is forgotten as its
+        host, and the call goes once more to wherever the hosts now say it runs."""
+        node = await self.node(agent, provision)
+        try:
+            return await call(node)
+        except AgentNotFound:
+            if self.inventory_path is None:
+                raise
+            self.index.forget(agent)
+            try:
+                again = await self._route(agent)
+            except AgentNotFound:
+                again = node
+            if again is node:
+                raise
+        return await call(again)
 
 
 __all__ = ["Fleet", "AgentNotFound"]

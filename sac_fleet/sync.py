@@ -105,6 +105,9 @@ class SyncFleet:
 
     # -- turns --------------------------------------------------------------------------
     send = _blocking("send")
+    submit = _blocking("submit")
+    wait = _blocking("wait")
+    host_of = _blocking("host_of")
     get_turn = _blocking("get_turn")
     cancel = _blocking("cancel")
     tail = _blocking("tail")
@@ -116,6 +119,15 @@ class SyncFleet:
         (which unsubscribes) when you have what you need.
         """
         stream = self.fleet.follow(name, from_seq=from_seq)
+        yield from self._records(stream, stream.aclose)
+
+    def subscribe(self, name, turn_id=None, from_seq=None):
+        """The records of an agent's transcript (of one turn, or after `from_seq`), as a plain iterator;
+        `break` out of the loop to unsubscribe."""
+        sub = self._run(self.fleet.subscribe(name, turn_id=turn_id, from_seq=from_seq))
+        yield from self._records(sub, sub.close)
+
+    def _records(self, stream, close):
         try:
             while True:
                 record = self._run(_next_record(stream))
@@ -124,7 +136,7 @@ class SyncFleet:
                 yield record
         finally:
             if not self._closed:
-                self._run(stream.aclose())
+                self._run(close())
 
     # -- the fleet (inventory) ------------------------------------------------------------
     connect = _blocking("connect")

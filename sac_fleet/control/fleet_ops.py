@@ -52,28 +52,29 @@ def _reusable(link, mode):
     return mode == "provision" and link.provisioned
 
 
-async def plan_report(inventory, links, reschedule=False, prune=False):
-    observed = await reconciler.observe(links, _rpc_timeout(inventory))
+async def plan_report(inventory, links, reschedule=False, prune=False, index=None):
+    observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
     plan, _ = reconciler.with_secrets(reconciler.make_plan(inventory, links, observed, reschedule, prune),
                                       inventory, links)
     return {"plan": [a.to_dict() for a in plan.actions], "summary": plan.summary(),
             "hosts": [_host_row(inventory, links, observed, plan, h.name) for h in inventory.node_hosts()]}
 
 
-async def up(inventory, links, dry_run=False, prune=False, reschedule=False, limit=None):
+async def up(inventory, links, dry_run=False, prune=False, reschedule=False, limit=None, index=None):
     """Observe, plan, apply (links opened to provision, unless dry_run). `changed` is False when nothing
     was fenced, started, stopped, written or provisioned.
 
     With `limit` (host names) every host is observed, so placement sees the whole fleet, but
-    only the actions on those hosts are planned and carried out."""
-    observed = await reconciler.observe(links, _rpc_timeout(inventory))
+    only the actions on those hosts are planned and carried out. `index` (control.routing) learns
+    where each agent runs from what is observed."""
+    observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
     plan, secret_values = reconciler.with_secrets(
         reconciler.make_plan(inventory, links, observed, reschedule, prune), inventory, links)
     if limit is not None:
         plan = Plan.of(a for a in plan.actions if a.host in limit)
     results = [] if dry_run else await reconciler.apply_plan(plan, inventory, links, observed, secret_values)
     if not dry_run:
-        observed = await reconciler.observe(links, _rpc_timeout(inventory))
+        observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
     bootstrapped = any(link.actions for link in links.values())
     return {
         "dry_run": dry_run, "changed": any(r["changed"] for r in results) or bootstrapped,
@@ -111,8 +112,8 @@ def _fenced(result):
     return dict(row, by_host=action["by_host"], by_generation=action["by_generation"])
 
 
-async def status_report(inventory, links, only=None):
-    observed = await reconciler.observe(links, _rpc_timeout(inventory))
+async def status_report(inventory, links, only=None, index=None):
+    observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
     plan = reconciler.make_plan(inventory, links, observed)
     hosts = [h.name for h in inventory.node_hosts() if only is None or h.name == only]
     agents = []
@@ -129,13 +130,13 @@ async def status_report(inventory, links, only=None):
             "at": time.time()}
 
 
-async def down(inventory, links, agents_only=False, limit=None, agents=None):
+async def down(inventory, links, agents_only=False, limit=None, agents=None, index=None):
     """Stop every inventory agent copy on every host that answers; then the daemons.
 
     `limit` (host names) keeps to those hosts, `agents` (copy names) to those agents."""
     if limit is not None:
         links = {name: link for name, link in links.items() if name in limit}
-    observed = await reconciler.observe(links, _rpc_timeout(inventory))
+    observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
     wanted = {copy for agent in inventory.agents for copy in agent.copies()}
     if agents is not None:
         wanted &= set(agents)
@@ -171,17 +172,6 @@ async def restart_nodes(inventory, links, only=None, accept_new=False):
     fresh = await connect_all(inventory, only, accept_new=accept_new, mode="restart")
     return dict(links, **fresh), [{"host": l.name, "ok": l.ok, "state": l.state, "reason": l.reason,
                                    "actions": l.actions, "pid": l.facts.get("pid")} for l in fresh.values()]
-
-
-async def locate(links, timeout=10.0):
-    """{agent: host} for every agent on every reachable host (the newest live copy of a name wins)."""
-    where, best = {}, {}
-    for host, agents in (await reconciler.observe(links, timeout)).items():
-        for agent in agents:
-            rank = (agent["state"] != "stopped", agent.get("generation") or 0)
-            if agent["name"] not in best or rank > best[agent["name"]]:
-                best[agent["name"]], where[agent["name"]] = rank, host
-    return where
 
 
 def _rpc_timeout(inventory):

@@ -16,9 +16,9 @@ from . import secrets
 LIVE_STATES = ("starting", "idle", "working", "restarting", "failed")
 
 
-async def observe(links, timeout):
+async def observe(links, timeout, index=None):
     """{host: [agent status]} for hosts that answered (none on a host without a node daemon); a host that
-    fails here is marked down."""
+    fails here is marked down. `index` (a routing.AgentIndex), when given, learns each host's list."""
     async def one(link):
         try:
             return link.name, await asyncio.wait_for(link.client.list_agents(), timeout)
@@ -31,6 +31,8 @@ async def observe(links, timeout):
     results = await asyncio.gather(*(one(link) for link in links.values() if link.ok))
     observed = {name: agents for name, agents in results if agents is not None}
     observed.update({link.name: [] for link in links.values() if not link.node_running})  # answers, runs nothing
+    for name, agents in observed.items() if index is not None else ():
+        index.learn(name, agents)
     return observed
 
 

@@ -67,11 +67,11 @@ async def test_the_python_api_takes_prompt_and_still_text(monkeypatch):
     from sac_fleet import api
 
     class Node:
-        async def submit(self, name, prompt, key=None):
-            return {"turn": {"id": name + ".0000000000000001", "status": "pending", "text": prompt}}
+        async def submit(self, name, prompt, key=None, wait_s=None):
+            return {"turn": {"id": name + ".0000000000000001", "status": "pending", "text": prompt}, "created": True}
 
     fleet = api.Fleet()
-    monkeypatch.setattr(fleet, "node", lambda name=None: _value(Node()))
+    monkeypatch.setattr(fleet, "node", lambda name=None, provision=False: _value(Node()))
     assert (await fleet.send("a1", "by position", wait=False))["prompt"] == "by position"
     assert (await fleet.send("a1", prompt="by name", wait=False))["prompt"] == "by name"
     assert (await fleet.send("a1", text="old name", wait=False))["prompt"] == "old name"

@@ -75,7 +75,8 @@ def reply_artifact(turn):
 def task_of(turn, agent, history_length=None):
     """A turn as an A2A Task (0.3 spelling); history is the prompt and, once done, the reply."""
     context_id, message_id = key_origin(turn, agent)
-    history = [text_message("user", turn.get("text") or "", message_id, context_id, turn["id"])]
+    prompt = turn["prompt"] if "prompt" in turn else turn.get("text")  # the API's word, or the node's
+    history = [text_message("user", prompt or "", message_id, context_id, turn["id"])]
     artifacts = []
     if turn["status"] == "completed":
         history.append(text_message("agent", turn.get("reply") or "", turn["id"] + ".reply", context_id, turn["id"]))

@@ -235,6 +235,11 @@ def check_turn_id(turn_id):
 # -- responses -----------------------------------------------------------------------
 
 
+def _prompt(turn):
+    """The prompt of a turn in the API's words (`prompt`) or the node's (`text`)."""
+    return turn["prompt"] if "prompt" in turn else turn.get("text")
+
+
 def turn_view(turn, agent=None):
     """A node's turn dict as the HTTP API shows it: `prompt` and `reply`, as everywhere (the node journals
     the prompt as `text`). `text` (the reply) and `input` (the prompt) are their deprecated old names."""
@@ -242,7 +247,7 @@ def turn_view(turn, agent=None):
         "turn_id": turn["id"],
         "agent": agent or agent_of_turn(turn["id"]),
         "status": turn["status"],
-        "prompt": turn.get("text"),
+        "prompt": _prompt(turn),
         "reply": turn.get("reply"),
         "session_id": turn.get("session_id"),
         "usage": turn.get("usage"),
@@ -251,7 +256,7 @@ def turn_view(turn, agent=None):
         "notice": turn.get("notice"),
         "tools_refused": turn.get("tools_refused") or 0,
         "text": turn.get("reply"),
-        "input": turn.get("text"),
+        "input": _prompt(turn),
         "accepted_at": turn.get("accepted_at"),
         "started_at": turn.get("started_at"),
         "ended_at": turn.get("ended_at"),

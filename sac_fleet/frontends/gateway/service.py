@@ -1,14 +1,14 @@
 """The gateway's view of the fleet: the few calls HTTP and A2A make, over one open Fleet.
 
-A turn costs one submit and one wait RPC on the connection the Fleet already
-holds to the agent's host (no new SSH handshake, no event subscription).
+A turn costs one RPC (a submit that waits) on the connection the Fleet already
+holds to the agent's host (no new SSH handshake, no event subscription). Every
+call goes through the Fleet; this module never sees a node client.
 """
 
 import asyncio
 import logging
 import time
 
-from sac_node.protocol.messages import agent_of_turn
 from sac_node.protocol.errors import SacError
 
 from .schema import check_agent_name, check_turn_id
@@ -70,9 +70,8 @@ class Gateway:
     async def agent(self, name):
         """An agent's full status, with the host it runs on."""
         check_agent_name(name)
-        node = await self.fleet.node(name)
-        status = await node.agent_status(name)
-        return dict(status, host=node.host)
+        status = await self.fleet.status(name)
+        return dict(status, host=await self.fleet.host_of(name))
 
     async def submit(self, agent, text, key=None, wait_s=None):
         """Accept a turn (journalled on its host before this returns): (turn, created).
@@ -80,22 +79,17 @@ class Gateway:
         With wait_s the turn comes back ended (or as it stands after wait_s): one RPC per turn.
         """
         check_agent_name(agent)
-        node = await self.fleet.node(agent)
-        accepted = await node.submit(agent, text, key, wait_s=wait_s)
-        return accepted["turn"], accepted["created"]
+        return await self.fleet.submit(agent, text, key, wait_s=wait_s)
 
     async def wait(self, turn_id, timeout):
         """The turn once it ends, or as it stands when `timeout` passes."""
-        node = await self.fleet.node(agent_of_turn(check_turn_id(turn_id)))
-        return await node.wait_turn(turn_id, timeout)  # answers at once for a finished turn
+        return await self.fleet.wait(check_turn_id(turn_id), timeout)
 
     async def turn(self, turn_id):
-        node = await self.fleet.node(agent_of_turn(check_turn_id(turn_id)))
-        return await node.get_turn(turn_id)
+        return await self.fleet.get_turn(check_turn_id(turn_id))
 
     async def cancel(self, turn_id):
-        node = await self.fleet.node(agent_of_turn(check_turn_id(turn_id)))
-        return await node.cancel_turn(turn_id)
+        return await self.fleet.cancel(check_turn_id(turn_id))
 
     async def subscribe(self, agent, turn_id=None, from_seq=None):
         """Subscribe to an agent's transcript (of one turn): past records after `from_seq` come first.
@@ -103,8 +97,7 @@ class Gateway:
         Raises here (AgentNotFound, AgentNotRunning, ...) so a stream can still answer with an error status.
         """
         check_agent_name(agent)
-        node = await self.fleet.node(agent)
-        return await node.subscribe(agent, turn_id=turn_id, from_seq=from_seq)
+        return await self.fleet.subscribe(agent, turn_id=turn_id, from_seq=from_seq)
 
     async def records(self, sub, keepalive_s=10.0):
         """The records of a subscription; None every `keepalive_s` while nothing happens. Closes `sub`."""
