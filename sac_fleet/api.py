@@ -449,4 +449,15 @@ class Fleet:
         return await call(again)
 
 
-__all__ = ["Fleet", "AgentNotFound"]
+def register_gateway(url, inventory, token_file):
+    """Record this process as the running gateway (`sac fleet serve`) of `inventory` (None: this machine's
+    agents), so `Fleet(via_gateway=True)` sends turns through it; returns what `unregister_gateway` takes."""
+    return here.register_gateway(url, inventory, token_file)
+
+
+def unregister_gateway(registry):
+    """Remove the record `register_gateway` wrote (only if it is still this process's)."""
+    here.unregister_gateway(registry)
+
+
+__all__ = ["Fleet", "AgentNotFound", "register_gateway", "unregister_gateway"]

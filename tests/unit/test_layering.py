@@ -112,6 +112,42 @@ def test_import_linter_catches_a_forbidden_import(tmp_path):
     assert "nodepkg imports no third-party package BROKEN" in out, out
 
 
+# The head's layers, checked with pyproject.toml's own contracts on a sample that breaks each one.
+BAD_FLEET = {
+    "frontends/cli.py": "import fleetpkg.remote.ssh\n",          # a frontend reaching a host itself
+    "control/ops.py": "import fleetpkg.frontends.cli\n",         # control calling up into a frontend
+    "remote/ssh.py": "import fleetpkg.control.ops\n",            # I/O that decides what to do
+    "core/one.py": "import fleetpkg.core.two\n",                 # a cycle between siblings
+    "core/two.py": "import fleetpkg.core.one\n",
+}
+HEAD_CONTRACTS = ["frontends reach hosts only through sac_fleet.api", "control never imports a frontend",
+                  "remote does only I/O toward hosts: no control, no frontend",
+                  "no import cycle between sibling modules"]
+
+
+def _renamed_contracts():
+    """pyproject.toml's import-linter section, about the sample's packages instead of sac's."""
+    text = (REPO / "pyproject.toml").read_text()
+    section = text[text.index("[tool.importlinter]"):]
+    return section.replace("sac_fleet", "fleetpkg").replace("sac_node", "nodepkg")
+
+
+def test_each_layer_contract_catches_its_bad_import(tmp_path):
+    for package in ("nodepkg", "fleetpkg", "fleetpkg/frontends", "fleetpkg/control", "fleetpkg/remote",
+                    "fleetpkg/core"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    for module in ("api.py", "sync.py"):
+        (tmp_path / "fleetpkg" / module).write_text("")
+    for path, source in BAD_FLEET.items():
+        (tmp_path / "fleetpkg" / path).write_text(source)
+    (tmp_path / "pyproject.toml").write_text(_renamed_contracts())
+    code, out = run_tool(lint_imports_argv(), tmp_path)
+    assert code != 0, out
+    for name in HEAD_CONTRACTS:
+        assert name.replace("sac_fleet", "fleetpkg") + " BROKEN" in out, out
+
+
 def test_import_contracts_in_pyproject_are_kept():
     code, out = run_tool(lint_imports_argv(), REPO)
     assert code == 0, "import-linter contracts broken:\n" + out

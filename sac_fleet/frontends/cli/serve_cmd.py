@@ -54,10 +54,9 @@ def serve(old_inventory: str = OLD_INVENTORY,
           access_log: bool = typer.Option(True, "--access-log/--no-access-log",
                                           help="Log each request (method, path, status; never headers).")):
     """Serve the fleet over HTTP: POST /v1/turn, turn lookup, status, SSE transcripts and A2A."""
-    from sac_fleet.api import Fleet
+    from sac_fleet.api import Fleet, register_gateway, unregister_gateway
     from sac_fleet.frontends.gateway.auth import load_or_create_token, token_path
     from sac_fleet.frontends.gateway.http import serve as run_gateway
-    from sac_fleet.remote.gateway_client import register, unregister
 
     inventory = optional_inventory(inventory_of(inventory, old_inventory))
 
@@ -74,7 +73,7 @@ def serve(old_inventory: str = OLD_INVENTORY,
             _say("host %-12s %s %s" % (name, state, detail or ""))
 
     def on_ready(url):
-        registered.append(register(url, inventory, path))
+        registered.append(register_gateway(url, inventory, path))
         _say("sac gateway on %s serving %s" % (url, inventory or "this machine's agents"))
         _say("token file: %s (send `Authorization: Bearer <token>`)" % path)
         if print_token:
@@ -91,7 +90,7 @@ def serve(old_inventory: str = OLD_INVENTORY,
         raise typer.Exit(2)
     finally:
         for registry in registered:
-            unregister(registry)
+            unregister_gateway(registry)
 
 
 if __name__ == "__main__":

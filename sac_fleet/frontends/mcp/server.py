@@ -16,7 +16,7 @@ from pydantic import Field
 from sac_fleet.api import Fleet
 from sac_node.protocol.errors import AgentNotFound, SacError
 
-from ..cli.render import record_text
+from ..records import record_text
 
 INSTRUCTIONS = (
     "These tools drive sac agents: long-lived, sandboxed Claude Code agents on this machine or, when the "

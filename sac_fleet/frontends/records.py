@@ -1,0 +1,62 @@
+"""A transcript record as lines a person reads: what `sac agents tail` prints and MCP's agent_tail returns."""
+
+import json
+import time
+
+
+def record_text(record):
+    """One transcript record as one or more readable lines, or None to skip it."""
+    event = record.get("event") or {}
+    kind = event.get("type")
+    stamp = time.strftime("%H:%M:%S", time.localtime(record.get("ts") or 0))
+    if kind == "sac":
+        return _supervisor_text(stamp, event)
+    if kind == "assistant":
+        lines = []
+        for block in (event.get("message") or {}).get("content") or []:
+            if block.get("type") == "text" and block.get("text", "").strip():
+                lines.append("%s assistant  %s" % (stamp, block["text"].strip()))
+            elif block.get("type") == "tool_use":
+                lines.append("%s tool call  %s %s" % (stamp, block.get("name"), _short(block.get("input"))))
+        return "\n".join(lines) or None
+    if kind == "user":
+        content = (event.get("message") or {}).get("content")
+        lines = []
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                mark = "tool error " if block.get("is_error") else "tool result"
+                lines.append("%s %s %s" % (stamp, mark, _short(_result_text(block.get("content")))))
+        return "\n".join(lines) or None
+    if kind == "result":
+        verdict = "error" if event.get("is_error") else "done"
+        return "%s result     %s in %sms" % (stamp, verdict, event.get("duration_ms", "?"))
+    if kind == "system" and event.get("subtype") == "init":
+        return "%s session    %s (model %s)" % (stamp, event.get("session_id"), event.get("model"))
+    return None
+
+
+def _supervisor_text(stamp, event):
+    sub = event.get("subtype")
+    if sub == "turn_started":
+        return "%s user       %s" % (stamp, event.get("text", ""))
+    if sub == "turn_ended":
+        extra = (": " + event["error"]) if event.get("error") else ""
+        return "%s turn       %s%s" % (stamp, event.get("status"), extra)
+    if sub == "turn_accepted":
+        return None
+    if sub == "tool_refused":
+        return "%s refused    %s %s (%s)" % (stamp, event.get("tool"), event.get("input") or "", event.get("reason"))
+    fields = ", ".join("%s=%s" % (k, v) for k, v in event.items() if k not in ("type", "subtype") and v is not None)
+    return "%s sac        %s %s" % (stamp, sub, fields)
+
+
+def _result_text(content):
+    if isinstance(content, list):
+        return " ".join(c.get("text", "") for c in content if isinstance(c, dict))
+    return str(content or "")
+
+
+def _short(value, limit=200):
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
