@@ -22,7 +22,7 @@ from sac_node.protocol.errors import AgentNotFound, AgentNotRunning, InventoryEr
 from sac_node.protocol.messages import agent_of_turn
 
 from .control import here
-from .control.routing import AgentIndex, locate
+from .control.routing import AgentIndex, locate, not_found
 
 log = logging.getLogger("sac_fleet.inventory")
 
@@ -81,22 +81,23 @@ async def _follow_turn(sub, on_record):
 
 
 class Fleet:
-    """The agents sac manages, and the calls that act on them.
+    """The agents sac manages, and the calls that act on them: one set of hosts, each reached over its own
+    connection, all at once, and calls routed to wherever an agent runs.
 
-    Without an inventory a Fleet is this machine's node (`sac agents ...`); with
-    one it is every host of the inventory (`sac fleet ...`), each reached over
-    its own connection, all at once, and turns are routed to wherever an agent runs.
+    Without an inventory the hosts are this machine alone (`sac agents ...`: a one-host inventory whose host
+    has `transport: local`, control.here.ThisMachine); there agents start by hand and a call that changes
+    one starts the node daemon first. With one they are every host of the inventory (`sac fleet ...`).
     """
 
     def __init__(self, inventory=None, state_dir=None, agents_dir=None, accept_new_host_keys=False,
                  via_gateway=False):
         self.inventory_path = inventory
-        self.inventory = None
+        # This machine needs no file; an inventory file is read on first use (load).
+        self.inventory = here.ThisMachine(state_dir) if inventory is None else None
+        self._by_hand = self.inventory  # where `start` may start agents outside placement: this machine only
         self.state_dir = state_dir
         self.agents_dir = agents_dir or os.environ.get("SAC_AGENTS_DIR") or "agents"
         self.accept_new_host_keys = accept_new_host_keys
-        self._client = None
-        self._provisioned = False
         self.links = {}
         self.index = AgentIndex()  # agent -> host, learnt from the hosts' answers (control.routing)
         self._connecting = None
@@ -110,47 +111,38 @@ class Fleet:
         await self.close()
 
     async def close(self):
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
         await asyncio.gather(*(link.close() for link in self.links.values()))
         self.links = {}
 
     async def node(self, agent=None, provision=False):
-        """The NodeClient for `agent` (or this machine's node when there is no inventory).
+        """The NodeClient of the host that runs `agent`.
 
-        Reads attach to a running node daemon only; calls that change agents (`provision`) start or
-        upgrade this machine's daemon as needed (with an inventory, only `up` does that).
+        Reads attach to running node daemons only. On this machine a call that changes agents
+        (`provision`) starts or upgrades the daemon first; with an inventory only `up` does that.
         """
-        if self.inventory_path is None:
-            client = await self._here(provision)
-            if client is None:
-                raise self._no_daemon(agent)
-            return client
-        return await self._route(agent)
+        await self._open(provision)
+        return self.links[await self._host(agent)].client
 
-    async def _here(self, provision):
-        """This machine's daemon, attached (started or upgraded first when `provision`); None if none runs."""
-        def stale():
-            return self._client is None or self._client.peer.closed or (provision and not self._provisioned)
+    async def _open(self, provision=False):
+        """Connect when not yet connected, and again where a link to a local daemon dropped (reattaching is
+        a unix socket away); on this machine, provision first when asked."""
+        provision = provision and self._by_hand is not None
+        dropped = [name for name, link in self.links.items()
+                   if not link.ok and self.inventory.host(name).transport == "local"]
+        if not self.links or dropped or (provision and not all(l.provisioned for l in self.links.values())):
+            await self.connect(provision=provision)
 
-        if stale():
-            async with self._lock():  # two first calls at once open one connection
-                if stale():
-                    if self._client is not None:
-                        await self._client.close()
-                    self._client, self._provisioned = await here.open_node(self.state_dir, provision)
-        return self._client
+    async def _host(self, agent):
+        """The name of the host that runs `agent` (control.routing)."""
+        if agent is None:
+            raise AgentNotFound("say which agent")
+        return await locate(self.links, self.index, agent, 10.0, self._missing)
 
-    def _no_daemon(self, agent):
-        from sac_node.state_dir import StateDir, default_state_dir
-
-        state = StateDir(self.state_dir or default_state_dir())
-        if agent is not None and state.agent(agent).exists():
-            return AgentNotRunning("agent %s: no node daemon runs on this machine (%s); `sac node restart` starts "
-                                   "it and re-attaches to the agents that still run" % (agent, state.root))
-        return AgentNotFound("no agent named %s on this machine (no node daemon runs here: `sac agents start SPEC` "
-                             "starts one)" % (agent or "?"))
+    def _missing(self, agent, links):
+        """The error for an agent no host runs, in the words of this machine or of the inventory."""
+        if self._by_hand is not None:
+            return self._by_hand.missing(agent, links)
+        return not_found(agent, links, "any host of %s" % self.inventory.path)
 
     def _lock(self):
         if self._connecting is None:
@@ -161,10 +153,12 @@ class Fleet:
 
     async def start(self, target, restart=False):
         """Start an agent from a spec file, an agent directory, or the name of a known agent (this machine)."""
-        if self.inventory_path is not None:
+        if self._by_hand is None:
             raise SpecError("with an inventory, agents start where placement puts them: add %s to %s and run "
                             "`sac fleet up`" % (target, self.inventory_path))
-        node = await self.node(provision=True)
+        await self._open(provision=True)
+        host = self._by_hand.node_hosts()[0].name
+        node = self.links[host].client
         path = resolve_target(target, self.agents_dir)
         if path is None:
             known = {a["name"] for a in await node.list_agents()}
@@ -175,8 +169,9 @@ class Fleet:
                             "or on this host" % (target, self.agents_dir))
         from .core.spec import parse_spec  # pydantic is slow to import; only `start` needs it
 
-        spec = parse_spec(path)
-        return await node.start_agent(spec.to_node(), restart=restart)
+        started = await node.start_agent(parse_spec(path).to_node(), restart=restart)
+        self.index.note(host, started["status"])
+        return started
 
     async def _start_known(self, node, name):
         status = await node.agent_status(name)
@@ -196,11 +191,8 @@ class Fleet:
         return deleted
 
     async def list(self):
-        """Every agent of this machine's node; with an inventory, of every host that answers (with `host`)."""
-        if self.inventory_path is None:
-            node = await self._here(provision=False)
-            return [] if node is None else await node.list_agents()
-        await self.connect()
+        """Every agent of every host that answers, each with its `host` ("local": this machine's node)."""
+        await self._open()
         rows = []
         for link in self.links.values():
             if link.ok:
@@ -248,9 +240,7 @@ class Fleet:
 
     async def host_of(self, name):
         """The name of the host that runs agent `name` ("local" for this machine's node)."""
-        if self.inventory_path is None:
-            return (await self.node(name)).host
-        await self._route(name)
+        await self._open()
         return await self._host(name)
 
     async def send(self, name, prompt=None, wait=True, timeout=600.0, on_record=None, key=None, text=None):
@@ -402,14 +392,12 @@ class Fleet:
 
         Returns [{host, ok, state, reason, actions, pid}].
         """
-        if self.inventory_path is None:
+        if self._by_hand is not None:
             if host is not None:
                 raise InventoryError("`sac node restart %s` needs an inventory that names host %s: give it with "
                                      "-i/--inventory" % (host, host))
             await self.close()
-            self._client, row = await here.restart_node(self.state_dir)
-            self._provisioned = True
-            return [row]
+            return [await here.restart_node(self.state_dir)]
         inventory = self.load()
         if host is not None and host not in {h.name for h in inventory.node_hosts()}:
             raise InventoryError("%s: no host named %s (hosts: %s)" % (
@@ -419,31 +407,19 @@ class Fleet:
                                                                 self.accept_new_host_keys)
         return rows
 
-    async def _route(self, agent):
-        """The client of the host that runs `agent` (control.routing: the index, else the hosts' lists)."""
-        if not self.links:
-            await self.connect()
-        if agent is None:
-            raise AgentNotFound("say which agent")
-        return self.links[await self._host(agent)].client
-
-    async def _host(self, agent):
-        return await locate(self.links, self.index, agent, 10.0, "any host of %s" % self.inventory.path)
-
     async def _on(self, agent, call, provision=False):
         """`call(node)` on the node of `agent`. A host that answers it has no such agent is forgotten as its
         host, and the call goes once more to wherever the hosts now say it runs."""
         node = await self.node(agent, provision)
         try:
             return await call(node)
-        except AgentNotFound:
-            if self.inventory_path is None:
-                raise
+        except AgentNotFound as exc:
             self.index.forget(agent)
-            try:
-                again = await self._route(agent)
-            except AgentNotFound:
-                again = node
+            if self._by_hand is not None:
+                raise  # this machine's node says it in its own words
+            if len(self.links) == 1:
+                raise self._missing(agent, self.links) from exc
+            again = await self.node(agent)  # AgentNotFound, in the fleet's words, when no host runs it now
             if again is node:
                 raise
         return await call(again)

@@ -4,29 +4,27 @@ Fleet (sac_fleet.api) reaches them only through here, so the frontends and the A
 never import `remote` themselves.
 """
 
+from dataclasses import dataclass
+from typing import Optional
+
+from sac_node.protocol.errors import AgentNotFound, AgentNotRunning
+from sac_node.state_dir import StateDir, default_state_dir
+
 from ..remote import gateway_client
-from ..remote.local import attach_local, connect_local
-
-
-async def open_node(state_dir, provision):
-    """(NodeClient or None, provisioned): this machine's daemon, attached; with `provision` started or
-    upgraded first. None when no daemon runs and `provision` is not asked for."""
-    if provision:
-        return await connect_local(state_dir), True
-    client, _, would = await attach_local(state_dir)
-    return client, not would
+from ..remote.local import LOCAL_HOST, attach_local, connect_local
 
 
 async def restart_node(state_dir):
-    """Replace this machine's daemon by a fresh one (agents keep running): (NodeClient, the report row)."""
+    """Replace this machine's daemon by a fresh one (agents keep running); the report row."""
     before, _, _ = await attach_local(state_dir)
     if before is not None:
         await before.close()
     client = await connect_local(state_dir, restart=True)
     facts = await client.facts(timeout=10)
+    await client.close()
     done = "restarted the node daemon (its agents keep running)" if before else "started the node daemon"
-    return client, {"host": "local", "ok": True, "state": "ok", "reason": "", "pid": facts.get("pid"),
-                    "actions": [done]}
+    return {"host": "local", "ok": True, "state": "ok", "reason": "", "pid": facts.get("pid"),
+            "actions": [done]}
 
 
 def gateway(inventory):
@@ -41,3 +39,55 @@ def register_gateway(url, inventory, token_file):
 
 def unregister_gateway(registry):
     gateway_client.unregister(registry)
+
+
+@dataclass(frozen=True)
+class LocalHost:
+    """This machine as an inventory host (`transport: local`), made without reading an inventory file.
+
+    Without a `state_dir` it shares `sac agents`' state dir ($SAC_HOME, else ~/.sac)."""
+
+    state_dir: Optional[str] = None
+    name: str = LOCAL_HOST
+    transport: str = "local"
+    connect_timeout: float = 10.0
+    jump_only: bool = False
+
+    def is_set(self, field):
+        return field == "state_dir" and self.state_dir is not None
+
+
+@dataclass(frozen=True)
+class ThisMachine:
+    """This machine as a one-host inventory with no agents of its own: what `sac agents` drives.
+
+    Agents start here by hand (`Fleet.start`), not by placement; a call that changes one starts or
+    upgrades the node daemon first, and an agent no daemon answers for is explained in this machine's words."""
+
+    state_dir: Optional[str] = None
+    path = None
+    name = ""
+    agents = ()
+    warnings = ()
+
+    @property
+    def hosts(self):
+        return {LOCAL_HOST: LocalHost(self.state_dir)}
+
+    def host(self, name):
+        return self.hosts[name]
+
+    def node_hosts(self):
+        return list(self.hosts.values())
+
+    def missing(self, agent, links):
+        """The error for an agent this machine's node does not run (or could not be asked about)."""
+        link = links.get(LOCAL_HOST)
+        if link is not None and link.ok:
+            return AgentNotFound("no agent named %s on this host (see `sac agents list`)" % agent)
+        state = StateDir(self.state_dir or default_state_dir())
+        if agent is not None and state.agent(agent).exists():
+            return AgentNotRunning("agent %s: no node daemon runs on this machine (%s); `sac node restart` starts "
+                                   "it and re-attaches to the agents that still run" % (agent, state.root))
+        return AgentNotFound("no agent named %s on this machine (no node daemon runs here: `sac agents start SPEC` "
+                             "starts one)" % (agent or "?"))

@@ -52,12 +52,18 @@ class AgentIndex:
         return None if known is None else known[1]
 
 
-async def locate(links, index, agent, timeout, where="any host"):
-    """The name of the host whose link reaches `agent`: from the index, else by asking the hosts that answer.
+async def locate(links, index, agent, timeout, missing):
+    """The name of the host whose link reaches `agent`: the only host when there is one, else from the index,
+    else by asking the hosts that answer (what they say is learnt).
 
-    Raises HostUnreachable when it runs on a host that does not answer now, AgentNotFound when no host
-    runs it (the message names `where` and the hosts that could not be asked).
+    Raises HostUnreachable when it runs on a host that does not answer now, else `missing(agent, links)`.
     """
+    if len(links) == 1:
+        (host, link), = links.items()  # nothing to look up: the host answers for its agents itself
+        if link.ok:
+            return host
+        if index.host_of(agent) != host:
+            raise missing(agent, links)
     host = index.host_of(agent)
     if host is not None and host in links and links[host].ok:
         return host
@@ -70,8 +76,13 @@ async def locate(links, index, agent, timeout, where="any host"):
     if link is not None:
         raise HostUnreachable("agent %s runs on host %s, which does not answer now (%s: %s); its turns wait "
                               "there, see `sac fleet status`" % (agent, host, link.state, link.reason))
+    raise missing(agent, links)
+
+
+def not_found(agent, links, where):
+    """AgentNotFound for an agent no host of `where` runs, naming the hosts that could not be asked."""
     down = [l.name for l in links.values() if not l.ok and l.node_running]
     idle = [l.name for l in links.values() if not l.node_running]
     hint = " (hosts that did not answer: %s)" % ", ".join(down) if down else ""
     hint += " (no node daemon runs on %s; `sac fleet up` starts it)" % ", ".join(idle) if idle else ""
-    raise AgentNotFound("no agent named %s runs on %s%s; see `sac fleet status`" % (agent, where, hint))
+    return AgentNotFound("no agent named %s runs on %s%s; see `sac fleet status`" % (agent, where, hint))

@@ -80,8 +80,12 @@ class ScriptedNode:
 
 async def this_machine(node):
     fleet = Fleet()
-    fleet._client, fleet._provisioned = await node.client(), True
+    fleet.links = {"local": HostLink("local", client=await node.client())}
     return fleet
+
+
+async def _link(node):
+    return HostLink(node.name, client=await node.client())
 
 
 async def inventory_of(*nodes):
@@ -113,8 +117,7 @@ async def test_a_streamed_turn_submits_then_follows_and_waits_at_once():
 def test_a_turn_through_sync_fleet_is_one_request():
     node = ScriptedNode("local")
     with SyncFleet() as sync:
-        sync.fleet._client = sync._run(node.client())
-        sync.fleet._provisioned = True
+        sync.fleet.links = {"local": sync._run(_link(node))}
         assert sync.send("a1", "hi")["reply"] == "echo: hi"
     assert node.methods == ["turns.submit"]
 

@@ -27,6 +27,11 @@ def run(coro_fn):
     return asyncio.run(main())
 
 
+async def listed(fleet):
+    """This machine's agents as `sac agents` shows them: every one is this machine's, so no `host`."""
+    return [{k: v for k, v in status.items() if k != "host"} for status in await fleet.list()]
+
+
 def emit_json(value):
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
@@ -68,7 +73,7 @@ def list_agents(labels: List[str] = LABELS,
                 as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """List this machine's agents."""
     selector = selector_of(labels)
-    statuses = [s for s in run(lambda f: f.list()) if selector is None or selects(selector, s.get("labels"))]
+    statuses = [s for s in run(listed) if selector is None or selects(selector, s.get("labels"))]
     if as_json:
         return emit_json(statuses)
     if not statuses:
@@ -80,7 +85,7 @@ def list_agents(labels: List[str] = LABELS,
 @app.command()
 def status(name: str = typer.Argument(None, help="The agent's name (default: all agents)."), as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Status of one agent (or all)."""
-    result = run(lambda f: f.status(name) if name else f.list())
+    result = run(lambda f: f.status(name) if name else listed(f))
     if as_json:
         return emit_json(result)
     if name:

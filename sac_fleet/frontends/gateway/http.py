@@ -71,7 +71,7 @@ async def guard(request, handler):
 
 async def health(request):
     gw = request.app[GATEWAY]
-    return json_response({"ok": True, "version": sac_node.__version__, "mode": "local" if gw.local else "inventory",
+    return json_response({"ok": True, "version": sac_node.__version__, "mode": gw.mode,
                           "uptime_s": round(time.time() - gw.started_at, 1)})
 
 

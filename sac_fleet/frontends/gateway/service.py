@@ -21,16 +21,13 @@ class Gateway:
 
     def __init__(self, fleet, reconnect_s=30.0):
         self.fleet = fleet
-        self.local = fleet.inventory_path is None
         self.started_at = time.time()
         self.reconnect_s = reconnect_s
         self._keeper = None
 
     async def open(self, on_host=None):
-        """Connect now, so the first request pays no handshake; then keep the connections up."""
-        if self.local:
-            await self.fleet.list()  # attaches to this machine's daemon when one runs; starts none
-            return {}
+        """Connect now, so the first request pays no handshake; then keep the connections up. Nothing is
+        started on a host: a node daemon that does not run is attached to once it does."""
         self.fleet.load()
         links = await self.fleet.connect(on_host=on_host)
         self._keeper = asyncio.ensure_future(self._keep_connected())
@@ -56,15 +53,21 @@ class Gateway:
             self._keeper.cancel()
         await self.fleet.close()
 
+    @property
+    def mode(self):
+        """"inventory", or "local" for this machine's node alone."""
+        return "local" if self.fleet.inventory_path is None else "inventory"
+
     async def status(self):
-        """`sac fleet status --json` with an inventory; `sac agents list --json` without."""
-        if self.local:
-            return await self.fleet.list()
+        """`sac fleet status --json` with an inventory; this machine's agents (`Fleet.list`) without."""
+        if self.mode == "local":
+            return await self.fleet.list()  # no desired state to set beside them
         return await self.fleet.fleet_status()
 
     async def agents(self):
-        if self.local:
-            return [dict(a, host="local") for a in await self.fleet.list()]
+        """Every agent with its host: those this Fleet's hosts run (of the inventory, with one)."""
+        if self.mode == "local":
+            return await self.fleet.list()
         return (await self.fleet.fleet_status())["agents"]
 
     async def agent(self, name):
