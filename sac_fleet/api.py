@@ -9,25 +9,23 @@ A turn is a prompt in and a reply out: `send(name, prompt)` returns the turn as 
 `{id, status, prompt, reply, error, session_id, usage, timings, ...}`; the CLI's
 `--json`, the HTTP API and MCP use the same two words.
 
-For now a Fleet is this machine's node; hosts from an inventory come with the
-fleet transport.
+`Fleet()` is this machine's node; `Fleet(inventory="inventory.yaml")` every host of an inventory.
 """
 
 import asyncio
 import logging
 import os
-from pathlib import Path
 
-from sac_node.protocol.errors import AgentNotFound, AgentNotRunning, InventoryError, SpecError, TurnTimeout
+from sac_node.protocol.errors import AgentNotFound, AgentNotRunning, HostUnreachable, SpecError, TurnTimeout
 from sac_node.protocol.messages import agent_of_turn
 
 from .control import here
-from .control.routing import AgentIndex, locate, not_found
+from .control.here import LOCAL_HOST
+from .control.routing import AgentIndex, locate, not_found, stale
+from .control.turns import DRAIN_S, TERMINAL, follow_turn, records_while, turn_of
 
 log = logging.getLogger("sac_fleet.inventory")
 
-TERMINAL = ("completed", "failed", "interrupted", "cancelled")
-DRAIN_S = 10.0  # how long a streamed turn that ended waits for its last records
 
 
 def _fleet_ops():
@@ -35,49 +33,6 @@ def _fleet_ops():
     from .control import fleet_ops
 
     return fleet_ops
-
-
-def turn_of(node_turn):
-    """A node's turn dict in the API's words: the node journals the prompt as `text`."""
-    turn = dict(node_turn)
-    if "text" in turn:
-        turn["prompt"] = turn.pop("text")
-    return turn
-
-
-def resolve_target(target, agents_dir):
-    """A spec path, an agent directory, or a name under the agents dir -> a path, or None."""
-    path = Path(target).expanduser()
-    if path.exists():
-        return path
-    candidate = Path(agents_dir) / target
-    if candidate.exists():
-        return candidate
-    return None
-
-
-async def _records_while(node, name, from_seq, shim, check_every):
-    """The records of one subscription, until the agent's shim is no longer `shim` or the connection
-    closes. It reads the subscription's queue with a timeout (a cancelled `Queue.get` loses nothing)."""
-    sub = await node.subscribe(name, from_seq=from_seq)
-    try:
-        while True:
-            try:
-                yield await asyncio.wait_for(sub.queue.get(), check_every)
-            except asyncio.TimeoutError:
-                if node.peer.closed or (await node.agent_status(name)).get("shim_pid") != shim:
-                    return  # restarted, stopped or cut off: the caller subscribes again
-    finally:
-        await sub.close()
-
-
-async def _follow_turn(sub, on_record):
-    """Pass a turn's records to `on_record` until its `turn_ended` record."""
-    async for record in sub:
-        on_record(record)
-        event = record.get("event") or {}
-        if event.get("type") == "sac" and event.get("subtype") == "turn_ended":
-            return
 
 
 class Fleet:
@@ -90,11 +45,15 @@ class Fleet:
     """
 
     def __init__(self, inventory=None, state_dir=None, agents_dir=None, accept_new_host_keys=False,
-                 via_gateway=False):
+                 via_gateway=False, this_machine=False):
+        """`this_machine` (with an inventory): reach this machine's node too, where `start` starts agents by
+        hand; they stay reachable though the inventory does not list them (what `sac mcp -i` does)."""
         self.inventory_path = inventory
         # This machine needs no file; an inventory file is read on first use (load).
         self.inventory = here.ThisMachine(state_dir) if inventory is None else None
-        self._by_hand = self.inventory  # where `start` may start agents outside placement: this machine only
+        # Where `start` starts agents outside placement: this machine, if at all.
+        self._by_hand = self.inventory if inventory is None else here.ThisMachine(state_dir) if this_machine else None
+        self._extra = {}  # the link to this machine when it is not one of the inventory's own hosts
         self.state_dir = state_dir
         self.agents_dir = agents_dir or os.environ.get("SAC_AGENTS_DIR") or "agents"
         self.accept_new_host_keys = accept_new_host_keys
@@ -111,8 +70,12 @@ class Fleet:
         await self.close()
 
     async def close(self):
-        await asyncio.gather(*(link.close() for link in self.links.values()))
-        self.links = {}
+        await asyncio.gather(*(link.close() for link in self._routes().values()))
+        self.links, self._extra = {}, {}
+
+    def _routes(self):
+        """Every link a call may go to: the inventory's hosts, then this machine's (when asked for apart)."""
+        return dict(self.links, **self._extra) if self._extra else self.links
 
     async def node(self, agent=None, provision=False):
         """The NodeClient of the host that runs `agent`.
@@ -121,26 +84,31 @@ class Fleet:
         (`provision`) starts or upgrades the daemon first; with an inventory only `up` does that.
         """
         await self._open(provision)
-        return self.links[await self._host(agent)].client
+        return self._routes()[await self._host(agent)].client
 
     async def _open(self, provision=False):
         """Connect when not yet connected, and again where a link to a local daemon dropped (reattaching is
         a unix socket away); on this machine, provision first when asked."""
-        provision = provision and self._by_hand is not None
-        dropped = [name for name, link in self.links.items()
-                   if not link.ok and self.inventory.host(name).transport == "local"]
-        if not self.links or dropped or (provision and not all(l.provisioned for l in self.links.values())):
-            await self.connect(provision=provision)
+        alone = self._by_hand is self.load()  # this machine is the whole inventory
+        if stale(self.links, self.load(), provision and alone):
+            await self.connect(provision=provision and alone)
+        if self._by_hand is not None and not alone and stale(self._extra, self._by_hand, provision):
+            self._extra = await _fleet_ops().connect_all(self._by_hand, existing=self._extra,
+                                                         mode="provision" if provision else "attach")
+        if provision and self._by_hand is not None:
+            link = self._routes()[LOCAL_HOST]
+            if not link.ok:  # the daemon did not start: say why, not that the agent is missing
+                raise HostUnreachable(link.reason)
 
     async def _host(self, agent):
         """The name of the host that runs `agent` (control.routing)."""
         if agent is None:
             raise AgentNotFound("say which agent")
-        return await locate(self.links, self.index, agent, 10.0, self._missing)
+        return await locate(self._routes(), self.index, agent, 10.0, self._missing)
 
     def _missing(self, agent, links):
         """The error for an agent no host runs, in the words of this machine or of the inventory."""
-        if self._by_hand is not None:
+        if self._by_hand is self.inventory:
             return self._by_hand.missing(agent, links)
         return not_found(agent, links, "any host of %s" % self.inventory.path)
 
@@ -157,9 +125,9 @@ class Fleet:
             raise SpecError("with an inventory, agents start where placement puts them: add %s to %s and run "
                             "`sac fleet up`" % (target, self.inventory_path))
         await self._open(provision=True)
-        host = self._by_hand.node_hosts()[0].name
-        node = self.links[host].client
-        path = resolve_target(target, self.agents_dir)
+        host = LOCAL_HOST
+        node = self._routes()[host].client
+        path = here.resolve_target(target, self.agents_dir)
         if path is None:
             known = {a["name"] for a in await node.list_agents()}
             if target in known:
@@ -274,7 +242,7 @@ class Fleet:
         turn, _ = await self.submit(name, prompt, key)
         sub = await self.subscribe(name, turn_id=turn["id"])
         try:
-            following = asyncio.ensure_future(_follow_turn(sub, on_record))
+            following = asyncio.ensure_future(follow_turn(sub, on_record))
             ended = await self.wait(turn["id"], timeout)
             if ended["status"] in TERMINAL:  # its last records may still be on their way
                 await asyncio.wait_for(asyncio.shield(following), DRAIN_S)
@@ -313,7 +281,7 @@ class Fleet:
                 if shim is None:  # stopped, or between the two halves of a restart
                     await asyncio.sleep(check_every)
                     continue
-                async for record in _records_while(node, name, last, shim, check_every):
+                async for record in records_while(node, name, last, shim, check_every):
                     last = record["seq"]
                     yield record
             except AgentNotFound:
@@ -392,18 +360,11 @@ class Fleet:
 
         Returns [{host, ok, state, reason, actions, pid}].
         """
-        if self._by_hand is not None:
-            if host is not None:
-                raise InventoryError("`sac node restart %s` needs an inventory that names host %s: give it with "
-                                     "-i/--inventory" % (host, host))
+        if self._by_hand is self.load():
             await self.close()
-            return [await here.restart_node(self.state_dir)]
-        inventory = self.load()
-        if host is not None and host not in {h.name for h in inventory.node_hosts()}:
-            raise InventoryError("%s: no host named %s (hosts: %s)" % (
-                inventory.path, host, ", ".join(h.name for h in inventory.node_hosts())))
+            return [await here.restart_node(self.state_dir, host)]
         async with self._lock():
-            self.links, rows = await _fleet_ops().restart_nodes(inventory, self.links, [host] if host else None,
+            self.links, rows = await _fleet_ops().restart_nodes(self.load(), self.links, host,
                                                                 self.accept_new_host_keys)
         return rows
 
@@ -415,10 +376,10 @@ class Fleet:
             return await call(node)
         except AgentNotFound as exc:
             self.index.forget(agent)
-            if self._by_hand is not None:
+            if self._by_hand is self.inventory:
                 raise  # this machine's node says it in its own words
-            if len(self.links) == 1:
-                raise self._missing(agent, self.links) from exc
+            if len(self._routes()) == 1:
+                raise self._missing(agent, self._routes()) from exc
             again = await self.node(agent)  # AgentNotFound, in the fleet's words, when no host runs it now
             if again is node:
                 raise

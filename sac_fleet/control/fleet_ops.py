@@ -9,7 +9,7 @@ runs without starting anything first.
 import asyncio
 import time
 
-from sac_node.protocol.errors import SacError
+from sac_node.protocol.errors import InventoryError, SacError
 
 from ..core.plan import ActionKind, Plan
 from ..remote.host_link import HostLink, carry_since, open_link
@@ -163,11 +163,15 @@ async def down(inventory, links, agents_only=False, limit=None, agents=None, ind
                             if not l.ok and l.name not in observed]}
 
 
-async def restart_nodes(inventory, links, only=None, accept_new=False):
-    """Replace the node daemon of every host (or `only` those) by a fresh one; agents keep running.
+async def restart_nodes(inventory, links, host=None, accept_new=False):
+    """Replace the node daemon of every host (or of `host`) by a fresh one; agents keep running.
 
     Returns (links, [{host, ok, state, reason, actions, pid}]): `links` with the new daemons' links.
     """
+    names = [h.name for h in inventory.node_hosts()]
+    if host is not None and host not in names:
+        raise InventoryError("%s: no host named %s (hosts: %s)" % (inventory.path, host, ", ".join(names)))
+    only = [host] if host else None
     await asyncio.gather(*(link.close() for name, link in links.items() if only is None or name in only))
     fresh = await connect_all(inventory, only, accept_new=accept_new, mode="restart")
     return dict(links, **fresh), [{"host": l.name, "ok": l.ok, "state": l.state, "reason": l.reason,

@@ -5,17 +5,32 @@ never import `remote` themselves.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
-from sac_node.protocol.errors import AgentNotFound, AgentNotRunning
+from sac_node.protocol.errors import AgentNotFound, AgentNotRunning, InventoryError
 from sac_node.state_dir import StateDir, default_state_dir
 
 from ..remote import gateway_client
 from ..remote.local import LOCAL_HOST, attach_local, connect_local
 
 
-async def restart_node(state_dir):
+def resolve_target(target, agents_dir):
+    """A spec path, an agent directory, or a name under the agents dir -> a path, or None."""
+    path = Path(target).expanduser()
+    if path.exists():
+        return path
+    candidate = Path(agents_dir) / target
+    if candidate.exists():
+        return candidate
+    return None
+
+
+async def restart_node(state_dir, host=None):
     """Replace this machine's daemon by a fresh one (agents keep running); the report row."""
+    if host is not None:
+        raise InventoryError("`sac node restart %s` needs an inventory that names host %s: give it with "
+                             "-i/--inventory" % (host, host))
     before, _, _ = await attach_local(state_dir)
     if before is not None:
         await before.close()

@@ -86,3 +86,10 @@ def not_found(agent, links, where):
     hint = " (hosts that did not answer: %s)" % ", ".join(down) if down else ""
     hint += " (no node daemon runs on %s; `sac fleet up` starts it)" % ", ".join(idle) if idle else ""
     return AgentNotFound("no agent named %s runs on %s%s; see `sac fleet status`" % (agent, where, hint))
+
+
+def stale(links, inventory, provision):
+    """True when `links` want (re)connecting: none yet, one to a local daemon dropped (reattaching is a unix
+    socket away; a remote host is left to its keeper), or provisioning is asked and not all are provisioned."""
+    dropped = any(not link.ok and inventory.host(name).transport == "local" for name, link in links.items())
+    return not links or dropped or (provision and not all(link.provisioned for link in links.values()))

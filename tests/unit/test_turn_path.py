@@ -90,7 +90,7 @@ async def _link(node):
 
 async def inventory_of(*nodes):
     fleet = Fleet(inventory="inv.yaml")
-    fleet.inventory = SimpleNamespace(path="inv.yaml")
+    fleet.inventory = SimpleNamespace(path="inv.yaml", host=lambda name: SimpleNamespace(transport="ssh"))
     fleet.links = {node.name: HostLink(node.name, client=await node.client()) for node in nodes}
     return fleet
 

@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field
 
 from sac_fleet.api import Fleet
-from sac_node.protocol.errors import AgentNotFound, SacError
+from sac_node.protocol.errors import SacError
 
 from ..records import record_text
 
@@ -27,83 +27,63 @@ AgentName = Annotated[str, Field(description="The agent's name, as agent_list sh
 
 
 class FleetTools:
-    """The tools' bodies: each calls Fleet and returns JSON-ready data, or raises SacError.
+    """The tools' bodies: each calls one Fleet and returns JSON-ready data, or raises SacError.
 
-    Without an inventory every call goes to this machine's node. With one, agents
-    are found on whichever host of the inventory runs them; `agent_start` still
-    starts on this machine, and the agents it started stay reachable.
+    Without an inventory that Fleet is this machine's node. With one, agents are found on
+    whichever host of the inventory runs them; `agent_start` still starts on this machine
+    (the Fleet reaches it too), and the agents it started stay reachable.
     """
 
     def __init__(self, inventory=None, state_dir=None, accept_new_host_keys=False):
-        self.local = Fleet(state_dir=state_dir)
-        self.fleet = (Fleet(inventory=inventory, state_dir=state_dir, accept_new_host_keys=accept_new_host_keys)
-                      if inventory else self.local)
-        if inventory:
-            self.fleet.load()  # a bad inventory stops `sac mcp` before it serves, with the file and field
-        self.started_here = set()
+        self.fleet = Fleet(inventory=inventory, state_dir=state_dir, accept_new_host_keys=accept_new_host_keys,
+                           this_machine=True)
+        self.fleet.load()  # a bad inventory stops `sac mcp` before it serves, with the file and field
+        self.alone = inventory is None  # this machine's node is the whole fleet: its reports say so
         self._warm = asyncio.Lock()
 
     async def close(self):
-        await self.local.close()
-        if self.fleet is not self.local:
-            await self.fleet.close()
+        await self.fleet.close()
 
-    async def _ready(self, fleet):
+    async def _ready(self):
         """Make the first connection once, so concurrent first calls do not each open one."""
         async with self._warm:
-            if fleet.inventory_path is None:
-                await fleet.list()  # attaches to this machine's daemon when one runs; starts none
-            elif not fleet.links:
-                fleet.load()
-                await fleet.connect()
-        return fleet
-
-    async def _on_agent(self, name, call):
-        """`call(fleet)` on the Fleet that reaches agent `name`."""
-        fleet = await self._ready(self.fleet)
-        try:
-            return await call(fleet)
-        except AgentNotFound:
-            if fleet is self.local or name not in self.started_here:
-                raise
-        return await call(await self._ready(self.local))
+            if not self.fleet.links:
+                await self.fleet.connect()  # attaches to running node daemons; starts none
+        return self.fleet
 
     async def fleet_status(self):
-        if self.fleet is self.local:
-            agents = await (await self._ready(self.local)).list()
-            return {"inventory": None, "hosts": [{"name": "local", "state": "ok"}],
-                    "agents": [dict(a, host="local") for a in agents],
+        if self.alone:
+            agents = await (await self._ready()).list()
+            return {"inventory": None, "hosts": [{"name": "local", "state": "ok"}], "agents": agents,
                     "ok": all(a["state"] != "failed" for a in agents)}
-        return await (await self._ready(self.fleet)).fleet_status()
+        return await (await self._ready()).fleet_status()
 
     async def agent_list(self):
-        if self.fleet is self.local:
-            return {"agents": await (await self._ready(self.local)).list()}
+        if self.alone:
+            return {"agents": await (await self._ready()).list()}
         report = await self.fleet_status()
         unreachable = [{"host": h["name"], "state": h["state"], "reason": h["reason"]}
                        for h in report["hosts"] if h["state"] != "ok"]
         return {"agents": report["agents"], "unreachable_hosts": unreachable}
 
     async def agent_status(self, name):
-        return await self._on_agent(name, lambda f: f.status(name))
+        return await (await self._ready()).status(name)
 
     async def agent_send(self, name, prompt, timeout_s=600.0, wait=True):
-        return await self._on_agent(name, lambda f: f.send(name, prompt, wait=wait, timeout=timeout_s))
+        return await (await self._ready()).send(name, prompt, wait=wait, timeout=timeout_s)
 
     async def agent_tail(self, name, n=20, raw=False):
-        records = await self._on_agent(name, lambda f: f.tail(name, n))
+        records = await (await self._ready()).tail(name, n)
         if raw:
             return {"agent": name, "records": records}
         lines = [text for text in (record_text(r) for r in records) if text]
         return {"agent": name, "lines": lines, "last_seq": records[-1]["seq"] if records else None}
 
     async def agent_start(self, target, restart=False):
-        result = await (await self._ready(self.local)).start(target, restart=restart)
-        self.started_here.add(result["status"]["name"])
-        return result
+        return await (await self._ready()).start(target, restart=restart)
 
     async def agent_stop(self, name):
-        return await self._on_agent(name, lambda f: f.stop(name))
+        return await (await self._ready()).stop(name)
 
 
 def _tool_errors(fn):
