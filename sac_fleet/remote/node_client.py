@@ -129,6 +129,12 @@ class NodeClient:
     async def facts(self, timeout=None):
         return await self.call(m.HOST_FACTS, timeout=timeout)
 
+    async def timed_facts(self, timeout=None):
+        """(host.facts, its round trip in ms)."""
+        ping = time.monotonic()
+        facts = await self.facts(timeout=timeout)
+        return facts, (time.monotonic() - ping) * 1000
+
     async def put_secrets(self, values):
         """Set {NAME: value} in the host's secrets.env; -> {changed, secrets: {NAME: hash}}."""
         return await self.call(m.HOST_SECRETS, {"values": values})
