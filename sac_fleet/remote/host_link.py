@@ -13,6 +13,10 @@ is started again: its agents still run, and nothing else would bring it back.)
 "provision" (`sac fleet up`) uploads node.pyz and starts or upgrades the daemon
 as needed; "restart" (`sac node restart`) also replaces a running daemon,
 leaving its agents running.
+
+The path of one host, top to bottom: `open_link` -> `HostSettings.of` (host_settings.py)
+-> this machine's node (local.py) or `SSHPath.open` (ssh_path.py: connect, probe,
+upload, start, attach) -> host.facts -> a HostLink.
 """
 
 import asyncio
