@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import types
 import typing
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -30,6 +30,11 @@ class ConfigModel(BaseModel):
     """A section of a config file: unknown keys are errors, values are frozen and never echoed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True, allow_inf_nan=False)
+
+
+def null_as_empty(value: Any) -> Any:
+    """A key written with nothing after it (``secrets:``) is an empty mapping (use in a ``BeforeValidator``)."""
+    return {} if value is None else value
 
 
 def invalid(message: str) -> PydanticCustomError:
