@@ -16,6 +16,8 @@ from pathlib import Path
 
 from sac_node.protocol.errors import InventoryError
 
+from .inventory_document import HOST_NAME_RE
+
 # Ansible variable -> sac host field.
 FIELDS = {
     "ansible_host": "address", "ansible_ssh_host": "address",
@@ -26,7 +28,6 @@ FIELDS = {
 }
 SSH_ARGS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
 BUILT_IN_GROUPS = ("all", "ungrouped")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # inventory.HostName
 _RANGE = re.compile(r"\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::([0-9]+))?\]")
 
 
@@ -208,7 +209,7 @@ def _resolve(tree):
     members = {group: _all_members(group, tree, ()) for group in tree.members}
     hosts, warnings, seen = {}, [], set()
     for host in tree.host_vars:
-        if not _NAME.match(host):
+        if not HOST_NAME_RE.match(host):
             raise tree.error(tree.host_line.get(host) or 1, "host %r: sac host names are letters, digits, '.', '_' "
                              "and '-' (rename it, and keep its address in ansible_host)" % host)
         groups = sorted((g for g in tree.members if host in members[g] and g != "all"), key=lambda g: (depth[g], g))
@@ -217,8 +218,8 @@ def _resolve(tree):
             merged.update(tree.vars.get(group, {}))
         merged.update(tree.host_vars[host])
         hosts[host] = _fields(tree, host, merged, warnings, seen)
-    groups = {g: list(m) for g, m in members.items() if g not in BUILT_IN_GROUPS and m and _NAME.match(g)}
-    for group in sorted(g for g in members if g not in BUILT_IN_GROUPS and members[g] and not _NAME.match(g)):
+    groups = {g: list(m) for g, m in members.items() if g not in BUILT_IN_GROUPS and m and HOST_NAME_RE.match(g)}
+    for group in sorted(g for g in members if g not in BUILT_IN_GROUPS and members[g] and not HOST_NAME_RE.match(g)):
         warnings.append("%s group %s: not a valid sac group name; its hosts are imported without it" % (tree.path, group))
     return AnsibleHosts(hosts, groups, tuple(warnings))
 
