@@ -17,6 +17,7 @@ import sys
 import time
 
 from . import __version__
+from .protocol import messages as m
 from .protocol.errors import AgentNotRunning, SacError
 from .rpc import RpcPeer, open_unix_peer
 from .state_dir import write_atomic
@@ -262,7 +263,7 @@ class Node:
             handle = self.shims.get(entry[1]) if entry else None
             if handle is not None and not handle.peer.closed:
                 try:
-                    await handle.peer.call("events.unsubscribe", {"sub": sub}, timeout=5)
+                    await handle.peer.call(m.EVENTS_UNSUBSCRIBE, {"sub": sub}, timeout=5)
                 except SacError:
                     pass
 

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 
+from .protocol import messages as m
 from .protocol.errors import AgentError, SpecError
 
 STREAM_FLAGS = ["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
@@ -238,8 +239,8 @@ def parse_event(line):
     try:
         event = json.loads(line)
     except ValueError:
-        return {"type": "sac", "subtype": "engine_noise", "text": line[:2000].decode("utf-8", "replace")
-                if isinstance(line, bytes) else line[:2000]}
+        return m.sac_event(m.ENGINE_NOISE, text=line[:2000].decode("utf-8", "replace")
+                           if isinstance(line, bytes) else line[:2000])
     return event if isinstance(event, dict) else None
 
 

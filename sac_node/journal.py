@@ -38,11 +38,12 @@ import time
 from collections import OrderedDict, namedtuple
 
 from .protocol.errors import TurnNotFound
+from .protocol.messages import TERMINAL, TURN_STATES
+from .protocol import messages
 from .state_dir import compact_json, fsync_dir, open_for_append, replace_file
 
 log = logging.getLogger("sac_node.journal")
 
-TERMINAL = ("completed", "failed", "interrupted", "cancelled")
 KEEP_TURNS = 1000
 MIN_KEEP_TURNS = 10  # so that a turn a reply is about to carry is still there
 KEEP_KEYS_S = 7 * 24 * 3600.0
@@ -65,7 +66,7 @@ class Retention(namedtuple("Retention", "keep_turns keep_keys_s max_keys",
 
 
 def new_turn_id(agent):
-    return "%s.%s" % (agent, os.urandom(8).hex())
+    return messages.new_turn_id(agent, os.urandom(8))
 
 
 class Journal:
@@ -85,7 +86,7 @@ class Journal:
         self._running = OrderedDict()
         self._ended = OrderedDict()  # the kept ended turns, oldest ended first: the next to drop
         self._keys = OrderedDict()  # id -> SUMMARY tuple of a dropped turn whose key is kept, oldest ended first
-        self._counts = dict.fromkeys(("pending", "running") + TERMINAL, 0)
+        self._counts = dict.fromkeys(TURN_STATES, 0)
         self._usage = {}
         self._refused = 0  # tool calls the engine refused, over every turn
         self._last_at = None

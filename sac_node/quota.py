@@ -6,6 +6,7 @@ the engine on the next account with the session resumed.
 """
 
 from .accounts import classify
+from .protocol import messages as m
 from .supervision import states
 
 
@@ -27,13 +28,13 @@ class QuotaGuard:
             account = self.pool.usable(now)
             if account is not None:
                 if account["name"] != before:
-                    self.shim.supervisor_event("account_rotated", from_account=before, to_account=account["name"])
+                    self.shim.supervisor_event(m.ACCOUNT_ROTATED, from_account=before, to_account=account["name"])
                 return True
             wait = self.pool.wait_s(now)
             self.shim.state = states.RESTARTING
             self.shim.last_error = "all %d accounts are rate-limited or out of quota; next try in %.0fs" % (
                 len(self.pool.accounts), wait)
-            self.shim.supervisor_event("accounts_exhausted", wait_s=round(wait, 1))
+            self.shim.supervisor_event(m.ACCOUNTS_EXHAUSTED, wait_s=round(wait, 1))
             await self.shim.sleep_unless_stopped(wait)
         return not self.shim.stopping
 
@@ -51,12 +52,12 @@ class QuotaGuard:
         if kind == "overloaded":
             delay = self.pool.overloaded()
             self.shim.last_error = "provider overloaded; backing off %.1fs on account %s" % (delay, account)
-            self.shim.supervisor_event("overloaded_backoff", account=account, delay_s=round(delay, 1), error=error)
+            self.shim.supervisor_event(m.OVERLOADED_BACKOFF, account=account, delay_s=round(delay, 1), error=error)
             await self.shim.sleep_unless_stopped(delay)
             return True
         rest = self.pool.limited(self.shim.clock(), error)
         self.shim.last_error = "account %s: %s; resting %.0fs" % (account, error, rest)
-        self.shim.supervisor_event("account_limited", account=account, rest_s=round(rest, 1), error=error)
+        self.shim.supervisor_event(m.ACCOUNT_LIMITED, account=account, rest_s=round(rest, 1), error=error)
         await self.switch("account %s limited" % account)
         return True
 
@@ -65,7 +66,7 @@ class QuotaGuard:
         tokens = sum(v for k, v in usage.items() if k.endswith("_tokens") and isinstance(v, int))
         reason = self.pool.record_usage(tokens, self.shim.clock())
         if reason:
-            self.shim.supervisor_event("account_rotating", account=self.pool.current["name"], reason=reason)
+            self.shim.supervisor_event(m.ACCOUNT_ROTATING, account=self.pool.current["name"], reason=reason)
             await self.switch("account %s: %s" % (self.pool.current["name"], reason))
 
     async def switch(self, why):

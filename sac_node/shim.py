@@ -25,6 +25,7 @@ from .engine_proc import EngineProcess
 from .journal import Journal, Retention
 from .provider_watch import ProviderWatch, diagnose
 from .protocol.errors import SacError
+from .protocol import messages as m
 from .protocol.messages import secret_hash, secret_names
 from .rpc import RpcPeer
 from .state_dir import StateDir, write_atomic
@@ -160,8 +161,7 @@ class Shim:
             write_atomic(self.dir.session, json.dumps({"session_id": session_id}))
 
     def supervisor_event(self, subtype, **fields):
-        fields.update({"type": "sac", "subtype": subtype})
-        self.transcript.append(self.current, fields)
+        self.transcript.append(self.current, m.sac_event(subtype, **fields))
 
     # -- supervision ----------------------------------------------------------------
 
@@ -173,7 +173,7 @@ class Shim:
                 await self._spawn()
             except SacError as exc:
                 self.state, self.last_error = states.FAILED, exc.message
-                self.supervisor_event("engine_failed", error=exc.message)
+                self.supervisor_event(m.ENGINE_FAILED, error=exc.message)
                 await self._wait_stop()
                 return
             code = await self._serve_turns()
@@ -181,13 +181,13 @@ class Shim:
             requested, reason = self.stopping, self.kill_reason
             self.kill_reason = None
             if reason and not requested:
-                self.supervisor_event("engine_restart", reason=reason)
+                self.supervisor_event(m.ENGINE_RESTART, reason=reason)
                 self.state = states.RESTARTING
                 continue
             decision = self.tracker.record_exit(code, ran, requested)
             if not requested:
                 self.last_error = decision.reason + self._stderr_hint()
-            self.supervisor_event("engine_exited", code=code, decision=decision.state, reason=decision.reason)
+            self.supervisor_event(m.ENGINE_EXITED, code=code, decision=decision.state, reason=decision.reason)
             self.state = decision.state
             if decision.state != states.RESTARTING:
                 if decision.state == states.FAILED:
@@ -230,7 +230,7 @@ class Shim:
         reason = ("session %s could not be resumed: Claude Code had not saved it when its engine ended; "
                   "a new conversation was started, without the earlier turns" % lost)
         self.session_notice = self.last_error = reason
-        self.supervisor_event("session_lost", session_id=lost, reason=reason)
+        self.supervisor_event(m.SESSION_LOST, session_id=lost, reason=reason)
 
     async def _spawn(self):
         self._forget_unsaved_session()
@@ -249,7 +249,7 @@ class Shim:
         self.engine_started_at = self.last_output_at = self.clock()
         self.engine_spoke = False
         self.state = states.IDLE
-        self.supervisor_event("engine_started", pid=self.proc.pid, runtime=plan.properties.get("runtime"),
+        self.supervisor_event(m.ENGINE_STARTED, pid=self.proc.pid, runtime=plan.properties.get("runtime"),
                               resume=self.session_id,
                               account=self.accounts.current["name"] if self.accounts.enabled else None)
 
@@ -284,7 +284,7 @@ class Shim:
         self.turn_used_tools = self.turn_spoke = False
         self.refusals.new_turn()
         self.journal.start(tid)
-        self.transcript.append(tid, {"type": "sac", "subtype": "turn_started", "text": turn["text"]})
+        self.transcript.append(tid, m.sac_event(m.TURN_STARTED, text=turn["text"]))
         await self.commit.durable()  # `started` is on disk before the turn can act: no double run after a crash
         if (self.journal.turns.get(tid) or {}).get("status") != "running":
             return  # cancelled while its start was being written
@@ -326,8 +326,7 @@ class Shim:
         reason = "%s before the turn did anything%s; retrying it once on a fresh engine" % (
             error, self._stderr_hint())
         self.journal.requeue(tid, reason)
-        self.transcript.append(tid, {"type": "sac", "subtype": "turn_retry", "attempt": turn.get("attempts", 1),
-                                     "reason": reason})
+        self.transcript.append(tid, m.sac_event(m.TURN_RETRY, attempt=turn.get("attempts", 1), reason=reason))
         self.current, self.state = None, states.IDLE
         self.kill_reason = "turn %s failed inside the engine" % tid
         await self.terminate()
@@ -387,7 +386,7 @@ class Shim:
             fields["tools_refused"] = self.refusals.turn_count
         if self.journal.finish(tid, status, **fields):
             turn = self.journal.turns[tid]
-            ended = {"type": "sac", "subtype": "turn_ended", "status": status, "error": fields.get("error")}
+            ended = m.sac_event(m.TURN_ENDED, status=status, error=fields.get("error"))
             if fields.get("notice"):
                 ended["notice"] = fields["notice"]
             self.transcript.append(tid, ended)
@@ -408,7 +407,7 @@ class Shim:
         for refusal in self.refusals.feed(event):  # before the event that shows it: the result, a tool error
             self.transcript.append(self.current, refusal)
         # The line as the engine wrote it goes into the transcript: it is JSON already (noise is not).
-        self.transcript.append(self.current, event, raw=None if event.get("subtype") == "engine_noise" else line)
+        self.transcript.append(self.current, event, raw=None if event.get("subtype") == m.ENGINE_NOISE else line)
         kind = event.get("type")
         if self.current is not None and kind in ("assistant", "user"):
             self.turn_spoke = True
@@ -468,7 +467,7 @@ class Shim:
         self._wake.set()
         turn, created = self.journal.accept(self.name, text, key, source)
         if created:
-            self.transcript.append(turn["id"], {"type": "sac", "subtype": "turn_accepted", "source": source})
+            self.transcript.append(turn["id"], m.sac_event(m.TURN_ACCEPTED, source=source))
         return turn, created
 
     def get_turn(self, tid):

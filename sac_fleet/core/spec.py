@@ -18,6 +18,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic_core import PydanticCustomError
 
 from sac_node.protocol.errors import SpecError
+from sac_node.protocol.messages import NAME_RE
 
 from .documents import Document, describe, load_document, validation_error
 
@@ -27,7 +28,6 @@ SPEC_FILE = "spec.yaml"
 TO_HOME_DIR = "to_home"
 TO_HOME_MAX_BYTES = 10 * 1024 * 1024
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 SECRET_VALUE_RE = re.compile(r"sk-ant-|sk-[A-Za-z0-9]{20,}")

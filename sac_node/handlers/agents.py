@@ -7,7 +7,9 @@ import shutil
 
 from .. import engine, launch
 from ..protocol.errors import AgentError, AgentNotFound, AgentNotRunning, SpecError
-from ..state_dir import NAME_RE, ensure_private_dir, write_atomic
+from ..protocol import messages as m
+from ..protocol.messages import NAME_RE
+from ..state_dir import ensure_private_dir, write_atomic
 from ..transcript import read_tail
 from ..journal import Journal, Retention
 
@@ -88,7 +90,7 @@ async def start(node, peer, p):
     shim = await node.ensure_shim(name)
     if fresh:
         for prompt in spec.get("startup_prompts") or []:
-            await shim.call("turns.submit", {"text": prompt, "source": "startup"})
+            await shim.call(m.TURNS_SUBMIT, {"text": prompt, "source": "startup"})
     return {"status": await _status(node, name), "changed": True, "started": True}
 
 
@@ -98,7 +100,7 @@ async def stop(node, peer, p):
     agent.write_desired("stopped")
     try:
         shim = await node.shim(agent.name)
-        await shim.call("agents.stop", {})
+        await shim.call(m.AGENTS_STOP, {})
     except AgentNotRunning:
         pass
     await node.wait_shim_exit(agent.name)
@@ -153,7 +155,7 @@ async def status(node, peer, p):
 async def _status(node, name):
     try:
         shim = await node.shim(name)
-        result = await shim.call("agents.status", {}, timeout=10)
+        result = await shim.call(m.AGENTS_STATUS, {}, timeout=10)
         result["desired"] = node.state.agent(name).read_desired()
         result["shim_respawns"] = node.shim_respawns.get(name, 0)
         return result
