@@ -26,7 +26,8 @@ from .journal import Journal, Retention
 from .provider_watch import ProviderWatch, diagnose
 from .protocol.errors import SacError
 from .protocol import messages as m
-from .protocol.messages import secret_hash, secret_names
+from .node_spec import NodeSpec
+from .protocol.messages import secret_hash
 from .rpc import RpcPeer
 from .state_dir import StateDir, write_atomic
 from .supervision import states
@@ -60,15 +61,14 @@ class Shim:
         self.state_dir = state_dir
         self.clock = clock
         with open(agent_dir.spec) as fh:
-            self.spec = json.load(fh)
-        self.name = self.spec["name"]
+            self.spec = NodeSpec.from_wire(json.load(fh))
+        self.name = self.spec.name
         self.commit = GroupCommit(self.name)
         self.journal = self.commit.journal = Journal(agent_dir.journal, clock, on_write=self.commit.written,
                                                      retention=Retention.from_spec(self.spec))
         self.transcript = Transcript(agent_dir.transcript, clock)
-        self.tracker = RestartTracker.from_spec(self.spec.get("restart") or {})
-        claude = self.spec.get("claude") or {}
-        self.accounts = AccountPool(claude.get("accounts") or [], claude.get("quota") or {})
+        self.tracker = RestartTracker.from_spec(self.spec.restart)
+        self.accounts = AccountPool(self.spec.claude.accounts, self.spec.claude.quota)
         self.quota = QuotaGuard(self)
         self.provider = ProviderWatch()
         self._giving_up = None  # the task that ends a turn whose provider cannot be reached
@@ -217,7 +217,7 @@ class Shim:
         say) it leaves a session id and no conversation. `--resume` of it fails every turn, so the
         next engine starts fresh and the next turn to end carries a notice saying so.
         """
-        if not self.session_id or (self.spec.get("engine") or {}).get("kind", "claude") != "claude":
+        if not self.session_id or not self.spec.engine.is_claude:
             return
         account = self.accounts.current if self.accounts.enabled else None
         if engine.session_saved(engine.config_dir(self.dir.home, account), self.session_id):
@@ -256,7 +256,7 @@ class Shim:
     def secret_hashes(self):
         """{NAME: hash} of the host's secrets this agent reads, as secrets.env has them now."""
         current = self.state_dir.secrets()
-        return {name: secret_hash(current[name]) for name in secret_names(self.spec) if name in current}
+        return {name: secret_hash(current[name]) for name in self.spec.secret_names if name in current}
 
     async def _serve_turns(self):
         """Run pending turns until the engine exits; return its exit code."""
@@ -335,8 +335,7 @@ class Shim:
     async def _give_up_on_provider(self, tid, verdict):
         """End turn `tid` at once with why its provider cannot be reached, and restart the engine."""
         try:
-            base_url = ((self.spec.get("claude") or {}).get("provider") or {}).get("base_url")
-            why = await diagnose(base_url)
+            why = await diagnose(self.spec.claude.provider.base_url)
             reason = "%s; Claude Code: %s" % (why, verdict) if why else verdict
             self.provider.gave_up(reason, self.clock())
             if self.current == tid:
@@ -353,11 +352,10 @@ class Shim:
         _settle(self._result, ENGINE_EXITED)
 
     async def _await_result(self, exited, started):
-        health = self.spec.get("health") or {}
-        stall = float(health.get("stall_timeout_s") or 300)
+        stall = self.spec.health.stall_timeout_s
         if not self.engine_spoke:
             stall += ENGINE_START_GRACE_S  # a fresh engine's start-up is not silence
-        limit = float(health.get("turn_timeout_s") or 600)
+        limit = self.spec.health.turn_timeout_s
         while True:
             now = self.clock()
             budget = min(limit - (now - started), stall - (now - self.last_output_at))

@@ -102,8 +102,8 @@ def status_of(shim):
         "secrets_behind": sorted(n for n, h in shim.secret_hashes().items() if shim.secrets_used.get(n) != h),
         "tools_refused": shim.journal.refused_total(),
         "isolation": shim.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
-        "labels": shim.spec.get("labels") or {}, "workdir": launch.resolve_workdir(shim.spec, shim.dir),
-        "fleet": shim.spec.get("fleet"), "generation": shim.spec.get("generation"),
+        "labels": shim.spec.labels, "workdir": launch.resolve_workdir(shim.spec, shim.dir),
+        "fleet": shim.spec.fleet, "generation": shim.spec.generation,
         "account": shim.accounts.current["name"] if shim.accounts.enabled else None,
         "accounts": shim.accounts.snapshot(shim.clock()),
     }
