@@ -13,6 +13,7 @@ from ..protocol import messages as m
 
 def handlers(shim):
     """The shim's handler table, bound to one Shim."""
+    runner = shim.runner
 
     async def submit(peer, p):
         """turns.submit {text, key?, source?, wait_s?} -> {turn, created}
@@ -20,27 +21,27 @@ def handlers(shim):
         With wait_s the reply comes when the turn ends (or wait_s passes): one
         round trip per turn instead of submit + wait. It is journalled first either way.
         """
-        turn, created = shim.submit(p["text"], p.get("key"), p.get("source", "user"))
+        turn, created = runner.submit(p["text"], p.get("key"), p.get("source", "user"))
         if p.get("wait_s"):
-            turn = await shim.wait_turn(turn["id"], float(p["wait_s"]))
+            turn = await runner.wait_turn(turn["id"], float(p["wait_s"]))
         await shim.commit.settled(turn)
         return {"turn": turn, "created": created}
 
     async def get(peer, p):
         """turns.get {id} -> turn"""
-        turn = shim.get_turn(p["id"])
+        turn = runner.get_turn(p["id"])
         await shim.commit.settled(turn)
         return turn
 
     async def wait(peer, p):
         """turns.wait {id, timeout_s} -> turn (terminal, or as it stands when the wait ends)"""
-        turn = await shim.wait_turn(p["id"], float(p.get("timeout_s") or 600))
+        turn = await runner.wait_turn(p["id"], float(p.get("timeout_s") or 600))
         await shim.commit.settled(turn)
         return turn
 
     async def cancel(peer, p):
         """turns.cancel {id} -> turn"""
-        turn = await shim.cancel_turn(p["id"])
+        turn = await runner.cancel_turn(p["id"])
         await shim.commit.settled(turn)
         return turn
 
@@ -89,21 +90,22 @@ def status_of(shim):
         hb = max(0.0, shim.clock() - os.stat(shim.dir.heartbeat).st_mtime)
     except OSError:
         pass
-    running = shim.proc is not None and shim.proc.returncode is None
+    sup, now = shim.supervisor, shim.clock()
+    pid = sup.running_pid()
     return {
-        "name": shim.name, "state": shim.state, "pid": shim.proc.pid if running else None,
-        "shim_pid": os.getpid(), "uptime_s": round(shim.clock() - shim.started_at, 1),
-        "engine_uptime_s": round(shim.clock() - shim.engine_started_at, 1) if running else None,
-        "restarts": shim.tracker.restarts, "session_id": shim.session_id,
+        "name": shim.name, "state": sup.state, "pid": pid,
+        "shim_pid": os.getpid(), "uptime_s": round(now - shim.started_at, 1),
+        "engine_uptime_s": round(now - sup.engine_started_at, 1) if pid else None,
+        "restarts": sup.tracker.restarts, "session_id": sup.session.id,
         "turns": shim.journal.summary(),
-        "current_turn": shim.current, "last_turn_at": shim.journal.last_turn_at(),
-        "last_error": shim.last_error, "usage": shim.journal.usage_total(),
+        "current_turn": shim.runner.current, "last_turn_at": shim.journal.last_turn_at(),
+        "last_error": sup.last_error, "usage": shim.journal.usage_total(),
         "degraded": shim.provider.degraded(),
-        "secrets_behind": sorted(n for n, h in shim.secret_hashes().items() if shim.secrets_used.get(n) != h),
+        "secrets_behind": sorted(n for n, h in sup.secret_hashes().items() if sup.secrets_used.get(n) != h),
         "tools_refused": shim.journal.refused_total(),
-        "isolation": shim.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
+        "isolation": sup.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
         "labels": shim.spec.labels, "workdir": launch.resolve_workdir(shim.spec, shim.dir),
         "fleet": shim.spec.fleet, "generation": shim.spec.generation,
         "account": shim.accounts.current["name"] if shim.accounts.enabled else None,
-        "accounts": shim.accounts.snapshot(shim.clock()),
+        "accounts": shim.accounts.snapshot(now),
     }
