@@ -59,7 +59,6 @@ class Retention(namedtuple("Retention", "keep_turns keep_keys_s max_keys",
 
     @classmethod
     def from_spec(cls, spec):
-        """The Retention of a NodeSpec."""
         return cls(max(MIN_KEEP_TURNS, spec.journal.keep_turns), spec.journal.keep_keys_s, MAX_KEYS)
 
 
