@@ -79,6 +79,13 @@ class Node:
 
     # -- shims --------------------------------------------------------------------
 
+    def add_sub(self, client, agent, client_sub):
+        """A daemon-wide id for `client`'s subscription `client_sub` to `agent`'s events."""
+        self._sub_ids += 1
+        sub = "s%d" % self._sub_ids
+        self.subs[sub] = (client, agent, client_sub)
+        return sub
+
     def _on_shim_event(self, method, params):
         sub = self.subs.get(params.get("sub"))
         if sub is not None:

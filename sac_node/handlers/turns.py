@@ -108,9 +108,7 @@ async def subscribe(node, peer, p):
     """
     agent = _agent_of(node, p)
     shim = await node.shim(agent.name)
-    node._sub_ids += 1
-    sub = "s%d" % node._sub_ids
-    node.subs[sub] = (peer, agent.name, p["sub"])
+    sub = node.add_sub(peer, agent.name, p["sub"])
     peer.context.setdefault("subs", {})[p["sub"]] = sub
     result = await shim.call(m.EVENTS_SUBSCRIBE, {"sub": sub, "turn_id": p.get("turn_id"),
                                                   "from_seq": p.get("from_seq")})
