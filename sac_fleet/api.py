@@ -20,13 +20,11 @@ from pathlib import Path
 
 from sac_node.protocol.errors import (AgentNotFound, AgentNotRunning, HostUnreachable, InventoryError, SpecError,
                                       TurnTimeout)
+from sac_node.protocol.messages import TURN_ENDED, agent_of_turn, is_sac_event
 
 from .remote.local import attach_local, connect_local
 
 log = logging.getLogger("sac_fleet.inventory")
-
-TERMINAL = ("completed", "failed", "interrupted", "cancelled")
-
 
 def _fleet_ops():
     """The fleet operations, imported on first use: asyncssh loads only for fleet work."""
@@ -253,16 +251,16 @@ class Fleet:
             if on_record is not None:
                 on_record(record)
             event = record.get("event") or {}
-            if event.get("type") == "sac" and event.get("subtype") == "turn_ended":
+            if is_sac_event(event, TURN_ENDED):
                 return
 
     async def get_turn(self, turn_id, wait=None):
         """A turn by id; with `wait` (seconds), once it ends or as it stands when `wait` passes."""
-        node = await self.node(turn_id.split(".", 1)[0])
+        node = await self.node(agent_of_turn(turn_id))
         return turn_of(await (node.wait_turn(turn_id, wait) if wait else node.get_turn(turn_id)))
 
     async def cancel(self, turn_id):
-        return turn_of(await (await self.node(turn_id.split(".", 1)[0])).cancel_turn(turn_id))
+        return turn_of(await (await self.node(agent_of_turn(turn_id))).cancel_turn(turn_id))
 
     async def tail(self, name, n=50):
         node = await self.node(name)

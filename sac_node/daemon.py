@@ -17,6 +17,7 @@ import sys
 import time
 
 from . import __version__
+from .protocol import messages as m
 from .protocol.errors import AgentNotRunning, SacError
 from .rpc import RpcPeer, open_unix_peer
 from .state_dir import write_atomic
@@ -77,6 +78,13 @@ class Node:
         self._stop = None
 
     # -- shims --------------------------------------------------------------------
+
+    def add_sub(self, client, agent, client_sub):
+        """A daemon-wide id for `client`'s subscription `client_sub` to `agent`'s events."""
+        self._sub_ids += 1
+        sub = "s%d" % self._sub_ids
+        self.subs[sub] = (client, agent, client_sub)
+        return sub
 
     def _on_shim_event(self, method, params):
         sub = self.subs.get(params.get("sub"))
@@ -262,7 +270,7 @@ class Node:
             handle = self.shims.get(entry[1]) if entry else None
             if handle is not None and not handle.peer.closed:
                 try:
-                    await handle.peer.call("events.unsubscribe", {"sub": sub}, timeout=5)
+                    await handle.peer.call(m.EVENTS_UNSUBSCRIBE, {"sub": sub}, timeout=5)
                 except SacError:
                     pass
 

@@ -17,9 +17,8 @@
 
 import json
 import os
-import re
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+from .protocol.messages import NAME_RE
 
 
 def _compact_json():

@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
+from sac_node.protocol.messages import NAME_RE  # the one agent-name pattern, shared with the node
+
 from .validation import invalid
 from .wording import describe
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 SECRET_VALUE_RE = re.compile(r"sk-ant-|sk-[A-Za-z0-9]{20,}")

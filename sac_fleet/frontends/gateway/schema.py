@@ -7,20 +7,16 @@ and a JSON-RPC code in one place.
 """
 
 import json
-import re
 
 from aiohttp import web
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from sac_fleet.core.spec import NAME_RE
-from sac_node.protocol.messages import agent_of_turn
+from sac_node.protocol.messages import NAME_RE, TERMINAL, TURN_ID_RE, agent_of_turn
 from sac_node.protocol.errors import (AgentError, AgentExists, AgentNotFound, AgentNotRunning, ConfigError,
                                       HostError, PlacementError, RpcError, SacError, SandboxUnavailable,
                                       TurnNotFound, TurnTimeout)
 
 MAX_BODY = 1 << 20  # 1 MiB: a turn's text is a prompt, not a data set
-TURN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\.[0-9a-f]{16}$")
-TERMINAL = ("completed", "failed", "interrupted", "cancelled")
 
 
 class BadRequest(SacError):
