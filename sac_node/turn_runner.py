@@ -64,7 +64,7 @@ class TurnRunner:
         if sup.stopping and not exited.done():
             await sup.terminate()
         code = await proc.wait()
-        await asyncio.wait([proc.output_closed], timeout=2)  # the lines written just before the exit
+        await sup.output_drained()  # the lines written just before the exit
         if self.current:
             self.finish_turn(self.current, m.INTERRUPTED, error="engine exited (code %s) during the turn" % code)
         return code
@@ -138,11 +138,14 @@ class TurnRunner:
         turn = self.journal.turns[tid]
         if turn.get("attempts", 1) > 1 or not engine.failed_before_acting(event, self._turn_spoke):
             return False
+        # The engine ends first, so the reason carries the last line it wrote to stderr (a pipe of its
+        # own, which can come after the result line on stdout).
+        await self.supervisor.restart("turn %s failed inside the engine" % tid)
+        await self.supervisor.output_drained()
         reason = "%s before the turn did anything%s; retrying it once on a fresh engine" % (
             error, self.supervisor.stderr_hint())
         self._put_back(tid, reason)
         self.transcript.append(tid, m.sac_event(m.TURN_RETRY, attempt=turn.get("attempts", 1), reason=reason))
-        await self.supervisor.restart("turn %s failed inside the engine" % tid)
         return True
 
     async def _await_result(self, exited, started):

@@ -26,6 +26,7 @@ log = logging.getLogger("sac_node.supervisor")
 
 STOP_GRACE_S = 5.0
 STDERR_LINES = 20
+OUTPUT_DRAIN_S = 2.0  # after an exit, how long the lines it wrote just before may take to be read
 
 
 class Session:
@@ -170,6 +171,11 @@ class Supervisor:
         if text:
             self._stderr_tail = (self._stderr_tail + [text])[-STDERR_LINES:]
             log.info("[agent=%s] engine stderr: %s", self.spec.name, text)
+
+    async def output_drained(self, timeout=OUTPUT_DRAIN_S):
+        """Wait (a little) until the engine's stdout and stderr are read to their end."""
+        if self.proc is not None:
+            await asyncio.wait([self.proc.output_closed], timeout=timeout)
 
     def stderr_hint(self):
         return (" (stderr: %s)" % self._stderr_tail[-1][:300]) if self._stderr_tail else ""
