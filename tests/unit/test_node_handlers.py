@@ -16,7 +16,7 @@ from sac_node.daemon import Node
 from sac_node.handlers import HANDLERS, table, turns
 from sac_node.journal import Journal
 from sac_node.protocol import messages as m
-from sac_node.protocol.errors import AgentNotFound, SpecError, TurnNotFound
+from sac_node.protocol.errors import AgentNotFound, AgentNotRunning, SpecError, TurnNotFound
 from sac_node.state_dir import StateDir
 
 SPEC = {"name": "rev", "labels": {"team": "a"}, "engine": {"kind": "command", "command": ["x"]},
@@ -113,3 +113,38 @@ def test_only_turn_methods_of_attached_shims_take_the_relay(tmp_path):
     assert turns.relay(node, None, 1, m.TURNS_GET, {"id": ids[0]}) is False  # no shim attached: the handler answers
     assert turns.relay(node, None, 1, m.AGENTS_STATUS, {"name": "rev"}) is False
     assert turns.relay(node, None, 1, m.TURNS_GET, ["not", "a", "dict"]) is False
+
+
+def test_a_shim_being_killed_is_waited_out_not_reported_as_not_answering(tmp_path):
+    """Regression (CI at 9d9d1ce, test_fast_engine): a relayed call asked again right after kill -9 of
+    the shim found its pid alive and its socket refusing (a dying process closes its files first),
+    and failed with "its shim does not answer" instead of waiting for the respawn."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    node, _ = stopped_agent(tmp_path)
+    agent = node.state.agent("rev")
+    dying = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    with open(agent.shim_info, "w") as fh:
+        json.dump({"pid": dying.pid}, fh)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(agent.socket)  # a socket file nobody listens on: connect() is refused
+    stale.close()
+    node.clock = time.monotonic
+
+    async def scenario():
+        asyncio.get_event_loop().call_later(0.3, dying.kill)
+        began = time.monotonic()
+        with pytest.raises(AgentNotRunning) as caught:
+            await node.shim("rev")
+        return time.monotonic() - began, caught.value
+
+    try:
+        waited, error = asyncio.run(scenario())
+    finally:
+        dying.kill()
+        dying.wait()
+    # It waited for the process to go, then said what is true of a stopped agent (no respawn: desired stopped).
+    assert waited >= 0.25 and "is not running; start it" in error.message
