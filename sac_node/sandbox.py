@@ -163,7 +163,7 @@ def build_launch(runtime, engine_argv, workdir, home, env, secrets, isolation, r
     binds = [parse_bind(b, host_home) for b in isolation.binds]
     env = {k: str(v) for k, v in env.items() if k not in secrets}
     for key in list(env) + list(secrets):
-        if not _KEY_RE.match(key):
+        if not _KEY_RE.fullmatch(key):
             raise SpecError("env: %r is not a valid environment variable name" % (key,))
     net = egress.plan(isolation.network, env, agent_dir, runtime)
     if net.url:
@@ -327,7 +327,7 @@ def _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths,
     env = dict(env, HOME=APPTAINER_HOME)
     in_file = dict(secrets)
     for key in sorted(env):
-        if _PLAIN_VALUE_RE.match(env[key]):
+        if _PLAIN_VALUE_RE.fullmatch(env[key]):
             argv += ["--env", "%s=%s" % (key, env[key])]
         else:
             in_file[key] = env[key]  # apptainer would split or shell-evaluate it on the command line

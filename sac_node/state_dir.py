@@ -79,7 +79,7 @@ class StateDir:
             names = os.listdir(self.agents)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if NAME_RE.match(n) and os.path.isfile(os.path.join(self.agents, n, "spec.json")))
+        return sorted(n for n in names if NAME_RE.fullmatch(n) and os.path.isfile(os.path.join(self.agents, n, "spec.json")))
 
     def create(self):
         ensure_private_dir(self.root)

@@ -209,7 +209,7 @@ def _resolve(tree):
     members = {group: _all_members(group, tree, ()) for group in tree.members}
     hosts, warnings, seen = {}, [], set()
     for host in tree.host_vars:
-        if not HOST_NAME_RE.match(host):
+        if not HOST_NAME_RE.fullmatch(host):
             raise tree.error(tree.host_line.get(host) or 1, "host %r: sac host names are letters, digits, '.', '_' "
                              "and '-' (rename it, and keep its address in ansible_host)" % host)
         groups = sorted((g for g in tree.members if host in members[g] and g != "all"), key=lambda g: (depth[g], g))
@@ -218,8 +218,8 @@ def _resolve(tree):
             merged.update(tree.vars.get(group, {}))
         merged.update(tree.host_vars[host])
         hosts[host] = _fields(tree, host, merged, warnings, seen)
-    groups = {g: list(m) for g, m in members.items() if g not in BUILT_IN_GROUPS and m and HOST_NAME_RE.match(g)}
-    for group in sorted(g for g in members if g not in BUILT_IN_GROUPS and members[g] and not HOST_NAME_RE.match(g)):
+    groups = {g: list(m) for g, m in members.items() if g not in BUILT_IN_GROUPS and m and HOST_NAME_RE.fullmatch(g)}
+    for group in sorted(g for g in members if g not in BUILT_IN_GROUPS and members[g] and not HOST_NAME_RE.fullmatch(g)):
         warnings.append("%s group %s: not a valid sac group name; its hosts are imported without it" % (tree.path, group))
     return AnsibleHosts(hosts, groups, tuple(warnings))
 

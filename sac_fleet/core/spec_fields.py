@@ -43,14 +43,14 @@ def _text(value: Any) -> str:
 
 
 def _agent_name(value: str) -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise invalid("%s is not a valid agent name (lowercase letters, digits and '-', starting with a letter or "
                       "digit, at most 63 characters, no dots)" % describe(value))
     return value
 
 
 def _env_name(value: str) -> str:
-    if not ENV_NAME_RE.match(value):
+    if not ENV_NAME_RE.fullmatch(value):
         raise invalid("not a valid environment variable name (letters, digits and '_', not starting with a digit)")
     if value in CREDENTIAL_ENV:
         raise invalid("a credential does not belong in a spec (%s)" % _SECRETS_HINT)
@@ -75,14 +75,14 @@ def _flag(value: str) -> str:
 
 
 def _tool_rule(value: str) -> str:
-    if not TOOL_RULE_RE.match(value):
+    if not TOOL_RULE_RE.fullmatch(value):
         raise invalid("%s is not a tool rule (write a tool name like Bash, a pattern like \"Bash(git:*)\", or an "
                       "MCP tool like mcp__server__tool; one per list item)" % describe(value))
     return value
 
 
 def _label_key(value: str) -> str:
-    if not LABEL_KEY_RE.match(value):
+    if not LABEL_KEY_RE.fullmatch(value):
         raise invalid("not a valid label key (letters, digits, '.', '_', '/', '-', at most 63 characters)")
     return value
 
@@ -131,7 +131,7 @@ def _key_variable(value: Any) -> Any:
     # Never echo the value: it may be the key itself.
     if value is None:
         return None
-    if not isinstance(value, str) or not ENV_NAME_RE.match(value) or _looks_like_key(value):
+    if not isinstance(value, str) or not ENV_NAME_RE.fullmatch(value) or _looks_like_key(value):
         raise invalid("must be the NAME of an environment variable, like SAC_PROVIDER_KEY, not the key "
                       "itself (%s)" % _SECRETS_HINT)
     return value

@@ -30,7 +30,7 @@ class Metadata(ConfigModel):
     def _default_name(cls, data: Any, info: ValidationInfo) -> Any:
         default = (info.context or {}).get("default_name")
         if isinstance(data, dict) and "name" not in data and default is not None:
-            if not NAME_RE.match(default):
+            if not NAME_RE.fullmatch(default):
                 raise invalid("no name, and the directory name %s is not a valid agent name (set metadata.name: "
                               "lowercase letters, digits and '-')" % describe(default))
             data = dict(data, name=default)

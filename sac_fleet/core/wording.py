@@ -68,6 +68,6 @@ def format_loc(loc, data=None) -> str:
 
 def _key_text(key) -> str:
     """A key as written in a field path: plain when it is a simple word, quoted otherwise."""
-    if isinstance(key, str) and _PLAIN_KEY.match(key):
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
         return key
     return describe(key)

@@ -25,7 +25,7 @@ def spec_hash(spec):
 
 
 def _agent(node, name):
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise AgentNotFound("no agent named %r on this host" % (name,))
     agent = node.state.agent(name)
     if not agent.exists():
@@ -64,7 +64,7 @@ async def start(node, peer, p):
     """
     spec = dict(p["spec"])
     name = spec.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise SpecError("metadata.name %r is not a valid agent name (lowercase letters, digits, '-')" % (name,))
     agent = node.state.agent(name)
     files = spec.pop("to_home", None) or {}

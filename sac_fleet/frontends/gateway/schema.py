@@ -217,13 +217,13 @@ async def read_model(request, model):
 
 
 def check_agent_name(name):
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):
         raise AgentNotFound("no agent named %r: names are lowercase letters, digits and '-'" % name)
     return name
 
 
 def check_turn_id(turn_id):
-    if not TURN_ID_RE.match(turn_id or ""):
+    if not TURN_ID_RE.fullmatch(turn_id or ""):
         raise TurnNotFound("no turn %r: turn ids look like <agent>.<16 hex digits>" % turn_id)
     return turn_id
 
