@@ -183,7 +183,7 @@ def account_launch(spec, account, host_secrets, environ=None, secrets_file=None)
         if not value:
             raise key_not_set("agent %s: account %s" % (spec.name, account["name"]), var, secrets_file)
         return {"ANTHROPIC_API_KEY": value}, env, []
-    path = os.path.abspath(os.path.expanduser(account["config_dir"]))
+    path = config_dir(None, account)
     if not os.path.isdir(path):
         raise AgentError("agent %s: account %s: config_dir %s does not exist on this host; log in there with "
                          "`CLAUDE_CONFIG_DIR=%s claude` first" % (spec.name, account["name"], path, path))
@@ -192,7 +192,8 @@ def account_launch(spec, account, host_secrets, environ=None, secrets_file=None)
 
 
 def config_dir(home, account=None):
-    """Where Claude Code keeps its sessions for this launch: an account's config dir, else <home>/.claude."""
+    """Claude Code's config dir for this launch (where it keeps sessions): an account's config dir
+    (CLAUDE_CONFIG_DIR), else <home>/.claude."""
     if account and account.get("config_dir"):
         return os.path.abspath(os.path.expanduser(account["config_dir"]))
     return os.path.join(home, ".claude")
