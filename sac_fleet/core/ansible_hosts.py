@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sac_node.protocol.errors import InventoryError
 
+from .documents import load_document
 from .inventory_document import HOST_NAME_RE
 
 # Ansible variable -> sac host field.
@@ -76,7 +77,7 @@ def read_ansible(path) -> AnsibleHosts:
         raise InventoryError("%s: cannot read this Ansible inventory: %s" % (path, exc.strerror or exc)) from exc
     tree = _Tree(path)
     if path.suffix in (".yaml", ".yml") or text.lstrip().startswith(("all:", "---")):
-        _parse_yaml(tree, text)
+        _parse_yaml(tree)
     else:
         _parse_ini(tree, text)
     return _resolve(tree)
@@ -165,36 +166,30 @@ def _expand(tree, number, pattern):
 # -- YAML ---------------------------------------------------------------------------------------
 
 
-def _parse_yaml(tree, text):
-    import yaml
-
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise tree.error(mark.line + 1 if mark else 1, "not valid YAML: %s" % getattr(exc, "problem", exc)) from exc
-    if not isinstance(data, dict):
-        raise tree.error(1, "an Ansible YAML inventory is a mapping of groups (all: {hosts, children, vars})")
-    for group, body in data.items():
-        _yaml_group(tree, str(group), body)
+def _parse_yaml(tree):
+    """An Ansible YAML inventory, read as sac reads its own files (duplicate keys, lines for messages)."""
+    doc = load_document(tree.path, InventoryError, example="docs/inventory.md (hosts_from)")
+    for group, body in doc.data.items():
+        _yaml_group(tree, doc, (group,), str(group), body)
 
 
-def _yaml_group(tree, group, body):
+def _yaml_group(tree, doc, loc, group, body):
     tree.group(group)
     body = body or {}
     if not isinstance(body, dict):
-        raise tree.error(1, "group %s: expected hosts, children and vars" % group)
+        raise tree.error(doc.line_of(loc), "group %s: expected hosts, children and vars" % group)
     for name, value in (body.get("vars") or {}).items():
-        tree.vars[group][name] = (value, 0)
+        tree.vars[group][name] = (value, doc.line_of(loc + ("vars", name)))
     for host, variables in (body.get("hosts") or {}).items():
-        pairs = {name: (value, 0) for name, value in (variables or {}).items()}
-        for name, port in _expand(tree, 0, str(host)):
+        line = doc.line_of(loc + ("hosts", host))
+        pairs = {name: (value, doc.line_of(loc + ("hosts", host, name))) for name, value in (variables or {}).items()}
+        for name, port in _expand(tree, line, str(host)):
             if port is not None:
-                pairs.setdefault("ansible_port", (port, 0))
-            tree.add_host(group, name, dict(pairs), 0)
+                pairs.setdefault("ansible_port", (port, line))
+            tree.add_host(group, name, dict(pairs), line)
     for child, child_body in (body.get("children") or {}).items():
         tree.children[group].append(str(child))
-        _yaml_group(tree, str(child), child_body)
+        _yaml_group(tree, doc, loc + ("children", child), str(child), child_body)
 
 
 # -- from Ansible's groups and variables to sac's hosts -----------------------------------------
