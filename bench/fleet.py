@@ -41,8 +41,8 @@ import yaml  # noqa: E402
 
 from sac_fleet.api import Fleet  # noqa: E402
 from sac_fleet.control import fleet_ops  # noqa: E402
-from sac_fleet.remote import bootstrap as bootstrap_mod  # noqa: E402
-from sac_fleet.remote import node_client, ssh, ssh_link  # noqa: E402
+from sac_fleet.remote import node_client, ssh, ssh_path  # noqa: E402
+from sac_fleet.remote.host_settings import HostSettings  # noqa: E402
 from sac_fleet.remote.pyz import build_pyz  # noqa: E402
 from sac_node import __version__ as SAC_VERSION  # noqa: E402
 from tests.fixtures import sshd as sshd_fixture  # noqa: E402
@@ -126,10 +126,10 @@ class PhaseClock:
         setattr(owner, attr, timed)
 
     def install(self):
-        self.wrap(ssh_link, "connect_host", "connect", lambda target, *a, **k: target.name)
-        self.wrap(bootstrap_mod, "probe", probe_phase, lambda conn, *a, **k: conn.name)
+        self.wrap(ssh_path.SSHPath, "connect", "connect", lambda path, *a, **k: path.settings.name)
+        self.wrap(ssh_path.SSHPath, "probe", probe_phase, lambda path, *a, **k: path.settings.name)
         self.wrap(ssh.SSHConnection, "upload", "upload", lambda conn, *a, **k: conn.name)
-        self.wrap(ssh_link, "attach", "attach", lambda conn, *a, **k: conn.name)
+        self.wrap(ssh_path.SSHPath, "attach", "attach", lambda path, *a, **k: path.settings.name)
         self.wrap(node_client.NodeClient, "facts", "facts", lambda client, *a, **k: client.host)
         self.wrap(fleet_ops, "connect_all", "all hosts linked (connect_all)", lambda *a, **k: FLEET)
 
@@ -325,8 +325,8 @@ async def exec_floor(bench, n=5):
     host = bench.hosts[0]
     target = ssh.SSHTarget(name=host.name, address=host.address, port=host.port, user="root",
                            identity_file=str(bench.sshd.client_key), known_hosts=str(bench.sshd.known_hosts))
-    settings = {"python": bench.args.host_python, "state_dir": str(host.state_dir), "connect_timeout": 30}
-    _, sha = build_pyz()
+    settings = HostSettings(name=host.name, transport="ssh", python=bench.args.host_python,
+                            state_dir=str(host.state_dir), connect_timeout=30, target=target)
     shell = "bash" if bench.args.skip_bashrc else "bash + ~/.bashrc"
     timings = {"ssh connect + auth": [], "exec `true` (channel + %s)" % shell: [],
                "exec `%s -c pass`" % bench.args.host_python: [], "probe (no start)": [],
@@ -334,7 +334,9 @@ async def exec_floor(bench, n=5):
     names = list(timings)
     for _ in range(n):
         start = time.monotonic()
-        conn = await ssh.connect_host(target, timeout=30)
+        path = ssh_path.SSHPath(settings)
+        await path.connect()
+        conn = path.conn
         timings[names[0]].append(time.monotonic() - start)
         try:
             for name, command in ((names[1], "true"), (names[2], "%s -c pass" % bench.args.host_python)):
@@ -342,10 +344,10 @@ async def exec_floor(bench, n=5):
                 await conn.run(command, timeout=30)
                 timings[name].append(time.monotonic() - start)
             start = time.monotonic()
-            info = await bootstrap_mod.probe(conn, settings, sha, start=False)
+            info = await path.probe(ssh_path.node_probe.LOOK)
             timings[names[3]].append(time.monotonic() - start)
             start = time.monotonic()
-            client = await bootstrap_mod.attach(conn, settings, info)
+            client = await path.attach(info)
             await client.facts(timeout=30)
             timings[names[4]].append(time.monotonic() - start)
             await client.close()

@@ -17,6 +17,7 @@ import threading
 import time
 
 from . import __version__
+from .probe import answers
 from .protocol.messages import PROTOCOL_VERSION, ready_line
 from .state_dir import StateDir, default_state_dir
 
@@ -38,7 +39,7 @@ def run_daemon(state):
 def detach_daemon(state):
     """Start the daemon detached from this session (double fork); return once its socket answers."""
     state.create()
-    if socket_answers(state.socket):
+    if answers(state.socket):
         return 0
     pid = os.fork()
     if pid == 0:
@@ -60,22 +61,13 @@ def detach_daemon(state):
     os.waitpid(pid, 0)
     deadline = time.time() + DAEMON_START_TIMEOUT_S
     while time.time() < deadline:
-        if socket_answers(state.socket):
+        if answers(state.socket):
             return 0
         time.sleep(0.02)
     sys.stderr.write("sac-node: the daemon did not start within %ss; see %s\n" % (DAEMON_START_TIMEOUT_S, state.log))
     return 1
 
 
-def socket_answers(path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
 
 
 def attach(state):

@@ -10,6 +10,8 @@ the usage each turn's result reports).
 
 import random
 
+from .node_spec import Quota
+
 # Engine results that mean "this account cannot be used now".
 LIMITED_STATUSES = (401, 403, 429)
 LIMIT_WORDS = ("rate limit", "rate_limit", "quota", "usage limit", "credit balance", "invalid api key")
@@ -29,12 +31,12 @@ def classify(status, error_text):
 class AccountPool:
     """The accounts of one agent and their health."""
 
-    def __init__(self, accounts, quota=None, rng=random.random):
-        quota = quota or {}
-        self.rotate_at = float(quota.get("rotate_at", 0.9))
-        self.cooldown = float(quota.get("cooldown_s", 60.0))
-        self.max_cooldown = float(quota.get("max_cooldown_s", 900.0))
-        self.overload_backoff = float(quota.get("overload_backoff_s", 5.0))
+    def __init__(self, accounts, quota=Quota(), rng=random.random):
+        """accounts: the spec's `claude.accounts` (dicts); quota: its `claude.quota` (node_spec.Quota)."""
+        self.rotate_at = quota.rotate_at
+        self.cooldown = quota.cooldown_s
+        self.max_cooldown = quota.max_cooldown_s
+        self.overload_backoff = quota.overload_backoff_s
         self._rng = rng
         self.accounts = [dict(a, resting_until=0.0, used_tokens=0, limited=0, reason=None) for a in accounts]
         self.index = 0

@@ -16,7 +16,7 @@ next fsync if that comes first.
 import asyncio
 import logging
 
-from .journal import TERMINAL
+from .protocol.messages import TERMINAL
 
 log = logging.getLogger("sac_node.commit")
 

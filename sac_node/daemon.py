@@ -17,6 +17,7 @@ import sys
 import time
 
 from . import __version__
+from .protocol import messages as m
 from .protocol.errors import AgentNotRunning, SacError
 from .rpc import RpcPeer, open_unix_peer
 from .state_dir import write_atomic
@@ -25,6 +26,7 @@ log = logging.getLogger("sac_node.daemon")
 
 SUPERVISE_EVERY_S = 1.0
 SHIM_START_TIMEOUT_S = 15.0
+SHIM_GOING_S = 5.0  # how long a killed shim's process may outlive its socket before we call it hung
 SHIM_ALREADY_RUNNING = 3  # the exit code of a shim that found another holding the agent's lock
 
 
@@ -35,6 +37,10 @@ def node_command():
     if os.path.isfile(archive):  # running from node.pyz
         return [sys.executable, archive]
     return [sys.executable, "-m", "sac_node"]
+
+
+class ShimRefused(AgentNotRunning):
+    """The shim's pid lives but its socket refuses: it is being killed, or it is hung."""
 
 
 def pid_alive(pid):
@@ -78,6 +84,13 @@ class Node:
 
     # -- shims --------------------------------------------------------------------
 
+    def add_sub(self, client, agent, client_sub):
+        """A daemon-wide id for `client`'s subscription `client_sub` to `agent`'s events."""
+        self._sub_ids += 1
+        sub = "s%d" % self._sub_ids
+        self.subs[sub] = (client, agent, client_sub)
+        return sub
+
     def _on_shim_event(self, method, params):
         sub = self.subs.get(params.get("sub"))
         if sub is not None:
@@ -97,12 +110,25 @@ class Node:
 
     async def shim(self, name):
         """A connected peer for the agent's shim; raises AgentNotRunning when it has none."""
-        peer = await self._attach(name)
+        peer = await self._attach_unless_dying(name)
         if peer is not None:
             return peer
         if self.state.agent(name).exists() and self.state.agent(name).read_desired() == "running":
             return await self.ensure_shim(name, respawn=True)  # it died a moment ago: back now, not in a second
         raise AgentNotRunning("agent %s is not running; start it with `sac agents start %s`" % (name, name))
+
+    async def _attach_unless_dying(self, name):
+        """`_attach`, waiting out a shim that is being killed: its files (the socket) close before its
+        process ends, so for a moment its pid lives while its socket refuses. Once the pid is gone
+        (or a zombie) `_attach` answers None and the caller respawns it."""
+        deadline = self.clock() + SHIM_GOING_S
+        while True:
+            try:
+                return await self._attach(name)
+            except ShimRefused:
+                if self.clock() >= deadline:
+                    raise
+                await asyncio.sleep(0.02)
 
     async def _attach(self, name):
         """A peer for the agent's live shim, or None when no shim runs."""
@@ -122,7 +148,7 @@ class Node:
             return await open_unix_peer(self.state.agent(name).socket, on_notification=self._on_shim_event,
                                         name="shim:%s" % name, prefixed=True, relay_lost=turns.relay_lost)
         except OSError as exc:
-            raise AgentNotRunning("agent %s: its shim does not answer (%s)" % (name, exc)) from exc
+            raise ShimRefused("agent %s: its shim does not answer (%s)" % (name, exc)) from exc
 
     async def ensure_shim(self, name, respawn=False):
         """The agent's shim, started unless one runs. One spawn at a time per agent, so the supervisor,
@@ -262,7 +288,7 @@ class Node:
             handle = self.shims.get(entry[1]) if entry else None
             if handle is not None and not handle.peer.closed:
                 try:
-                    await handle.peer.call("events.unsubscribe", {"sub": sub}, timeout=5)
+                    await handle.peer.call(m.EVENTS_UNSUBSCRIBE, {"sub": sub}, timeout=5)
                 except SacError:
                     pass
 

@@ -25,13 +25,12 @@ import pkgutil
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
+from .node_spec import ANTHROPIC_URL
 from .protocol.errors import AgentError, SpecError
 
 log = logging.getLogger("sac_node.egress")
 
 NETWORKS = ("provider", "none", "host")
-DEFAULT_NETWORK = "provider"
-DEFAULT_BASE_URL = "https://api.anthropic.com"
 INSIDE_SOCKET = "/run/sac/provider.sock"  # where the relay's socket appears in the sandbox
 SOCKET_NAME = "net.sock"  # in the agent's dir, outside the sandbox; shorter than shim.sock (AF_UNIX paths are short)
 HOSTS_NAME = "hosts"  # the sandbox's /etc/hosts, in the agent's dir
@@ -51,14 +50,13 @@ sandbox's /etc/hosts, or None to keep the host's; socket: the relay's unix socke
 
 def plan(network, env, agent_dir, runtime):
     """The Egress of an engine started with `env` (its ANTHROPIC_BASE_URL) under `runtime`."""
-    network = network or DEFAULT_NETWORK
     if network not in NETWORKS:
         raise SpecError("isolation.network is %r; use one of %s" % (network, ", ".join(NETWORKS)))
     if runtime == "none" or network == "host":
         return Egress("host", None, None, None, None)  # unsandboxed: nothing can take the network away
     if network == "none":
         return Egress("none", None, None, None, None)
-    base_url = env.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
+    base_url = env.get("ANTHROPIC_BASE_URL") or ANTHROPIC_URL
     parts = urlsplit(base_url)
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise SpecError("isolation.network: provider needs an http:// or https:// provider URL with a host; "

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 
+from .protocol import messages as m
 from .protocol.errors import AgentError, SpecError
 
 STREAM_FLAGS = ["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
@@ -63,21 +64,20 @@ def install_paths(binary):
 
 
 def build_argv(spec, binary, session_id=None, sandboxed=False):
-    """argv of the engine for a spec; `--resume` when a session is to be continued."""
-    engine = spec.get("engine") or {"kind": "claude"}
-    if engine.get("kind") == "command":
-        argv = list(engine["command"])
+    """argv of the engine for a NodeSpec; `--resume` when a session is to be continued."""
+    if not spec.engine.is_claude:
+        argv = list(spec.engine.command)
         if not argv:
-            raise SpecError("%s: spec.engine.command is empty" % spec.get("source", "spec"))
+            raise SpecError("%s: spec.engine.command is empty" % spec.source)
         return argv
-    claude = spec.get("claude") or {}
+    claude = spec.claude
     argv = [binary] + STREAM_FLAGS
-    if claude.get("model"):
-        argv += ["--model", claude["model"]]
+    if claude.model:
+        argv += ["--model", claude.model]
     argv += permission_argv(claude, sandboxed)
     if session_id:
         argv += ["--resume", session_id]
-    return argv + list(claude.get("flags") or [])
+    return argv + list(claude.flags)
 
 
 def permission_argv(claude, sandboxed):
@@ -88,9 +88,7 @@ def permission_argv(claude, sandboxed):
     through bypassPermissions where the sandbox gives a non-root uid (Claude Code refuses that mode
     as root); deny rules hold in every mode. An explicit permission_mode is passed as it is.
     """
-    allowed = claude.get("allowed_tools") or []
-    denied = claude.get("disallowed_tools") or []
-    mode = claude.get("permission_mode")
+    allowed, denied, mode = claude.allowed_tools, claude.disallowed_tools, claude.permission_mode
     if mode is None:
         mode = "dontAsk" if allowed else "bypassPermissions" if sandboxed else None
     argv = []
@@ -112,13 +110,12 @@ def build_env(spec, home, base_env=None):
         "LANG": base_env.get("LANG", "C.UTF-8"),
         "TERM": "dumb",
         "USER": "agent",
-        "SAC_AGENT": spec["name"],
+        "SAC_AGENT": spec.name,
     }
     env.update(QUIET_ENV)
-    provider = (spec.get("claude") or {}).get("provider") or {}
-    if provider.get("base_url"):
-        env["ANTHROPIC_BASE_URL"] = provider["base_url"]
-    env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
+    if spec.claude.provider.base_url:
+        env["ANTHROPIC_BASE_URL"] = spec.claude.provider.base_url
+    env.update(spec.env)
     return env
 
 
@@ -141,14 +138,14 @@ def key_not_set(what, var, secrets_file=None):
 def resolve_secrets(spec, host_secrets, environ=None, secrets_file=None):
     """Secrets for the engine's environment, read on this host; never logged, never in argv."""
     environ = os.environ if environ is None else environ
-    provider = (spec.get("claude") or {}).get("provider") or {}
-    var = provider.get("api_key_env")
+    provider = spec.claude.provider
+    var = provider.api_key_env
     if var:
         value = host_secrets.get(var) or environ.get(var)
         if not value:
-            raise key_not_set("agent %s: spec.claude.provider.api_key_env" % spec["name"], var, secrets_file)
+            raise key_not_set("agent %s: spec.claude.provider.api_key_env" % spec.name, var, secrets_file)
         return {"ANTHROPIC_API_KEY": value}
-    if provider.get("base_url"):
+    if provider.base_url:
         # A local provider (the built-in one) needs some key to be sent.
         return {"ANTHROPIC_API_KEY": environ.get("ANTHROPIC_API_KEY") or "sac-local"}
     if environ.get("ANTHROPIC_API_KEY"):
@@ -165,17 +162,14 @@ def login_problem(spec, environ, in_home):
 
     `in_home(rel)` tells whether the agent's home has (or is about to get, from to_home) a file.
     """
-    claude = spec.get("claude") or {}
-    provider = claude.get("provider") or {}
-    if (spec.get("engine") or {}).get("kind", "claude") != "claude" or claude.get("accounts") \
-            or provider.get("base_url") or provider.get("api_key_env"):
+    claude = spec.claude
+    if not spec.engine.is_claude or claude.accounts or claude.provider.base_url or claude.provider.api_key_env:
         return None
-    spec_env = spec.get("env") or {}
-    if any(environ.get(var) or spec_env.get(var) for var in LOGIN_VARS) or in_home(LOGIN_FILE):
+    if any(environ.get(var) or spec.env.get(var) for var in LOGIN_VARS) or in_home(LOGIN_FILE):
         return None
     return ("agent %s has no model provider and no login: set spec.claude.provider.base_url (and api_key_env) "
             "or claude.accounts, put a Claude Code login in the spec's to_home/%s, or export ANTHROPIC_API_KEY "
-            "before the node daemon starts" % (spec.get("name"), LOGIN_FILE))
+            "before the node daemon starts" % (spec.name, LOGIN_FILE))
 
 
 def account_launch(spec, account, host_secrets, environ=None, secrets_file=None):
@@ -187,18 +181,19 @@ def account_launch(spec, account, host_secrets, environ=None, secrets_file=None)
         var = account["api_key_env"]
         value = host_secrets.get(var) or environ.get(var)
         if not value:
-            raise key_not_set("agent %s: account %s" % (spec["name"], account["name"]), var, secrets_file)
+            raise key_not_set("agent %s: account %s" % (spec.name, account["name"]), var, secrets_file)
         return {"ANTHROPIC_API_KEY": value}, env, []
-    path = os.path.abspath(os.path.expanduser(account["config_dir"]))
+    path = config_dir(None, account)
     if not os.path.isdir(path):
         raise AgentError("agent %s: account %s: config_dir %s does not exist on this host; log in there with "
-                         "`CLAUDE_CONFIG_DIR=%s claude` first" % (spec["name"], account["name"], path, path))
+                         "`CLAUDE_CONFIG_DIR=%s claude` first" % (spec.name, account["name"], path, path))
     env["CLAUDE_CONFIG_DIR"] = path
     return {}, env, ["%s:%s:rw" % (path, path)]
 
 
 def config_dir(home, account=None):
-    """Where Claude Code keeps its sessions for this launch: an account's config dir, else <home>/.claude."""
+    """Claude Code's config dir for this launch (where it keeps sessions): an account's config dir
+    (CLAUDE_CONFIG_DIR), else <home>/.claude."""
     if account and account.get("config_dir"):
         return os.path.abspath(os.path.expanduser(account["config_dir"]))
     return os.path.join(home, ".claude")
@@ -238,8 +233,8 @@ def parse_event(line):
     try:
         event = json.loads(line)
     except ValueError:
-        return {"type": "sac", "subtype": "engine_noise", "text": line[:2000].decode("utf-8", "replace")
-                if isinstance(line, bytes) else line[:2000]}
+        return m.sac_event(m.ENGINE_NOISE, text=line[:2000].decode("utf-8", "replace")
+                           if isinstance(line, bytes) else line[:2000])
     return event if isinstance(event, dict) else None
 
 

@@ -37,15 +37,15 @@ import sys
 import time
 from collections import OrderedDict, namedtuple
 
+from .node_spec import KEEP_KEYS_S, KEEP_TURNS
 from .protocol.errors import TurnNotFound
+from .protocol.messages import TERMINAL, TURN_STATES
+from .protocol import messages
 from .state_dir import compact_json, fsync_dir, open_for_append, replace_file
 
 log = logging.getLogger("sac_node.journal")
 
-TERMINAL = ("completed", "failed", "interrupted", "cancelled")
-KEEP_TURNS = 1000
 MIN_KEEP_TURNS = 10  # so that a turn a reply is about to carry is still there
-KEEP_KEYS_S = 7 * 24 * 3600.0
 MAX_KEYS = 10000  # keys of dropped turns, at most (~0.5 KB each): a bound whatever the rate of keyed turns
 SUMMARY = ("key", "ended_at", "status", "source", "accepted_at", "error")  # what a dropped turn's key keeps
 ERROR_SUMMARY = 200  # characters of a dropped turn's error that its summary keeps
@@ -59,13 +59,11 @@ class Retention(namedtuple("Retention", "keep_turns keep_keys_s max_keys",
 
     @classmethod
     def from_spec(cls, spec):
-        settings = spec.get("journal") or {}
-        return cls(max(MIN_KEEP_TURNS, int(settings.get("keep_turns", KEEP_TURNS))),
-                   float(settings.get("keep_keys_s", KEEP_KEYS_S)), MAX_KEYS)
+        return cls(max(MIN_KEEP_TURNS, spec.journal.keep_turns), spec.journal.keep_keys_s, MAX_KEYS)
 
 
 def new_turn_id(agent):
-    return "%s.%s" % (agent, os.urandom(8).hex())
+    return messages.new_turn_id(agent, os.urandom(8))
 
 
 class Journal:
@@ -85,7 +83,7 @@ class Journal:
         self._running = OrderedDict()
         self._ended = OrderedDict()  # the kept ended turns, oldest ended first: the next to drop
         self._keys = OrderedDict()  # id -> SUMMARY tuple of a dropped turn whose key is kept, oldest ended first
-        self._counts = dict.fromkeys(("pending", "running") + TERMINAL, 0)
+        self._counts = dict.fromkeys(TURN_STATES, 0)
         self._usage = {}
         self._refused = 0  # tool calls the engine refused, over every turn
         self._last_at = None

@@ -17,7 +17,7 @@ from .state_dir import ensure_private_dir
 
 def resolve_workdir(spec, agent_dir):
     """The agent's workdir on this host: relative paths are taken from the agent's dir."""
-    workdir = os.path.expanduser(spec.get("workdir") or "work")
+    workdir = os.path.expanduser(spec.workdir)
     if not os.path.isabs(workdir):
         workdir = os.path.join(agent_dir.path, workdir)
     return os.path.normpath(workdir)
@@ -30,7 +30,7 @@ def make_workdir(spec, agent_dir):
         os.makedirs(workdir, exist_ok=True)
     except OSError as exc:
         raise SpecError("%s: spec.workdir %s cannot be made on %s: %s; choose a directory this host's user can "
-                        "create" % (spec.get("source") or "spec", workdir, socket.gethostname(),
+                        "create" % (spec.source, workdir, socket.gethostname(),
                                     exc.strerror or exc)) from None
     return workdir
 
@@ -41,8 +41,8 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
     `account` is one of `claude.accounts` (its key or config dir replaces the provider's key).
     """
     environ = os.environ if environ is None else environ
-    runtime = sandbox.choose_runtime((spec.get("isolation") or {}).get("runtime", "auto"))
-    is_claude = (spec.get("engine") or {}).get("kind", "claude") == "claude"
+    runtime = sandbox.choose_runtime(spec.isolation.runtime)
+    is_claude = spec.engine.is_claude
     binary = engine.find_claude(environ) if is_claude else None
     workdir = make_workdir(spec, agent_dir)
     ensure_private_dir(agent_dir.home)
@@ -52,12 +52,12 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
     if session_id and not is_claude:
         # A command engine's argv is its own; it learns the session to continue from here.
         env["SAC_RESUME_SESSION"] = session_id
-    isolation = dict(spec.get("isolation") or {})
+    isolation = spec.isolation
     if account is not None:
         secrets, account_env, binds = engine.account_launch(spec, account, state_dir.secrets(), environ,
                                                             state_dir.secrets_file)
         env.update(account_env)
-        isolation["binds"] = list(isolation.get("binds") or []) + binds
+        isolation = isolation._replace(binds=isolation.binds + tuple(binds))
     else:
         secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ, state_dir.secrets_file)
     ro_paths = engine.install_paths(binary) if binary else _command_paths(argv)

@@ -17,6 +17,8 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from .node_spec import ANTHROPIC_URL
+
 GIVE_UP_S = 8.0  # Claude Code's 5th try comes ~8 s after the first: time enough for a provider's restart
 PROBE_TIMEOUT_S = 3.0
 LEFT_TO_OTHERS = (429, 529)  # rate limits and overload: Claude Code backs off, the accounts rotate
@@ -67,7 +69,7 @@ class ProviderWatch:
 
 
 def _endpoint(base_url):
-    parts = urlsplit(base_url or "https://api.anthropic.com")
+    parts = urlsplit(base_url or ANTHROPIC_URL)
     tls = parts.scheme == "https"
     return parts.hostname or "", parts.port or (443 if tls else 80), tls
 

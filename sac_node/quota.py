@@ -1,74 +1,75 @@
 """What a shim does when the provider limits an account: rest it, rotate, back off.
 
-The decisions are AccountPool's (pure); this class applies them to one shim:
-journal (requeue or fail the turn), transcript events, status, and restarting
-the engine on the next account with the session resumed.
+The decisions are AccountPool's (pure); QuotaGuard applies them to one agent's
+engine through a narrow interface, the supervisor's: `stopping`,
+`sleep_unless_stopped(delay)`, `restart(reason)`, and the `state` and `last_error`
+status shows. What becomes of the turn that met a limit (requeued, or failed when it
+had already used tools) is the turn runner's to decide (`failure_kind` tells it).
 """
 
 from .accounts import classify
+from .protocol import messages as m
 from .supervision import states
 
 
 class QuotaGuard:
-    """The quota side of one Shim."""
+    """The accounts of one agent, applied to its engine; `record(subtype, **fields)` writes an event."""
 
-    def __init__(self, shim):
-        self.shim = shim
-
-    @property
-    def pool(self):
-        return self.shim.accounts
+    def __init__(self, pool, clock, record, supervisor):
+        self.pool = pool
+        self.clock = clock
+        self.record = record
+        self.supervisor = supervisor
 
     async def account_ready(self):
         """With several accounts: wait (saying so) while all of them rest; False when stopped meanwhile."""
-        while self.pool.enabled and not self.shim.stopping:
-            now = self.shim.clock()
+        sup = self.supervisor
+        while self.pool.enabled and not sup.stopping:
+            now = self.clock()
             before = self.pool.current["name"]
             account = self.pool.usable(now)
             if account is not None:
                 if account["name"] != before:
-                    self.shim.supervisor_event("account_rotated", from_account=before, to_account=account["name"])
+                    self.record(m.ACCOUNT_ROTATED, from_account=before, to_account=account["name"])
                 return True
             wait = self.pool.wait_s(now)
-            self.shim.state = states.RESTARTING
-            self.shim.last_error = "all %d accounts are rate-limited or out of quota; next try in %.0fs" % (
+            sup.state = states.RESTARTING
+            sup.last_error = "all %d accounts are rate-limited or out of quota; next try in %.0fs" % (
                 len(self.pool.accounts), wait)
-            self.shim.supervisor_event("accounts_exhausted", wait_s=round(wait, 1))
-            await self.shim.sleep_unless_stopped(wait)
-        return not self.shim.stopping
+            self.record(m.ACCOUNTS_EXHAUSTED, wait_s=round(wait, 1))
+            await sup.sleep_unless_stopped(wait)
+        return not sup.stopping
 
-    async def failure(self, tid, event, error):
-        """Rate limit, quota or overload with several accounts: rest, rotate or back off; True if handled."""
-        kind = classify(event.get("api_error_status"), error)
-        if kind is None:
-            return False
-        if self.shim.turn_used_tools:
-            self.shim.finish_turn(tid, "failed", error=error + " (not retried: the turn had already used tools)")
-        else:
-            self.shim.journal.requeue(tid, error)
-            self.shim.current, self.shim.state = None, states.IDLE
+    def failure_kind(self, event, error):
+        """'limited' or 'overloaded' for a failed turn's result that the accounts handle, else None."""
+        if not self.pool.enabled:
+            return None
+        return classify(event.get("api_error_status"), error)
+
+    async def limit_met(self, kind, error):
+        """After a turn failed with `kind` (failure_kind): back off, or rest this account and move on."""
         account = self.pool.current["name"]
         if kind == "overloaded":
             delay = self.pool.overloaded()
-            self.shim.last_error = "provider overloaded; backing off %.1fs on account %s" % (delay, account)
-            self.shim.supervisor_event("overloaded_backoff", account=account, delay_s=round(delay, 1), error=error)
-            await self.shim.sleep_unless_stopped(delay)
-            return True
-        rest = self.pool.limited(self.shim.clock(), error)
-        self.shim.last_error = "account %s: %s; resting %.0fs" % (account, error, rest)
-        self.shim.supervisor_event("account_limited", account=account, rest_s=round(rest, 1), error=error)
+            self.supervisor.last_error = "provider overloaded; backing off %.1fs on account %s" % (delay, account)
+            self.record(m.OVERLOADED_BACKOFF, account=account, delay_s=round(delay, 1), error=error)
+            await self.supervisor.sleep_unless_stopped(delay)
+            return
+        rest = self.pool.limited(self.clock(), error)
+        self.supervisor.last_error = "account %s: %s; resting %.0fs" % (account, error, rest)
+        self.record(m.ACCOUNT_LIMITED, account=account, rest_s=round(rest, 1), error=error)
         await self.switch("account %s limited" % account)
-        return True
 
-    async def count_usage(self, event):
+    async def turn_completed(self, event):
+        """A turn completed: overload backoff starts again, its usage counts (and may rotate the account)."""
+        self.pool.healthy()
         usage = event.get("usage") or {}
         tokens = sum(v for k, v in usage.items() if k.endswith("_tokens") and isinstance(v, int))
-        reason = self.pool.record_usage(tokens, self.shim.clock())
+        reason = self.pool.record_usage(tokens, self.clock())
         if reason:
-            self.shim.supervisor_event("account_rotating", account=self.pool.current["name"], reason=reason)
+            self.record(m.ACCOUNT_ROTATING, account=self.pool.current["name"], reason=reason)
             await self.switch("account %s: %s" % (self.pool.current["name"], reason))
 
     async def switch(self, why):
         """Restart the engine; before it starts again the next usable account is chosen (session resumed)."""
-        self.shim.kill_reason = why
-        await self.shim.terminate()
+        await self.supervisor.restart(why)

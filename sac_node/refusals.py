@@ -13,6 +13,8 @@ Either way the model gets the refusal back as an error and the turn goes on.
 
 import json
 
+from .protocol import messages as m
+
 INPUT_CHARS = 200  # of a refused call's input kept in its event; the transcript has it whole
 
 
@@ -60,8 +62,8 @@ class RefusalWatch:
         self.turn_count += 1
         name, tool_input = self.calls.get(tool_use_id) or (None, None)
         text = json.dumps(tool_input, ensure_ascii=False, sort_keys=True)
-        return {"type": "sac", "subtype": "tool_refused", "tool": name, "reason": reason,
-                "tool_use_id": tool_use_id, "input": text if len(text) <= INPUT_CHARS else text[:INPUT_CHARS - 1] + "…"}
+        return m.sac_event(m.TOOL_REFUSED, tool=name, reason=reason, tool_use_id=tool_use_id,
+                           input=text if len(text) <= INPUT_CHARS else text[:INPUT_CHARS - 1] + "…")
 
 
 def _blocks(event):

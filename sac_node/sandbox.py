@@ -18,7 +18,6 @@ from .protocol.errors import AgentError, SandboxUnavailable, SpecError
 
 RUNTIMES = ("auto", "apptainer", "bwrap", "none")
 SANDBOX_UID = 1000  # non-zero: Claude Code refuses bypassPermissions as root
-DEFAULT_IMAGE = "~/.sac/images/sac-base.sif"
 APPTAINER_HOME = "/home/agent"
 APPTAINER_WORKDIR = "/work"
 ENV_FILE_NAME = "engine.env"  # in the agent's dir, never inside the sandbox
@@ -156,18 +155,17 @@ def build_launch(runtime, engine_argv, workdir, home, env, secrets, isolation, r
     workdir, home, agent_dir: host paths (agent_dir is <state_dir>/agents/<name>);
     env: the non-secret environment (HOME is set here to the home the engine sees);
     secrets: {NAME: value}, reach the engine's environment but never an argv;
-    isolation: the spec's `isolation` dict; ro_paths: host paths bound read-only at the same path.
+    isolation: the spec's `isolation` (node_spec.Isolation); ro_paths: host paths bound read-only at the same path.
     Optional: host_home (default $HOME), binary (the runtime's executable), host_root
     (`scan_root()`), host_env (apptainer's own environment, default os.environ), exists.
     """
     host_home = os.path.normpath(host_home or os.path.expanduser("~"))
-    isolation = isolation or {}
-    binds = [parse_bind(b, host_home) for b in isolation.get("binds") or []]
+    binds = [parse_bind(b, host_home) for b in isolation.binds]
     env = {k: str(v) for k, v in env.items() if k not in secrets}
     for key in list(env) + list(secrets):
-        if not _KEY_RE.match(key):
+        if not _KEY_RE.fullmatch(key):
             raise SpecError("env: %r is not a valid environment variable name" % (key,))
-    net = egress.plan(isolation.get("network"), env, agent_dir, runtime)
+    net = egress.plan(isolation.network, env, agent_dir, runtime)
     if net.url:
         env["ANTHROPIC_BASE_URL"] = net.url
     if net.network == "none":
@@ -247,7 +245,7 @@ def _bwrap_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, iso
             continue
         argv += ["--ro-bind" if bind.mode == "ro" else "--bind", bind.src, bind.dst]
         mounts.append(bind)
-    if isolation.get("gpus"):
+    if isolation.gpus:
         for dev in host_root.gpu_devices:
             argv += ["--dev-bind", dev, dev]
     uid = str(SANDBOX_UID)
@@ -256,7 +254,7 @@ def _bwrap_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, iso
              "--die-with-parent", "--new-session", "--chdir", workdir, "--"]
     props = {"runtime": "bwrap", "sandboxed": True, "read_only_root": True, "user_namespace": True,
              "pid_namespace": True, "uid": SANDBOX_UID, "binds": len(binds), "network": net.network,
-             "gpus": bool(isolation.get("gpus")), "workdir": workdir, "home": home,
+             "gpus": isolation.gpus, "workdir": workdir, "home": home,
              "hidden": [p for p in tmpfs if p not in ("/tmp", "/run", "/var/tmp")]}
     full_env = _engine_env(env, home, secrets)  # bwrap passes its own environment through
     return Launch(argv + list(engine_argv), full_env, workdir, dict([net.hosts] if net.hosts else []), "bwrap",
@@ -311,7 +309,7 @@ def _check_target(bind, mounts, exists):
 
 def _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, isolation, binary,
                       agent_dir, host_home, host_env, exists, net):
-    image = os.path.normpath(_expand(isolation.get("image") or DEFAULT_IMAGE, host_home))
+    image = os.path.normpath(_expand(isolation.image, host_home))
     if not exists(image):
         raise SandboxUnavailable("isolation.image %s does not exist on this host; build or copy the image there "
                                  "(docs/isolation.md) or point isolation.image at one" % image)
@@ -324,12 +322,12 @@ def _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths,
         argv += ["--bind", "%s:%s:%s" % bind]
     if net.network != "host":
         argv += ["--net", "--network", "none"]
-    if isolation.get("gpus"):
+    if isolation.gpus:
         argv.append("--nv")
     env = dict(env, HOME=APPTAINER_HOME)
     in_file = dict(secrets)
     for key in sorted(env):
-        if _PLAIN_VALUE_RE.match(env[key]):
+        if _PLAIN_VALUE_RE.fullmatch(env[key]):
             argv += ["--env", "%s=%s" % (key, env[key])]
         else:
             in_file[key] = env[key]  # apptainer would split or shell-evaluate it on the command line
@@ -340,7 +338,7 @@ def _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths,
         argv += ["--env-file", path]
     props = {"runtime": "apptainer", "sandboxed": True, "read_only_root": True, "user_namespace": None,
              "pid_namespace": True, "uid": "host", "binds": len(binds), "network": net.network,
-             "gpus": bool(isolation.get("gpus")), "image": image, "workdir": APPTAINER_WORKDIR,
+             "gpus": isolation.gpus, "image": image, "workdir": APPTAINER_WORKDIR,
              "home": APPTAINER_HOME}
     return Launch(argv + [image] + list(engine_argv), _apptainer_env(host_env), workdir, files,
                   "apptainer", props, net)

@@ -26,7 +26,7 @@ def write(state, values):
     if not changed:
         return []
     for name, value in values.items():
-        if not NAME.match(name) or "\n" in value or "\r" in value:
+        if not NAME.fullmatch(name) or "\n" in value or "\r" in value:
             raise ConfigError("secret %s: a name is letters, digits and _, and a value is one line" % name)
     path = os.path.join(state.root, "secrets.env")
     lines = []

@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 from . import sandbox
+from .node_spec import Isolation
 from .protocol.errors import SacError
 
 _REACH = ('import socket, sys\n'
@@ -53,7 +54,8 @@ def self_check(runtime, host_home=None, reach=None):
     try:
         plan = sandbox.build_launch(runtime, argv, workdir=work, home=home,
                                     env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, secrets={"SAC_CHECK_SECRET": "s3"},
-                                    isolation={"network": "none"}, ro_paths=[], agent_dir=agent, host_home=host_home)
+                                    isolation=Isolation(network="none"), ro_paths=[], agent_dir=agent,
+                                    host_home=host_home)
         for path, text in plan.secret_files.items():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.write(fd, text.encode("utf-8"))

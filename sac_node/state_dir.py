@@ -17,9 +17,8 @@
 
 import json
 import os
-import re
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+from .protocol.messages import NAME_RE
 
 
 def _compact_json():
@@ -80,7 +79,7 @@ class StateDir:
             names = os.listdir(self.agents)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if NAME_RE.match(n) and os.path.isfile(os.path.join(self.agents, n, "spec.json")))
+        return sorted(n for n in names if NAME_RE.fullmatch(n) and os.path.isfile(os.path.join(self.agents, n, "spec.json")))
 
     def create(self):
         ensure_private_dir(self.root)

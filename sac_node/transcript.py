@@ -12,6 +12,7 @@ import os
 import time
 from collections import deque
 
+from .protocol import messages as m
 from .state_dir import compact_json, open_for_append
 
 log = logging.getLogger("sac_node.transcript")
@@ -53,14 +54,14 @@ class Transcript:
         self._size += len(line)
         if self._size >= self._rotate_bytes:
             self._rotate()
-        elif event.get("type") == "sac" and event.get("subtype") in ("turn_ended", "engine_exited"):
+        elif event.get("type") == m.SAC and event.get("subtype") in (m.TURN_ENDED, m.ENGINE_EXITED):
             self._fh.flush()
         self.recent.append(rec)
         for sub_id, (peer, turn_filter) in list(self.subscribers.items()):
             if peer.closed:
                 self.subscribers.pop(sub_id, None)
             elif turn_filter is None or turn_filter == turn_id:
-                peer.notify("event", {"sub": sub_id, "record": rec})
+                peer.notify(m.EVENT, {"sub": sub_id, "record": rec})
         return rec
 
     def _rotate(self):
@@ -94,7 +95,7 @@ class Transcript:
         """Replay past records (synchronously, so none is missed), then stream live ones."""
         if from_seq is not None or turn_id is not None:
             for rec in self.records_since(from_seq or 0, turn_id):
-                peer.notify("event", {"sub": sub_id, "record": rec})
+                peer.notify(m.EVENT, {"sub": sub_id, "record": rec})
         self.subscribers[sub_id] = (peer, turn_id)
 
     def unsubscribe(self, sub_id):

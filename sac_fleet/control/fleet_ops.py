@@ -34,8 +34,8 @@ async def connect_all(inventory, only=None, deadline=None, accept_new=False, exi
             await link.close()  # a dead link's connection and client are dropped before retrying
         if on_host:
             on_host(host.name, "connecting", "")
-        timeout = min(deadline, host.connect_timeout + 20)
-        link = carry_since(existing.get(host.name), await open_link(inventory, host, accept_new, timeout, mode))
+        # open_link caps the deadline at the host's own (connect_timeout + its bootstrap time)
+        link = carry_since(existing.get(host.name), await open_link(inventory, host, accept_new, deadline, mode))
         if on_host:
             on_host(host.name, link.state, link.reason or ", ".join(link.actions) or _would(link) or "ready")
         return link

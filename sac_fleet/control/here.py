@@ -67,6 +67,8 @@ class LocalHost:
     transport: str = "local"
     connect_timeout: float = 10.0
     jump_only: bool = False
+    python: str = "python3"
+    env_preamble: str = ""
 
     def is_set(self, field):
         return field == "state_dir" and self.state_dir is not None

@@ -72,7 +72,9 @@ def wanted(inventory, plan, reader=None):
             continue
         host = inventory.hosts[action.host]
         spec = inventory.agent(action.agent).spec
-        used = set(secret_names(spec.to_node())) if spec is not None else set()
+        if not host.secrets or spec is None:
+            continue  # nothing the inventory could send there: no need to resolve the spec
+        used = set(secret_names(spec.to_node()))
         for name in sorted(used & set(host.secrets or {})):
             out.setdefault(action.host, {})[name] = reader.value(name, host.secrets[name])
     return out

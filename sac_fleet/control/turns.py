@@ -5,7 +5,8 @@ Fleet (sac_fleet.api) routes each call to the agent's host; these read what come
 
 import asyncio
 
-TERMINAL = ("completed", "failed", "interrupted", "cancelled")
+from sac_node.protocol.messages import TERMINAL, TURN_ENDED, is_sac_event
+
 DRAIN_S = 10.0  # how long a streamed turn that ended waits for its last records
 
 
@@ -37,5 +38,5 @@ async def follow_turn(sub, on_record):
     async for record in sub:
         on_record(record)
         event = record.get("event") or {}
-        if event.get("type") == "sac" and event.get("subtype") == "turn_ended":
+        if is_sac_event(event, TURN_ENDED):
             return

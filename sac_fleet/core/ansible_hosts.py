@@ -16,6 +16,9 @@ from pathlib import Path
 
 from sac_node.protocol.errors import InventoryError
 
+from .documents import load_document
+from .inventory_document import HOST_NAME_RE
+
 # Ansible variable -> sac host field.
 FIELDS = {
     "ansible_host": "address", "ansible_ssh_host": "address",
@@ -26,7 +29,6 @@ FIELDS = {
 }
 SSH_ARGS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
 BUILT_IN_GROUPS = ("all", "ungrouped")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # inventory.HostName
 _RANGE = re.compile(r"\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::([0-9]+))?\]")
 
 
@@ -75,7 +77,7 @@ def read_ansible(path) -> AnsibleHosts:
         raise InventoryError("%s: cannot read this Ansible inventory: %s" % (path, exc.strerror or exc)) from exc
     tree = _Tree(path)
     if path.suffix in (".yaml", ".yml") or text.lstrip().startswith(("all:", "---")):
-        _parse_yaml(tree, text)
+        _parse_yaml(tree)
     else:
         _parse_ini(tree, text)
     return _resolve(tree)
@@ -164,36 +166,30 @@ def _expand(tree, number, pattern):
 # -- YAML ---------------------------------------------------------------------------------------
 
 
-def _parse_yaml(tree, text):
-    import yaml
-
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise tree.error(mark.line + 1 if mark else 1, "not valid YAML: %s" % getattr(exc, "problem", exc)) from exc
-    if not isinstance(data, dict):
-        raise tree.error(1, "an Ansible YAML inventory is a mapping of groups (all: {hosts, children, vars})")
-    for group, body in data.items():
-        _yaml_group(tree, str(group), body)
+def _parse_yaml(tree):
+    """An Ansible YAML inventory, read as sac reads its own files (duplicate keys, lines for messages)."""
+    doc = load_document(tree.path, InventoryError, example="docs/inventory.md (hosts_from)")
+    for group, body in doc.data.items():
+        _yaml_group(tree, doc, (group,), str(group), body)
 
 
-def _yaml_group(tree, group, body):
+def _yaml_group(tree, doc, loc, group, body):
     tree.group(group)
     body = body or {}
     if not isinstance(body, dict):
-        raise tree.error(1, "group %s: expected hosts, children and vars" % group)
+        raise tree.error(doc.line_of(loc), "group %s: expected hosts, children and vars" % group)
     for name, value in (body.get("vars") or {}).items():
-        tree.vars[group][name] = (value, 0)
+        tree.vars[group][name] = (value, doc.line_of(loc + ("vars", name)))
     for host, variables in (body.get("hosts") or {}).items():
-        pairs = {name: (value, 0) for name, value in (variables or {}).items()}
-        for name, port in _expand(tree, 0, str(host)):
+        line = doc.line_of(loc + ("hosts", host))
+        pairs = {name: (value, doc.line_of(loc + ("hosts", host, name))) for name, value in (variables or {}).items()}
+        for name, port in _expand(tree, line, str(host)):
             if port is not None:
-                pairs.setdefault("ansible_port", (port, 0))
-            tree.add_host(group, name, dict(pairs), 0)
+                pairs.setdefault("ansible_port", (port, line))
+            tree.add_host(group, name, dict(pairs), line)
     for child, child_body in (body.get("children") or {}).items():
         tree.children[group].append(str(child))
-        _yaml_group(tree, str(child), child_body)
+        _yaml_group(tree, doc, loc + ("children", child), str(child), child_body)
 
 
 # -- from Ansible's groups and variables to sac's hosts -----------------------------------------
@@ -208,7 +204,7 @@ def _resolve(tree):
     members = {group: _all_members(group, tree, ()) for group in tree.members}
     hosts, warnings, seen = {}, [], set()
     for host in tree.host_vars:
-        if not _NAME.match(host):
+        if not HOST_NAME_RE.fullmatch(host):
             raise tree.error(tree.host_line.get(host) or 1, "host %r: sac host names are letters, digits, '.', '_' "
                              "and '-' (rename it, and keep its address in ansible_host)" % host)
         groups = sorted((g for g in tree.members if host in members[g] and g != "all"), key=lambda g: (depth[g], g))
@@ -217,8 +213,8 @@ def _resolve(tree):
             merged.update(tree.vars.get(group, {}))
         merged.update(tree.host_vars[host])
         hosts[host] = _fields(tree, host, merged, warnings, seen)
-    groups = {g: list(m) for g, m in members.items() if g not in BUILT_IN_GROUPS and m and _NAME.match(g)}
-    for group in sorted(g for g in members if g not in BUILT_IN_GROUPS and members[g] and not _NAME.match(g)):
+    groups = {g: list(m) for g, m in members.items() if g not in BUILT_IN_GROUPS and m and HOST_NAME_RE.fullmatch(g)}
+    for group in sorted(g for g in members if g not in BUILT_IN_GROUPS and members[g] and not HOST_NAME_RE.fullmatch(g)):
         warnings.append("%s group %s: not a valid sac group name; its hosts are imported without it" % (tree.path, group))
     return AnsibleHosts(hosts, groups, tuple(warnings))
 

@@ -6,28 +6,30 @@ reads ``FILE:LINE FIELD.PATH: what is wrong (fix)``:
     spec.yaml:12 spec.restart.policy: 'sometimes' is not one of never, on-failure, always
     spec.yaml:7 spec.claud: unknown field (did you mean 'claude'?)
 
-Public API: ``load_document``, ``parse_document``, ``Document``, ``describe``,
-``validation_error``, ``format_loc``, ``did_you_mean``.
+Public API: ``load_document``, ``parse_document``, ``Document``; the wording
+(``describe``, ``format_loc``, ``did_you_mean``: wording.py) and ``validation_error``
+(pydantic's errors: validation.py) are importable from here too.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from sac_node.protocol.errors import ConfigError, SacError
 
+from .validation import validation_error
+from .wording import describe, did_you_mean, format_loc
+
+__all__ = ["Document", "load_document", "parse_document", "describe", "did_you_mean", "format_loc",
+           "validation_error"]
+
 _MAX_DEPTH = 64
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_PLAIN_KEY = re.compile(r"^[\w@/+-]{1,63}$")
 
 
 @dataclass(frozen=True)
@@ -58,19 +60,7 @@ class Document:
 
     def field_path(self, loc) -> str:
         """``loc`` written as in the file: ``spec.env.1`` for a key, ``spec.binds[1]`` for a list item."""
-        out, node = "", self.data
-        for part in loc:
-            if part == "[key]":
-                continue
-            if isinstance(part, int) and not isinstance(part, bool) and not isinstance(node, dict):
-                out += "[%d]" % part
-            else:
-                out += ("." if out else "") + _key_text(part)
-            try:
-                node = node[part]
-            except (KeyError, IndexError, TypeError):
-                node = None
-        return out or "document"
+        return format_loc(loc, self.data)
 
 
 def load_document(path, error_cls: type[SacError] = ConfigError, example: str | None = None) -> Document:
@@ -125,87 +115,6 @@ def parse_document(raw, path, error_cls: type[SacError] = ConfigError, example: 
     if not isinstance(data, dict):
         raise error_cls("%s:1 document: expected a mapping of keys at the top level, got %s" % (path, describe(data)))
     return Document(path=path, data=data, lines=lines)
-
-
-def validation_error(doc: Document, exc: ValidationError, error_cls: type[SacError] = ConfigError,
-                     model: type[BaseModel] | None = None) -> SacError:
-    """Turn a pydantic ``ValidationError`` on ``doc.data`` into one ``error_cls``.
-
-    The message is the problem that comes first in the file, as
-    ``FILE:LINE FIELD.PATH: what is wrong (fix)``, plus a count of the others;
-    every message is in ``.data["errors"]``. ``model`` (the validated class) lets
-    unknown keys get a "did you mean" among the allowed names and missing
-    fields an example taken from ``json_schema_extra={"example": ...}``.
-    Input values are shown only for type/range errors, shortened; secrets
-    must be refused by validators that do not echo them.
-    """
-    found = []
-    for err in exc.errors():
-        loc = tuple(err.get("loc", ()))
-        line = doc.line_of(loc)
-        message = "%s:%d %s: %s" % (doc.path, line, doc.field_path(loc), _describe_error(err, loc, model))
-        # A missing field is often the echo of a misspelt one: show the misspelling first.
-        found.append((err.get("type") == "missing", line, message))
-    found.sort(key=lambda item: item[:2])
-    messages = [message for _, _, message in found]
-    if not messages:
-        return error_cls("%s:1 document: invalid" % doc.path)
-    head = messages[0]
-    if len(messages) > 1:
-        head += " [+%d more]" % (len(messages) - 1)
-    return error_cls(head, {"errors": messages})
-
-
-def format_loc(loc) -> str:
-    """``('spec', 'startup_prompts', 1)`` -> ``spec.startup_prompts[1]``; ``()`` -> ``document``."""
-    out = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, int) and not isinstance(part, bool):
-            out += "[%d]" % part
-        else:
-            out += ("." if out else "") + _key_text(part)
-    return out or "document"
-
-
-def _key_text(key) -> str:
-    """A key as written in a field path: plain when it is a simple word, quoted otherwise."""
-    if isinstance(key, str) and _PLAIN_KEY.match(key):
-        return key
-    return describe(key)
-
-
-def did_you_mean(word, choices) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or the list of choices."""
-    choices = sorted(str(choice) for choice in choices)
-    if not choices:
-        return ""
-    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
-    if not close:
-        lowered = {choice.lower(): choice for choice in choices}
-        close = [lowered[str(word).lower()]] if str(word).lower() in lowered else []
-    if close:
-        return " (did you mean '%s'?)" % close[0]
-    return " (allowed: %s)" % ", ".join(choices)
-
-
-def describe(value) -> str:
-    """A short, safe rendering of a YAML value for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return repr(shown)
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return "a %s" % type(value).__name__
 
 
 # --- reading -----------------------------------------------------------------
@@ -268,149 +177,3 @@ def _record_lines(loader, node, loc, lines, seen_nodes, path, error_cls):
         for index, item in enumerate(node.value):
             lines[loc + (index,)] = item.start_mark.line + 1
             _record_lines(loader, item, loc + (index,), lines, seen_nodes, path, error_cls)
-
-
-# --- explaining pydantic errors ----------------------------------------------
-
-
-def _describe_error(err, loc, model):
-    kind = err.get("type", "")
-    ctx = err.get("ctx") or {}
-    value = err.get("input")
-    if loc and loc[-1] == "[key]":
-        return "invalid key: " + _describe_error(err, loc[:-1], None)
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(model, loc[:-1]) if model else []
-        key = loc[-1] if loc else ""
-        if isinstance(key, str) and ":" in key and key.split(":", 1)[0] in allowed:
-            return "unknown field (put a space after the colon: '%s: %s')" % tuple(part.strip() for part in key.split(":", 1))
-        return "unknown field" + did_you_mean(key, allowed) if loc else "unknown field"
-    if kind == "missing":
-        example = _field_example(model, loc) if model else None
-        if example is not None:
-            return "required field is missing (add `%s: %s`)" % (loc[-1], example)
-        return "required field is missing (add it)"
-    if kind == "invalid_key":
-        return "keys must be strings, got %s (quote it)" % describe(value)
-    if kind == "literal_error":
-        expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        return "%s is not one of %s" % (describe(value), ", ".join(expected))
-    simple = _SIMPLE.get(kind)
-    if simple is not None:
-        text = simple.format(value=describe(value), **{k: _fmt_num(v) for k, v in ctx.items()})
-        return text + _unquote_hint(kind, value)
-    message = str(err.get("msg", "invalid value"))
-    if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
-    return _lower_first(message)
-
-
-_SIMPLE = {
-    "string_type": "expected a string, got {value} (quote it)",
-    "string_too_short": "must not be empty",
-    "int_type": "expected a whole number, got {value}",
-    "int_parsing": "expected a whole number, got {value}",
-    "int_from_float": "expected a whole number, got {value}",
-    "float_type": "expected a number, got {value}",
-    "float_parsing": "expected a number, got {value}",
-    "finite_number": "expected a finite number, got {value}",
-    "bool_type": "expected true or false, got {value}",
-    "bool_parsing": "expected true or false, got {value}",
-    "list_type": "expected a list, got {value} (write [a, b] or one '- item' per line)",
-    "dict_type": "expected a mapping of keys, got {value}",
-    "model_type": "expected a mapping of keys, got {value}",
-    "model_attributes_type": "expected a mapping of keys, got {value}",
-    "greater_than": "must be greater than {gt}, got {value}",
-    "greater_than_equal": "must be at least {ge}, got {value}",
-    "less_than": "must be less than {lt}, got {value}",
-    "less_than_equal": "must be at most {le}, got {value}",
-    "too_short": "needs at least {min_length} item(s)",
-    "too_long": "allows at most {max_length} item(s)",
-    "recursion_loop": "refers to itself (remove the YAML alias cycle)",
-}
-
-
-def _unquote_hint(kind, value):
-    """`` (write 600, without quotes)`` when a quoted scalar would have had the right type."""
-    if not isinstance(value, str) or kind not in ("int_type", "float_type", "bool_type"):
-        return ""
-    try:
-        unquoted = yaml.safe_load(value)
-    except yaml.YAMLError:
-        return ""
-    wanted = {"int_type": (int,), "float_type": (int, float), "bool_type": (bool,)}[kind]
-    if isinstance(unquoted, wanted) and (kind == "bool_type") == isinstance(unquoted, bool):
-        return " (write %s, without quotes)" % describe(unquoted)
-    return ""
-
-
-def _fmt_num(value):
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _lower_first(text):
-    return text[:1].lower() + text[1:] if text and not text[:2].isupper() else text
-
-
-def _allowed_keys(model, loc):
-    target = _model_at(model, loc)
-    if target is None:
-        return []
-    return [info.alias or name for name, info in target.model_fields.items()]
-
-
-def _field_example(model, loc):
-    if not loc:
-        return None
-    target = _model_at(model, loc[:-1])
-    if target is None:
-        return None
-    for name, info in target.model_fields.items():
-        if (info.alias or name) == loc[-1]:
-            extra = info.json_schema_extra
-            return extra.get("example") if isinstance(extra, dict) else None
-    return None
-
-
-def _model_at(model, loc):
-    """The pydantic model class that validates the mapping at ``loc``, if one does."""
-    annotation = model
-    for part in loc:
-        annotation = _step(annotation, part)
-        if annotation is None:
-            return None
-    found = _models_in(annotation)
-    return found[0] if len(found) == 1 else None
-
-
-def _step(annotation, part):
-    for candidate in _unwrap(annotation):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            for name, info in candidate.model_fields.items():
-                if (info.alias or name) == part:
-                    return info.annotation
-        origin = typing.get_origin(candidate)
-        args = typing.get_args(candidate)
-        if origin in (list, tuple) and args and isinstance(part, int):
-            return args[0]
-        if origin is dict and len(args) == 2:
-            return args[1]
-    return None
-
-
-def _unwrap(annotation):
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        out = []
-        for arg in typing.get_args(annotation):
-            out.extend(_unwrap(arg))
-        return out
-    return [annotation]
-
-
-def _models_in(annotation):
-    return [c for c in _unwrap(annotation) if isinstance(c, type) and issubclass(c, BaseModel)]

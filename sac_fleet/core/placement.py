@@ -4,7 +4,9 @@
 the inventory wants (``DesiredAgent``), the hosts with their labels, groups and
 capacity (``HostSlot``), and what each host reported (``HostState``) -- and
 returns a ``Plan`` whose every action carries a one-line reason. It does no
-I/O; ``sac_fleet.control`` observes the hosts and applies the plan.
+I/O; ``sac_fleet.control`` observes the hosts and applies the plan. The input
+values live in placement_inputs.py, the words of the reasons in
+placement_reasons.py; the input values are importable from here.
 
 The rules, in the order they are applied (docs/inventory.md has examples):
 
@@ -31,113 +33,16 @@ otherwise; ``per_host`` copies keep ``name`` on each host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from sac_fleet.core.plan import Action, ActionKind, Plan
 from sac_node.protocol.errors import PlacementError
 
-_MAX_LISTED = 3
+from .placement_inputs import DesiredAgent, HostSlot, HostState, Rule, replica_names
+from .placement_reasons import kept, listed, no_longer, slots, unreachable_phrase, why_unplaced
 
-
-def _pairs(mapping) -> Tuple[Tuple[str, str], ...]:
-    items = mapping.items() if isinstance(mapping, Mapping) else mapping
-    return tuple(sorted((str(key), str(value)) for key, value in items))
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Where an agent may run and how many copies it has.
-
-    ``hosts``, ``group`` and ``labels`` are conditions that must all hold (none
-    given: any host). ``labels`` may be given as a mapping; it is stored as
-    sorted pairs so rules compare and hash by value.
-    """
-
-    hosts: Tuple[str, ...] = ()
-    group: Optional[str] = None
-    labels: Tuple[Tuple[str, str], ...] = ()
-    replicas: int = 1
-    per_host: bool = False
-    singleton: bool = False
-    sticky: bool = True
-
-    def __post_init__(self):
-        object.__setattr__(self, "hosts", tuple(sorted(set(self.hosts))))
-        object.__setattr__(self, "labels", _pairs(self.labels))
-        if self.replicas < 1:
-            raise PlacementError("placement.replicas must be at least 1, got %r" % (self.replicas,))
-        if self.per_host and (self.replicas != 1 or self.singleton):
-            raise PlacementError("placement.per_host runs one copy on each matching host; "
-                                 "it cannot be combined with replicas or singleton")
-
-    def matches(self, host: "HostSlot") -> bool:
-        """True when ``host`` meets every condition (``jump_only`` is checked separately)."""
-        if self.hosts and host.name not in self.hosts:
-            return False
-        if self.group is not None and self.group not in host.groups:
-            return False
-        labels = dict(host.labels)
-        return all(labels.get(key) == value for key, value in self.labels)
-
-    def describe(self) -> str:
-        """The conditions in words: ``pinned (hosts: [login1]), labels {site: hpc}`` or ``any host``."""
-        parts = []
-        if self.hosts:
-            parts.append("pinned (hosts: [%s])" % ", ".join(self.hosts))
-        if self.group is not None:
-            parts.append("group %s" % self.group)
-        if self.labels:
-            parts.append("labels {%s}" % ", ".join("%s: %s" % pair for pair in self.labels))
-        return ", ".join(parts) or "any host"
-
-
-@dataclass(frozen=True)
-class HostSlot:
-    """What the inventory says about a host, as placement needs it."""
-
-    name: str
-    labels: Tuple[Tuple[str, str], ...] = ()
-    capacity: Optional[int] = None
-    groups: FrozenSet[str] = frozenset()
-    jump_only: bool = False
-
-    def __post_init__(self):
-        object.__setattr__(self, "labels", _pairs(self.labels))
-        object.__setattr__(self, "groups", frozenset(self.groups))
-
-
-@dataclass(frozen=True)
-class HostState:
-    """What a host reported. ``agents`` are the names of the agent copies live there.
-
-    For a host that did not answer, ``agents`` is what was last seen there, or
-    None when nothing is known; it is never read as "no agents".
-    """
-
-    name: str
-    reachable: bool
-    agents: Optional[Tuple[str, ...]] = ()
-    reason: str = ""
-
-    def __post_init__(self):
-        if self.agents is not None:
-            object.__setattr__(self, "agents", tuple(sorted(set(self.agents))))
-
-
-@dataclass(frozen=True)
-class DesiredAgent:
-    """An agent the inventory wants, by name, with its placement rule."""
-
-    name: str
-    rule: Rule = field(default_factory=Rule)
-
-
-def replica_names(name: str, replicas: int) -> List[str]:
-    """The copy names of an agent: ``[name]`` for one replica, else ``name-0 .. name-(N-1)``."""
-    if replicas == 1:
-        return [name]
-    return ["%s-%d" % (name, index) for index in range(replicas)]
+__all__ = ["DesiredAgent", "HostSlot", "HostState", "Rule", "replica_names", "place"]
 
 
 def place(desired: Sequence[DesiredAgent], observed: Sequence[HostState], hosts: Sequence[HostSlot],
@@ -235,14 +140,14 @@ class _Planner:
             if not state.reachable:
                 if eligible:
                     self._act(ActionKind.UNREACHABLE, agent.name, host_name,
-                              "per_host copy; %s" % _unreachable_phrase(state), agent)
+                              "per_host copy; %s" % unreachable_phrase(state), agent)
             elif agent.name in self.running[host_name]:
                 if eligible:
                     self._act(ActionKind.KEEP, agent.name, host_name,
                               "per_host copy; already runs here, %s still matches" % agent.rule.describe(), agent)
                 else:
                     self._release(agent.name, host_name, agent)
-                    self._act(ActionKind.STOP, agent.name, host_name, _no_longer(agent.rule, host), agent)
+                    self._act(ActionKind.STOP, agent.name, host_name, no_longer(agent.rule, host), agent)
             elif eligible:
                 missing.append((agent, host_name))
         return missing
@@ -255,12 +160,12 @@ class _Planner:
         for host in running_on:
             if host not in good:
                 self._release(name, host, agent)
-                self._act(ActionKind.STOP, name, host, _no_longer(rule, self.hosts[host]), agent)
+                self._act(ActionKind.STOP, name, host, no_longer(rule, self.hosts[host]), agent)
         for host in good[1:]:
             self._release(name, host, agent)
             self._act(ActionKind.STOP, name, host, "extra copy; %s keeps the one that stays" % good[0], agent)
         if good and rule.sticky:
-            self._act(ActionKind.KEEP, name, good[0], _kept(rule), agent)
+            self._act(ActionKind.KEEP, name, good[0], kept(rule), agent)
             return None
         if good:
             self._release(name, good[0], agent)
@@ -276,7 +181,7 @@ class _Planner:
             if rule.singleton:
                 note += " (--reschedule)"
         elif maybe and rule.singleton:
-            note = "may also run on unreachable %s (--reschedule)" % _listed(maybe)
+            note = "may also run on unreachable %s (--reschedule)" % listed(maybe)
         elif running_on:
             note = "moved from %s" % running_on[0]
         return _Pending(name, agent, note=note)
@@ -297,10 +202,10 @@ class _Planner:
         host = (seen or maybe)[0]
         where = "last seen here" if seen else "may still run here"
         others = (seen + maybe)[1:]
-        extra = " (also %s)" % _listed(others) if others else ""
+        extra = " (also %s)" % listed(others) if others else ""
         self._act(ActionKind.UNREACHABLE, name, host,
                   "singleton %s; %s%s; not started elsewhere (pass --reschedule to move it)"
-                  % (where, _unreachable_phrase(self.states[host]), extra), agent)
+                  % (where, unreachable_phrase(self.states[host]), extra), agent)
 
     # -- starting copies -----------------------------------------------------
 
@@ -321,7 +226,8 @@ class _Planner:
             if pending.current is not None:
                 self._act(ActionKind.STOP, name, pending.current,
                           "no slot left for it (not sticky: sticky and per_host agents are placed first)", agent)
-            self._act(ActionKind.UNPLACED, name, None, self._why_unplaced(rule), agent)
+            reason = why_unplaced(rule, self.hosts.values(), self.states, self.load)
+            self._act(ActionKind.UNPLACED, name, None, reason, agent)
             return
         host = min(candidates, key=lambda h: (self.copies.get((agent.name, h), 0), self.load[h], h))
         self._take(name, host, agent)
@@ -342,22 +248,6 @@ class _Planner:
             parts.append(pending.note)
         self._act(ActionKind.START, name, host, ", ".join(parts), agent)
 
-    def _why_unplaced(self, rule) -> str:
-        matching = [slot for slot in self.hosts.values() if rule.matches(slot)]
-        if not matching:
-            return "no host in the inventory matches %s" % rule.describe()
-        usable = [slot.name for slot in matching if not slot.jump_only]
-        if not usable:
-            return "only jump_only hosts match %s (%s)" % (rule.describe(), _listed([s.name for s in matching]))
-        down = [host for host in usable if host not in self.running]
-        full = ["%s %s" % (host, self._fill(host)) for host in usable if host in self.running]
-        if not full:
-            return "no reachable host matches %s (%s)" % (rule.describe(), _down_phrase(down, self.states))
-        text = "every reachable host matching %s is full (%s)" % (rule.describe(), _listed(full))
-        if down:
-            text += "; %s" % _down_phrase(down, self.states)
-        return text
-
     # -- bookkeeping -----------------------------------------------------------
 
     def _has_room(self, host) -> bool:
@@ -376,14 +266,8 @@ class _Planner:
         if agent is not None:
             self.copies[(agent.name, host)] -= 1
 
-    def _fill(self, host) -> str:
-        capacity = self.hosts[host].capacity
-        return "%d/%d" % (self.load[host], capacity) if capacity is not None else "%d" % self.load[host]
-
     def _slots(self, host) -> str:
-        if self.hosts[host].capacity is None:
-            return "%d agent%s, no capacity limit" % (self.load[host], "" if self.load[host] == 1 else "s")
-        return "%s slots used" % self._fill(host)
+        return slots(self.load[host], self.hosts[host].capacity)
 
     def _act(self, kind, name, host, reason, agent=None):
         self.actions.append(Action(kind, name, host, reason, agent.name if agent is not None else name))
@@ -401,32 +285,3 @@ def _unique(items, what):
 def _eligible(rule: Rule, host: HostSlot) -> bool:
     return not host.jump_only and rule.matches(host)
 
-
-def _kept(rule: Rule) -> str:
-    if not rule.hosts and rule.group is None and not rule.labels:
-        return "already runs here"
-    return "already runs here and %s still matches" % rule.describe()
-
-
-def _no_longer(rule: Rule, host: HostSlot) -> str:
-    if host.jump_only:
-        return "host is jump_only and never runs agents"
-    return "host no longer matches %s" % rule.describe()
-
-
-def _listed(names) -> str:
-    names = list(names)
-    shown = ", ".join(names[:_MAX_LISTED])
-    if len(names) > _MAX_LISTED:
-        shown += " and %d more" % (len(names) - _MAX_LISTED)
-    return shown
-
-
-def _unreachable_phrase(state: HostState) -> str:
-    return "host unreachable (%s)" % state.reason if state.reason else "host unreachable"
-
-
-def _down_phrase(down, states) -> str:
-    if len(down) == 1 and states[down[0]].reason:
-        return "%s unreachable: %s" % (down[0], states[down[0]].reason)
-    return "%s unreachable" % _listed(down)

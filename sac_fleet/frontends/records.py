@@ -3,6 +3,8 @@
 import json
 import time
 
+from sac_node.protocol import messages as m
+
 
 def record_text(record):
     """One transcript record as one or more readable lines, or None to skip it."""
@@ -37,14 +39,14 @@ def record_text(record):
 
 def _supervisor_text(stamp, event):
     sub = event.get("subtype")
-    if sub == "turn_started":
+    if sub == m.TURN_STARTED:
         return "%s user       %s" % (stamp, event.get("text", ""))
-    if sub == "turn_ended":
+    if sub == m.TURN_ENDED:
         extra = (": " + event["error"]) if event.get("error") else ""
         return "%s turn       %s%s" % (stamp, event.get("status"), extra)
-    if sub == "turn_accepted":
+    if sub == m.TURN_ACCEPTED:
         return None
-    if sub == "tool_refused":
+    if sub == m.TOOL_REFUSED:
         return "%s refused    %s %s (%s)" % (stamp, event.get("tool"), event.get("input") or "", event.get("reason"))
     fields = ", ".join("%s=%s" % (k, v) for k, v in event.items() if k not in ("type", "subtype") and v is not None)
     return "%s sac        %s %s" % (stamp, sub, fields)

@@ -104,7 +104,7 @@ def _tool_round(after_prompt):
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "tool_use":
-                ours = OUR_TOOL_ID.match(str(block.get("id", "")))
+                ours = OUR_TOOL_ID.fullmatch(str(block.get("id", "")))
                 if ours:
                     rule, calls = int(ours.group(1)), calls + 1
             elif block.get("type") == "tool_result":

@@ -1,4 +1,4 @@
-"""A live link to one host's node: this machine's over its unix socket, another's over SSH (ssh_link).
+"""A live link to one host's node: this machine's over its unix socket, another's over SSH (ssh_path).
 
 `open_link` never raises for a host that is down or refuses us: it returns a
 HostLink whose `state` says why (`unreachable`, `timed_out`, `auth_failed`,
@@ -13,6 +13,10 @@ is started again: its agents still run, and nothing else would bring it back.)
 "provision" (`sac fleet up`) uploads node.pyz and starts or upgrades the daemon
 as needed; "restart" (`sac node restart`) also replaces a running daemon,
 leaving its agents running.
+
+The path of one host, top to bottom: `open_link` -> `HostSettings.of` (host_settings.py)
+-> this machine's node (local.py) or `SSHPath.open` (ssh_path.py: connect, probe,
+upload, start, attach) -> host.facts -> a HostLink.
 """
 
 import asyncio
@@ -21,6 +25,7 @@ import time
 from sac_node.protocol.errors import (AuthFailed, BootstrapFailed, HostKeyChanged, HostKeyUnknown, HostUnreachable,
                                       PythonMissing, SacError)
 
+from .host_settings import HostSettings
 from .local import attach_local, connect_local
 
 MODES = ("attach", "provision", "restart")
@@ -100,13 +105,14 @@ class HostLink:
 
 
 async def open_link(inventory, host, accept_new_host_keys=False, timeout=None, mode="attach"):
-    """Connect and attach to one host within `timeout` (default: its connect_timeout + 20 s), provisioning
-    its node first as `mode` says (see the module docstring)."""
+    """Connect and attach to one inventory host, provisioning its node first as `mode` says (see the
+    module docstring), within `timeout` and never beyond its connect_timeout + BOOTSTRAP_S."""
     assert mode in MODES, mode
     start = time.monotonic()
-    timeout = timeout or host.connect_timeout + 20
+    settings = HostSettings.of(inventory, host)
+    timeout = min(timeout, settings.open_timeout) if timeout else settings.open_timeout
     try:
-        return await asyncio.wait_for(_open(inventory, host, accept_new_host_keys, start, mode), timeout)
+        return await asyncio.wait_for(_open(settings, accept_new_host_keys, start, mode), timeout)
     except asyncio.TimeoutError:
         return HostLink(host.name, "timed_out", "no answer within %ss (connect and bootstrap)" % timeout)
     except SacError as exc:
@@ -120,36 +126,31 @@ def carry_since(old, new):
     return new
 
 
-async def timed_facts(client, timeout):
-    """(host.facts, its round trip in ms)."""
-    ping = time.monotonic()
-    facts = await client.facts(timeout=timeout)
-    return facts, (time.monotonic() - ping) * 1000
-
-
-async def _open(inventory, host, accept_new, start, mode):
-    done, would = [], []
-    if host.transport == "local":
-        # A local host without an explicit state_dir shares `sac agents`' ($SAC_HOME or ~/.sac).
-        state_dir = host.state_dir if host.is_set("state_dir") else None
-        if mode == "attach":
-            client, done, would = await attach_local(state_dir)
-        else:
-            client = await connect_local(state_dir, restart=mode == "restart")
+async def _open(settings, accept_new, start, mode):
+    """The HostLink of a host that answered: its client (when a daemon runs), facts and what was done."""
+    if settings.transport == "local":
+        client, done, would = await _open_local(settings.state_dir, mode)
         conn, channel, answered = None, "unix", None if client is not None else ({}, None)
     else:
         # Imported here: asyncssh takes ~0.4 s to load, and an inventory of local hosts needs none of it.
-        from .ssh_link import open_ssh
+        from .ssh_path import SSHPath
 
-        conn, client, done, would, answered = await open_ssh(inventory, host, accept_new, mode)
+        path = SSHPath(settings, accept_new)
+        client = await path.open(mode)
+        conn, done, would, answered = path.conn, path.done, path.would, path.answered
         channel = client.channel if client is not None else None
-    if answered is None:
-        answered = await timed_facts(client, host.connect_timeout)
-    facts, latency = answered
+    facts, latency = answered if answered is not None else await client.timed_facts(settings.connect_timeout)
     if channel == "stream-local" and facts.get("state_dir"):
         client.direct_to_shims(conn.open_unix_connection, facts["state_dir"])
-    link = HostLink(host.name, client=client, conn=conn, facts=facts,
+    link = HostLink(settings.name, client=client, conn=conn, facts=facts,
                     latency_ms=round(latency, 1) if latency is not None else None,
                     actions=done, channel=channel, would=would)
     link.connect_ms = round((time.monotonic() - start) * 1000)
     return link
+
+
+async def _open_local(state_dir, mode):
+    """(client or None, done, would) of this machine's node."""
+    if mode == "attach":
+        return await attach_local(state_dir)
+    return await connect_local(state_dir, restart=mode == "restart"), [], []

@@ -12,7 +12,6 @@ stopped agent; a failed attempt is not retried for SHIM_RETRY_S.
 """
 
 import asyncio
-import re
 import time
 
 from sac_node.protocol import messages as m
@@ -22,7 +21,6 @@ from sac_node.state_dir import StateDir
 
 SHIM_RETRY_S = 1.0
 SHIM_OPEN_TIMEOUT_S = 10.0
-_AGENT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # the node's agent names: safe as a path component
 
 
 class Subscription:
@@ -94,7 +92,7 @@ class NodeClient:
         if isinstance(shim, RpcPeer) and not shim.closed:
             return shim
         if shim is None or isinstance(shim, RpcPeer):
-            if self.peer.closed or not _AGENT.fullmatch(agent or "") or \
+            if self.peer.closed or not m.NAME_RE.fullmatch(agent or "") or \
                     time.monotonic() < self._shim_retry_at.get(agent, 0):
                 return None
             shim = self._shims[agent] = asyncio.ensure_future(self._open_shim(agent))
@@ -128,6 +126,12 @@ class NodeClient:
 
     async def facts(self, timeout=None):
         return await self.call(m.HOST_FACTS, timeout=timeout)
+
+    async def timed_facts(self, timeout=None):
+        """(host.facts, its round trip in ms)."""
+        ping = time.monotonic()
+        facts = await self.facts(timeout=timeout)
+        return facts, (time.monotonic() - ping) * 1000
 
     async def put_secrets(self, values):
         """Set {NAME: value} in the host's secrets.env; -> {changed, secrets: {NAME: hash}}."""

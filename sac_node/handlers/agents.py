@@ -6,8 +6,11 @@ import os
 import shutil
 
 from .. import engine, launch
+from ..node_spec import NodeSpec
 from ..protocol.errors import AgentError, AgentNotFound, AgentNotRunning, SpecError
-from ..state_dir import NAME_RE, ensure_private_dir, write_atomic
+from ..protocol import messages as m
+from ..protocol.messages import NAME_RE
+from ..state_dir import ensure_private_dir, write_atomic
 from ..transcript import read_tail
 from ..journal import Journal, Retention
 
@@ -22,7 +25,7 @@ def spec_hash(spec):
 
 
 def _agent(node, name):
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise AgentNotFound("no agent named %r on this host" % (name,))
     agent = node.state.agent(name)
     if not agent.exists():
@@ -31,8 +34,13 @@ def _agent(node, name):
 
 
 def _load_spec(agent):
+    """The agent's spec.json as the head sent it (its hash added)."""
     with open(agent.spec) as fh:
         return json.load(fh)
+
+
+def _node_spec(agent):
+    return NodeSpec.from_wire(_load_spec(agent))
 
 
 def _write_home(agent, files):
@@ -56,7 +64,7 @@ async def start(node, peer, p):
     """
     spec = dict(p["spec"])
     name = spec.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise SpecError("metadata.name %r is not a valid agent name (lowercase letters, digits, '-')" % (name,))
     agent = node.state.agent(name)
     files = spec.pop("to_home", None) or {}
@@ -72,14 +80,15 @@ async def start(node, peer, p):
         await stop(node, peer, {"name": name})
     ensure_private_dir(agent.path)
     spec["hash"] = digest
+    read = NodeSpec.from_wire(spec)
     # Raises the user's fix before anything is running: claude, sandbox, every account's credentials.
-    for account in (spec.get("claude") or {}).get("accounts") or [None]:
-        launch.prepare(spec, agent, node.state, account=account)
-    problem = engine.login_problem(spec, os.environ, lambda rel: rel in files or os.path.exists(
+    for account in read.claude.accounts or [None]:
+        launch.prepare(read, agent, node.state, account=account)
+    problem = engine.login_problem(read, os.environ, lambda rel: rel in files or os.path.exists(
         os.path.join(agent.home, rel)))
     if problem:
         raise AgentError(problem)
-    fresh = (spec.get("claude") or {}).get("session", "fresh") == "fresh" or not os.path.exists(agent.session)
+    fresh = read.claude.session == "fresh" or not os.path.exists(agent.session)
     if fresh and os.path.exists(agent.session):
         os.unlink(agent.session)
     _write_home(agent, files)
@@ -87,8 +96,8 @@ async def start(node, peer, p):
     agent.write_desired("running")
     shim = await node.ensure_shim(name)
     if fresh:
-        for prompt in spec.get("startup_prompts") or []:
-            await shim.call("turns.submit", {"text": prompt, "source": "startup"})
+        for prompt in read.startup_prompts:
+            await shim.call(m.TURNS_SUBMIT, {"text": prompt, "source": "startup"})
     return {"status": await _status(node, name), "changed": True, "started": True}
 
 
@@ -98,7 +107,7 @@ async def stop(node, peer, p):
     agent.write_desired("stopped")
     try:
         shim = await node.shim(agent.name)
-        await shim.call("agents.stop", {})
+        await shim.call(m.AGENTS_STOP, {})
     except AgentNotRunning:
         pass
     await node.wait_shim_exit(agent.name)
@@ -113,8 +122,7 @@ async def fence(node, peer, p):
     never keeps a second live copy next to the one rescheduled elsewhere.
     """
     agent = _agent(node, p["name"])
-    spec = _load_spec(agent)
-    own = spec.get("generation") or 0
+    own = _node_spec(agent).generation or 0
     if own >= p["generation"]:
         return dict(await _status(node, agent.name), fenced=False)
     write_atomic(os.path.join(agent.path, "fenced.json"), json.dumps(
@@ -153,7 +161,7 @@ async def status(node, peer, p):
 async def _status(node, name):
     try:
         shim = await node.shim(name)
-        result = await shim.call("agents.status", {}, timeout=10)
+        result = await shim.call(m.AGENTS_STATUS, {}, timeout=10)
         result["desired"] = node.state.agent(name).read_desired()
         result["shim_respawns"] = node.shim_respawns.get(name, 0)
         return result
@@ -163,7 +171,7 @@ async def _status(node, name):
 
 def offline_status(agent, now):
     """Status of an agent whose shim is not running, read from its dir."""
-    spec = _load_spec(agent)
+    spec = _node_spec(agent)
     journal = offline_journal(agent, spec)
     desired = agent.read_desired()
     try:
@@ -177,16 +185,16 @@ def offline_status(agent, now):
         "turns": journal.summary(),
         "current_turn": None, "last_turn_at": journal.last_turn_at(),
         "last_error": None if desired == "stopped" else "the agent's shim is not running",
-        "usage": journal.usage_total(), "isolation": {"runtime": (spec.get("isolation") or {}).get("runtime")},
-        "heartbeat_age_s": None, "labels": spec.get("labels") or {},
-        "workdir": launch.resolve_workdir(spec, agent), "fleet": spec.get("fleet"),
-        "generation": spec.get("generation"), "fenced": os.path.exists(os.path.join(agent.path, "fenced.json")),
+        "usage": journal.usage_total(), "isolation": {"runtime": spec.isolation.runtime},
+        "heartbeat_age_s": None, "labels": spec.labels,
+        "workdir": launch.resolve_workdir(spec, agent), "fleet": spec.fleet,
+        "generation": spec.generation, "fenced": os.path.exists(os.path.join(agent.path, "fenced.json")),
     }
 
 
 def offline_journal(agent, spec=None):
     """The journal of an agent whose shim is not running, read only (only a shim compacts its journal)."""
-    return Journal(agent.journal, retention=Retention.from_spec(_load_spec(agent) if spec is None else spec))
+    return Journal(agent.journal, retention=Retention.from_spec(_node_spec(agent) if spec is None else spec))
 
 
 def tail_offline(agent, n):

@@ -13,73 +13,81 @@ from ..protocol import messages as m
 
 def handlers(shim):
     """The shim's handler table, bound to one Shim."""
+    served = ShimHandlers(shim)
+    return {
+        m.TURNS_SUBMIT: served.submit, m.TURNS_GET: served.get, m.TURNS_WAIT: served.wait,
+        m.TURNS_CANCEL: served.cancel, m.TURNS_LIST: served.list_turns, m.AGENTS_STATUS: served.status,
+        m.AGENTS_STOP: served.stop, m.EVENTS_SUBSCRIBE: served.subscribe, m.EVENTS_UNSUBSCRIBE: served.unsubscribe,
+        m.EVENTS_TAIL: served.tail,
+    }
 
-    async def submit(peer, p):
+
+class ShimHandlers:
+    """The methods, each `async fn(peer, params)`, of one Shim."""
+
+    def __init__(self, shim):
+        self.shim, self.runner, self.commit = shim, shim.runner, shim.commit
+
+    async def submit(self, peer, p):
         """turns.submit {text, key?, source?, wait_s?} -> {turn, created}
 
         With wait_s the reply comes when the turn ends (or wait_s passes): one
         round trip per turn instead of submit + wait. It is journalled first either way.
         """
-        turn, created = shim.submit(p["text"], p.get("key"), p.get("source", "user"))
+        turn, created = self.runner.submit(p["text"], p.get("key"), p.get("source", "user"))
         if p.get("wait_s"):
-            turn = await shim.wait_turn(turn["id"], float(p["wait_s"]))
-        await shim.commit.settled(turn)
+            turn = await self.runner.wait_turn(turn["id"], float(p["wait_s"]))
+        await self.commit.settled(turn)
         return {"turn": turn, "created": created}
 
-    async def get(peer, p):
+    async def get(self, peer, p):
         """turns.get {id} -> turn"""
-        turn = shim.get_turn(p["id"])
-        await shim.commit.settled(turn)
+        turn = self.runner.get_turn(p["id"])
+        await self.commit.settled(turn)
         return turn
 
-    async def wait(peer, p):
+    async def wait(self, peer, p):
         """turns.wait {id, timeout_s} -> turn (terminal, or as it stands when the wait ends)"""
-        turn = await shim.wait_turn(p["id"], float(p.get("timeout_s") or 600))
-        await shim.commit.settled(turn)
+        turn = await self.runner.wait_turn(p["id"], float(p.get("timeout_s") or 600))
+        await self.commit.settled(turn)
         return turn
 
-    async def cancel(peer, p):
+    async def cancel(self, peer, p):
         """turns.cancel {id} -> turn"""
-        turn = await shim.cancel_turn(p["id"])
-        await shim.commit.settled(turn)
+        turn = await self.runner.cancel_turn(p["id"])
+        await self.commit.settled(turn)
         return turn
 
-    async def list_turns(peer, p):
+    async def list_turns(self, peer, p):
         """turns.list {limit?, status?} -> [turn], newest last"""
-        turns = list(shim.journal.turns.values())
+        turns = list(self.shim.journal.turns.values())
         if p.get("status"):
             turns = [t for t in turns if t["status"] == p["status"]]
-        await shim.commit.durable()
+        await self.commit.durable()
         return turns[-int(p.get("limit") or 50):]
 
-    async def status(peer, p):
+    async def status(self, peer, p):
         """agents.status {} -> status dict (see docs/architecture.md)"""
-        return shim.status()
+        return self.shim.status()
 
-    async def stop(peer, p):
+    async def stop(self, peer, p):
         """agents.stop {} -> {stopping: true}; the shim exits once its engine is down"""
-        shim.stop()
+        self.shim.stop()
         return {"stopping": True}
 
-    async def subscribe(peer, p):
+    async def subscribe(self, peer, p):
         """events.subscribe {sub, turn_id?, from_seq?} -> {seq}; then `event` notifications {sub, record}"""
-        shim.transcript.subscribe(peer, p["sub"], p.get("turn_id"), p.get("from_seq"))
-        return {"seq": shim.transcript.seq}
+        self.shim.transcript.subscribe(peer, p["sub"], p.get("turn_id"), p.get("from_seq"))
+        return {"seq": self.shim.transcript.seq}
 
-    async def unsubscribe(peer, p):
+    async def unsubscribe(self, peer, p):
         """events.unsubscribe {sub} -> {}"""
-        shim.transcript.unsubscribe(p["sub"])
+        self.shim.transcript.unsubscribe(p["sub"])
         return {}
 
-    async def tail(peer, p):
+    async def tail(self, peer, p):
         """events.tail {n} -> [record]"""
-        return shim.transcript.tail(int(p.get("n") or 50))
-
-    return {
-        m.TURNS_SUBMIT: submit, m.TURNS_GET: get, m.TURNS_WAIT: wait, m.TURNS_CANCEL: cancel,
-        m.TURNS_LIST: list_turns, m.AGENTS_STATUS: status, m.AGENTS_STOP: stop,
-        m.EVENTS_SUBSCRIBE: subscribe, m.EVENTS_UNSUBSCRIBE: unsubscribe, m.EVENTS_TAIL: tail,
-    }
+        return self.shim.transcript.tail(int(p.get("n") or 50))
 
 
 def status_of(shim):
@@ -89,21 +97,22 @@ def status_of(shim):
         hb = max(0.0, shim.clock() - os.stat(shim.dir.heartbeat).st_mtime)
     except OSError:
         pass
-    running = shim.proc is not None and shim.proc.returncode is None
+    sup, now = shim.supervisor, shim.clock()
+    pid = sup.running_pid()
     return {
-        "name": shim.name, "state": shim.state, "pid": shim.proc.pid if running else None,
-        "shim_pid": os.getpid(), "uptime_s": round(shim.clock() - shim.started_at, 1),
-        "engine_uptime_s": round(shim.clock() - shim.engine_started_at, 1) if running else None,
-        "restarts": shim.tracker.restarts, "session_id": shim.session_id,
+        "name": shim.name, "state": sup.state, "pid": pid,
+        "shim_pid": os.getpid(), "uptime_s": round(now - shim.started_at, 1),
+        "engine_uptime_s": round(now - sup.engine_started_at, 1) if pid else None,
+        "restarts": sup.tracker.restarts, "session_id": sup.session.id,
         "turns": shim.journal.summary(),
-        "current_turn": shim.current, "last_turn_at": shim.journal.last_turn_at(),
-        "last_error": shim.last_error, "usage": shim.journal.usage_total(),
+        "current_turn": shim.runner.current, "last_turn_at": shim.journal.last_turn_at(),
+        "last_error": sup.last_error, "usage": shim.journal.usage_total(),
         "degraded": shim.provider.degraded(),
-        "secrets_behind": sorted(n for n, h in shim.secret_hashes().items() if shim.secrets_used.get(n) != h),
+        "secrets_behind": sorted(n for n, h in sup.secret_hashes().items() if sup.secrets_used.get(n) != h),
         "tools_refused": shim.journal.refused_total(),
-        "isolation": shim.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
-        "labels": shim.spec.get("labels") or {}, "workdir": launch.resolve_workdir(shim.spec, shim.dir),
-        "fleet": shim.spec.get("fleet"), "generation": shim.spec.get("generation"),
+        "isolation": sup.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
+        "labels": shim.spec.labels, "workdir": launch.resolve_workdir(shim.spec, shim.dir),
+        "fleet": shim.spec.fleet, "generation": shim.spec.generation,
         "account": shim.accounts.current["name"] if shim.accounts.enabled else None,
-        "accounts": shim.accounts.snapshot(shim.clock()),
+        "accounts": shim.accounts.snapshot(now),
     }

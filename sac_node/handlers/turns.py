@@ -72,9 +72,9 @@ def relay_lost(client, msgid, method, params):
     return True
 
 
-submit = _forward("turns.submit")
-wait = _forward("turns.wait")
-cancel = _forward("turns.cancel")
+submit = _forward(m.TURNS_SUBMIT)
+wait = _forward(m.TURNS_WAIT)
+cancel = _forward(m.TURNS_CANCEL)
 
 
 async def get(node, peer, p):
@@ -82,7 +82,7 @@ async def get(node, peer, p):
     agent = _agent_of(node, p)
     try:
         shim = await node.shim(agent.name)
-        return await shim.call("turns.get", {"id": p["id"]})
+        return await shim.call(m.TURNS_GET, {"id": p["id"]})
     except AgentNotRunning:
         return offline_journal(agent).get(p["id"], agent.name)
 
@@ -92,7 +92,7 @@ async def list_turns(node, peer, p):
     agent = _agent_of(node, p)
     try:
         shim = await node.shim(agent.name)
-        return await shim.call("turns.list", {"limit": p.get("limit"), "status": p.get("status")})
+        return await shim.call(m.TURNS_LIST, {"limit": p.get("limit"), "status": p.get("status")})
     except AgentNotRunning:
         turns = list(offline_journal(agent).turns.values())
         if p.get("status"):
@@ -108,11 +108,9 @@ async def subscribe(node, peer, p):
     """
     agent = _agent_of(node, p)
     shim = await node.shim(agent.name)
-    node._sub_ids += 1
-    sub = "s%d" % node._sub_ids
-    node.subs[sub] = (peer, agent.name, p["sub"])
+    sub = node.add_sub(peer, agent.name, p["sub"])
     peer.context.setdefault("subs", {})[p["sub"]] = sub
-    result = await shim.call("events.subscribe", {"sub": sub, "turn_id": p.get("turn_id"),
+    result = await shim.call(m.EVENTS_SUBSCRIBE, {"sub": sub, "turn_id": p.get("turn_id"),
                                                   "from_seq": p.get("from_seq")})
     return {"seq": result["seq"]}
 
@@ -124,7 +122,7 @@ async def unsubscribe(node, peer, p):
     if entry is not None:
         try:
             shim = await node.shim(entry[1])
-            await shim.call("events.unsubscribe", {"sub": sub})
+            await shim.call(m.EVENTS_UNSUBSCRIBE, {"sub": sub})
         except AgentNotRunning:
             pass
     return {}
@@ -135,6 +133,6 @@ async def tail(node, peer, p):
     agent = _agent_of(node, p)
     try:
         shim = await node.shim(agent.name)
-        return await shim.call("events.tail", {"n": p.get("n", 50)})
+        return await shim.call(m.EVENTS_TAIL, {"n": p.get("n", 50)})
     except AgentNotRunning:
         return tail_offline(agent, int(p.get("n") or 50))

@@ -29,9 +29,8 @@ class RestartTracker:
 
     @classmethod
     def from_spec(cls, restart):
-        backoff = restart.get("backoff") or {}
-        return cls(restart.get("policy", "on-failure"), restart.get("max_retries", 5),
-                   backoff.get("initial", 1.0), backoff.get("max", 60.0), backoff.get("multiplier", 2.0))
+        """The tracker of a spec's `restart` (node_spec.Restart)."""
+        return cls(restart.policy, restart.max_retries, restart.initial, restart.maximum, restart.multiplier)
 
     def record_success(self):
         """A turn completed: the engine is healthy."""

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from sac_node.protocol.messages import secret_hash
-from tests.fixtures import procs
+from tests.integration.test_agent_isolation import cmdlines_and_environs
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def test_up_writes_the_keys_a_host_needs_once_and_running_agents_say_they_are_be
         "echo: with the key"
 
     # It reached the engine's environment, and nothing else: no argv, no file of the node but secrets.env.
-    seen = [(p.pid, p.cmdline, procs.read(p.pid, "environ") or b"") for p in procs.processes().values()]
+    seen = list(cmdlines_and_environs())
     assert not [pid for pid, cmdline, _ in seen if key.encode() in cmdline]
     assert [pid for pid, _, environ in seen if b"ANTHROPIC_API_KEY=" + key.encode() in environ]
     assert [path for path, data in _everything_under(h1.state_dir) if key.encode() in data] == [str(secrets_env)]

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from sac_node import sandbox, site_check
+from sac_node.node_spec import Isolation
 from sac_node.protocol.errors import SandboxUnavailable
 from tests.fixtures import procs
 from tests.fixtures.tools import require
@@ -41,7 +42,7 @@ class Layout(object):
     def launch(self, script, secrets=None, binds=(), ro_paths=()):
         return sandbox.build_launch(
             "bwrap", ["/bin/sh", "-c", script], workdir=self.work, home=self.home, env=dict(ENV, HOME=self.home),
-            secrets=secrets or {}, isolation={"runtime": "bwrap", "binds": list(binds), "network": "host"},
+            secrets=secrets or {}, isolation=Isolation("bwrap", binds=tuple(binds), network="host"),
             ro_paths=list(ro_paths), agent_dir=self.agent, host_home=self.host_home)
 
     def run(self, script, **kw):
@@ -214,7 +215,7 @@ def test_claude_bash_tool_is_confined(layout, claude_bin, provider, planted_ssh)
     plan = sandbox.build_launch(
         "bwrap", [real, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
                   "--allowedTools", "Bash", "--permission-mode", "bypassPermissions"],
-        workdir=layout.work, home=layout.home, env=env, secrets=secrets, isolation={"runtime": "bwrap", "network": "host"},
+        workdir=layout.work, home=layout.home, env=env, secrets=secrets, isolation=Isolation("bwrap", network="host"),
         ro_paths=[os.path.dirname(real)], agent_dir=layout.agent, host_home=layout.host_home)
     line = b'{"type":"user","message":{"role":"user","content":"go"}}\n'
     done = subprocess.run(plan.argv, env=plan.env, cwd=plan.cwd, input=line, stdout=subprocess.PIPE,

@@ -1,9 +1,10 @@
 """Account rotation as a pure value: rest, rotate, wait, proactive limits."""
 
 from sac_node.accounts import AccountPool, classify
+from sac_node.node_spec import Quota
 
 ACCOUNTS = [{"name": "a", "api_key_env": "KA", "limit_tokens": 1000}, {"name": "b", "api_key_env": "KB"}]
-QUOTA = {"cooldown_s": 60, "max_cooldown_s": 300, "rotate_at": 0.5, "overload_backoff_s": 2}
+QUOTA = Quota.from_wire({"cooldown_s": 60, "max_cooldown_s": 300, "rotate_at": 0.5, "overload_backoff_s": 2})
 
 
 def pool():

@@ -70,6 +70,7 @@ def test_a_yaml_inventory_with_children_and_vars(tmp_path):
         """))
     got = read_ansible(path)
     assert got.hosts["login"] == {"address": "127.0.0.2", "port": 2200, "user": "lab"}
+    assert got.warnings == ()
     assert got.hosts["c1"] == {"address": "127.0.0.3", "user": "lab", "jump": ["login"]}
     assert got.hosts["head"] == {"transport": "local"}
     assert got.groups == {"compute": ["c1", "c2"], "local": ["head"]}
@@ -115,3 +116,13 @@ def test_a_missing_ansible_file_names_itself(tmp_path):
     with pytest.raises(InventoryError) as caught:
         load_inventory(inventory, load_specs=False)
     assert str(caught.value).startswith("%s: cannot read this Ansible inventory" % (tmp_path / "nowhere.ini"))
+
+
+def test_a_yaml_inventory_names_the_line_of_what_sac_does_not_take_and_of_a_duplicate(tmp_path):
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.2\n      ansible_become: true\n")
+    assert read_ansible(path).warnings == ("%s:5 ansible_become: not used by sac (it has no such host field)" % path,)
+    path.write_text("all:\n  hosts:\n    h1: {}\n    h1: {}\n")
+    with pytest.raises(InventoryError) as caught:
+        read_ansible(path)
+    assert str(caught.value).startswith("%s:4" % path) and "duplicate" in str(caught.value)

@@ -3,7 +3,10 @@
 import pytest
 
 from sac_node import engine
+from sac_node.node_spec import NodeSpec
 from sac_node.protocol.errors import AgentError
+
+read = NodeSpec.from_wire  # a spec dict as the node reads it
 
 SPEC = {"name": "rev", "engine": {"kind": "claude"}, "env": {"PROJECT": "demo"},
         "claude": {"model": "sonnet", "provider": {"base_url": "http://127.0.0.1:9", "api_key_env": "MY_KEY"},
@@ -11,7 +14,7 @@ SPEC = {"name": "rev", "engine": {"kind": "claude"}, "env": {"PROJECT": "demo"},
 
 
 def test_argv_for_a_sandboxed_resumed_claude():
-    argv = engine.build_argv(SPEC, "/opt/claude", session_id="abc", sandboxed=True)
+    argv = engine.build_argv(read(SPEC), "/opt/claude", session_id="abc", sandboxed=True)
     assert argv[:7] == ["/opt/claude", "-p", "--input-format", "stream-json", "--output-format", "stream-json",
                         "--verbose"]
     assert argv[7:] == ["--model", "sonnet", "--allowedTools", "Bash,Read", "--permission-mode", "dontAsk",
@@ -39,41 +42,41 @@ def test_argv_for_a_sandboxed_resumed_claude():
     ({"permission_mode": "default"}, True, ["--permission-mode", "default"]),
 ])
 def test_permission_flags(claude, sandboxed, flags):
-    argv = engine.build_argv({"name": "a", "claude": claude}, "/opt/claude", sandboxed=sandboxed)
+    argv = engine.build_argv(read({"name": "a", "claude": claude}), "/opt/claude", sandboxed=sandboxed)
     assert argv == ["/opt/claude"] + engine.STREAM_FLAGS + flags
 
 
 def test_unsandboxed_claude_never_bypasses_permissions_unless_told():
-    assert "bypassPermissions" not in engine.build_argv(SPEC, "/opt/claude", sandboxed=False)
-    assert "bypassPermissions" not in engine.build_argv({"name": "a"}, "/opt/claude", sandboxed=False)
+    assert "bypassPermissions" not in engine.build_argv(read(SPEC), "/opt/claude", sandboxed=False)
+    assert "bypassPermissions" not in engine.build_argv(read({"name": "a"}), "/opt/claude", sandboxed=False)
 
 
 def test_command_engine_is_used_verbatim():
     spec = dict(SPEC, engine={"kind": "command", "command": ["python3", "fake.py", "-x"]})
-    assert engine.build_argv(spec, None) == ["python3", "fake.py", "-x"]
+    assert engine.build_argv(read(spec), None) == ["python3", "fake.py", "-x"]
 
 
 def test_env_is_quiet_and_has_no_secret():
-    env = engine.build_env(SPEC, "/h", base_env={"PATH": "/bin", "MY_KEY": "sk-secret", "HOME": "/root"})
+    env = engine.build_env(read(SPEC), "/h", base_env={"PATH": "/bin", "MY_KEY": "sk-secret", "HOME": "/root"})
     assert env["HOME"] == "/h" and env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1" and env["DISABLE_TELEMETRY"] == "1"
     assert env["PROJECT"] == "demo" and "sk-secret" not in env.values()
 
 
 def test_secret_comes_from_the_named_variable_or_secrets_file():
-    assert engine.resolve_secrets(SPEC, {}, {"MY_KEY": "k1"}) == {"ANTHROPIC_API_KEY": "k1"}
-    assert engine.resolve_secrets(SPEC, {"MY_KEY": "k2"}, {"MY_KEY": "k1"}) == {"ANTHROPIC_API_KEY": "k2"}
+    assert engine.resolve_secrets(read(SPEC), {}, {"MY_KEY": "k1"}) == {"ANTHROPIC_API_KEY": "k1"}
+    assert engine.resolve_secrets(read(SPEC), {"MY_KEY": "k2"}, {"MY_KEY": "k1"}) == {"ANTHROPIC_API_KEY": "k2"}
 
 
 def test_missing_secret_names_the_variable_not_a_value():
     with pytest.raises(AgentError) as info:
-        engine.resolve_secrets(SPEC, {}, {})
+        engine.resolve_secrets(read(SPEC), {}, {})
     assert "MY_KEY" in info.value.message and "secrets.env" in info.value.message
 
 
 def test_local_provider_gets_a_placeholder_key():
     spec = {"name": "x", "claude": {"provider": {"base_url": "http://127.0.0.1:1"}}}
-    assert engine.resolve_secrets(spec, {}, {}) == {"ANTHROPIC_API_KEY": "sac-local"}
+    assert engine.resolve_secrets(read(spec), {}, {}) == {"ANTHROPIC_API_KEY": "sac-local"}
 
 
 def test_find_claude_order(tmp_path):
@@ -99,23 +102,23 @@ def test_user_line_is_one_json_line():
 
 
 def test_api_key_account_replaces_the_provider_key_and_stops_cli_retries():
-    secrets, env, binds = engine.account_launch(SPEC, {"name": "b", "api_key_env": "KEY_B"}, {}, {"KEY_B": "kb"})
+    secrets, env, binds = engine.account_launch(read(SPEC), {"name": "b", "api_key_env": "KEY_B"}, {}, {"KEY_B": "kb"})
     assert secrets == {"ANTHROPIC_API_KEY": "kb"} and env == {"CLAUDE_CODE_MAX_RETRIES": "0"} and binds == []
 
 
 def test_config_dir_account_is_bound_and_named_in_the_environment(tmp_path):
     login = tmp_path / "claude-alice"
     login.mkdir()
-    secrets, env, binds = engine.account_launch(SPEC, {"name": "alice", "config_dir": str(login)}, {}, {})
+    secrets, env, binds = engine.account_launch(read(SPEC), {"name": "alice", "config_dir": str(login)}, {}, {})
     assert secrets == {} and env["CLAUDE_CONFIG_DIR"] == str(login)
     assert binds == ["%s:%s:rw" % (login, login)]
     with pytest.raises(AgentError, match="account alice: config_dir .* does not exist"):
-        engine.account_launch(SPEC, {"name": "alice", "config_dir": str(tmp_path / "nope")}, {}, {})
+        engine.account_launch(read(SPEC), {"name": "alice", "config_dir": str(tmp_path / "nope")}, {}, {})
 
 
 def test_account_without_its_key_names_the_variable():
     with pytest.raises(AgentError, match="account b names KEY_B"):
-        engine.account_launch(SPEC, {"name": "b", "api_key_env": "KEY_B"}, {}, {})
+        engine.account_launch(read(SPEC), {"name": "b", "api_key_env": "KEY_B"}, {}, {})
 
 
 def test_a_session_is_resumable_only_once_claude_code_saved_it(tmp_path):

@@ -3,7 +3,8 @@
 import asyncio
 from types import SimpleNamespace
 
-from sac_fleet.remote import host_link, ssh_link
+from sac_fleet.remote import host_link, ssh_path
+from sac_fleet.remote.host_settings import HostSettings
 
 
 class Client:
@@ -19,18 +20,22 @@ class Client:
         self.asked += 1
         return {"sha": "s", "state_dir": None, "asked": self.asked}
 
+    async def timed_facts(self, timeout=None):
+        return await self.facts(timeout), 0.5
 
-HOST = SimpleNamespace(name="h1", transport="ssh", connect_timeout=5)
+
+SETTINGS = HostSettings(name="h1", transport="ssh", python="python3", state_dir="~/.sac", connect_timeout=5)
 
 
 async def open_with(monkeypatch, answered):
     client = Client()
 
-    async def open_ssh(inventory, host, accept_new, mode):
-        return None, client, [], [], answered
+    async def open_path(path, mode):
+        path.answered = answered
+        return client
 
-    monkeypatch.setattr(ssh_link, "open_ssh", open_ssh)
-    link = await host_link._open(None, HOST, False, 0, "provision")
+    monkeypatch.setattr(ssh_path.SSHPath, "open", open_path)
+    link = await host_link._open(SETTINGS, False, 0, "provision")
     return link, client
 
 

@@ -4,7 +4,10 @@ import asyncio
 import socket
 
 from sac_node import engine
+from sac_node.node_spec import NodeSpec
 from sac_node.provider_watch import ProviderWatch, diagnose
+
+read = NodeSpec.from_wire  # a spec dict as the node reads it
 
 
 def retry(attempt, status=None, error="unknown"):
@@ -88,14 +91,14 @@ def test_diagnose_names_a_refused_connection_a_tls_failure_and_silence():
 
 def test_no_provider_and_no_login_is_said_at_start():
     spec = {"name": "a1", "claude": {"provider": {}}}
-    nothing = engine.login_problem(spec, {}, lambda rel: False)
+    nothing = engine.login_problem(read(spec), {}, lambda rel: False)
     assert nothing.startswith("agent a1 has no model provider and no login: set spec.claude.provider.base_url")
-    assert engine.login_problem(spec, {"ANTHROPIC_API_KEY": "k"}, lambda rel: False) is None
-    assert engine.login_problem(dict(spec, env={"CLAUDE_CODE_OAUTH_TOKEN": "t"}), {}, lambda rel: False) is None
-    assert engine.login_problem(spec, {}, lambda rel: rel == ".claude/.credentials.json") is None
+    assert engine.login_problem(read(spec), {"ANTHROPIC_API_KEY": "k"}, lambda rel: False) is None
+    assert engine.login_problem(read(dict(spec, env={"CLAUDE_CODE_OAUTH_TOKEN": "t"})), {}, lambda rel: False) is None
+    assert engine.login_problem(read(spec), {}, lambda rel: rel == ".claude/.credentials.json") is None
     local = {"name": "a1", "claude": {"provider": {"base_url": "http://127.0.0.1:8787"}}}
-    assert engine.login_problem(local, {}, lambda rel: False) is None
-    assert engine.login_problem({"name": "a1", "engine": {"kind": "command"}}, {}, lambda rel: False) is None
+    assert engine.login_problem(read(local), {}, lambda rel: False) is None
+    assert engine.login_problem(read({"name": "a1", "engine": {"kind": "command"}}), {}, lambda rel: False) is None
 
 
 def test_a_tls_diagnosis_works_in_a_shim_which_keeps_ssl_out_of_memory():

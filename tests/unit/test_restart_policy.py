@@ -1,5 +1,6 @@
 """The restart policy decides; nothing sleeps here."""
 
+from sac_node.node_spec import NodeSpec
 from sac_node.supervision import states
 from sac_node.supervision.restart_policy import RestartTracker
 
@@ -38,6 +39,6 @@ def test_policies():
 
 
 def test_from_spec_reads_backoff():
-    t = RestartTracker.from_spec({"policy": "always", "max_retries": 7, "backoff": {"initial": 3, "max": 9,
-                                                                                   "multiplier": 3}})
+    restart = {"policy": "always", "max_retries": 7, "backoff": {"initial": 3, "max": 9, "multiplier": 3}}
+    t = RestartTracker.from_spec(NodeSpec.from_wire({"name": "a", "restart": restart}).restart)
     assert (t.policy, t.max_retries, t.initial, t.maximum, t.multiplier) == ("always", 7, 3.0, 9.0, 3.0)

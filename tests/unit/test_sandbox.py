@@ -3,6 +3,7 @@
 import pytest
 
 from sac_node import egress, sandbox
+from sac_node.node_spec import Isolation
 from sac_node.protocol.errors import AgentError, SandboxUnavailable, SpecError
 
 AGENT = "/home/u/.sac/agents/rev"
@@ -25,7 +26,7 @@ ROOT = sandbox.HostRoot(
 def isolation(**over):
     base = {"runtime": "auto", "image": None, "binds": [], "network": "host", "gpus": False}  # golden: as before
     base.update(over)
-    return base
+    return Isolation.from_wire(base)
 
 
 def launch(runtime, iso=None, env=None, secrets=None, exists=lambda p: True, engine=None, **kw):

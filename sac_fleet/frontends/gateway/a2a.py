@@ -14,6 +14,7 @@ import contextlib
 import json
 
 from sac_node.protocol.errors import SacError, TurnNotFound
+from sac_node.protocol.messages import TURN_ENDED, TURN_STARTED, agent_of_turn, is_sac_event
 
 from .a2a_wire import (V03, V10, artifact_update, card, history_length, key_origin, message_key, parse_send,
                        render, status_update, task_id_param, task_of)
@@ -36,7 +37,7 @@ class Call:
     async def own_turn(self):
         """The turn named by params.id, if it belongs to this agent."""
         task_id = check_turn_id(task_id_param(self.params, self.agent))
-        if task_id.split(".", 1)[0] != self.agent:
+        if agent_of_turn(task_id) != self.agent:
             raise TurnNotFound("task %s is not a task of agent %s" % (task_id, self.agent))
         return await self.gw.turn(task_id)
 
@@ -104,7 +105,7 @@ async def pipe(call, turn, sub, hist):
                     await response.write(b": keepalive\n\n")
                     continue
                 event = record.get("event") or {}
-                if event.get("type") == "sac" and event.get("subtype") == "turn_started":
+                if is_sac_event(event, TURN_STARTED):
                     running["started_at"] = record.get("ts")
                     await emit(status_update(running, context_id))
                 elif event.get("type") == "assistant":
@@ -112,7 +113,7 @@ async def pipe(call, turn, sub, hist):
                                    if isinstance(b, dict) and b.get("type") == "text")
                     if text:
                         await emit(status_update(running, context_id, text=text, seq=record["seq"]))
-                elif event.get("type") == "sac" and event.get("subtype") == "turn_ended":
+                elif is_sac_event(event, TURN_ENDED):
                     break
         turn = await call.gw.turn(turn["id"])
         if turn["status"] == "completed":

@@ -18,6 +18,7 @@ from aiohttp import web
 
 import sac_node
 from sac_node.protocol.errors import SacError
+from sac_node.protocol.messages import TURN_ENDED, is_sac_event
 
 from . import a2a, openapi
 from .auth import CHALLENGE, PUBLIC_PATHS, check_request
@@ -146,7 +147,7 @@ async def events(request):
                     continue
                 await response.write(b"id: %d\ndata: %s\n\n" % (record["seq"], json.dumps(record).encode()))
                 event = record.get("event") or {}
-                if turn_id and event.get("type") == "sac" and event.get("subtype") == "turn_ended":
+                if turn_id and is_sac_event(event, TURN_ENDED):
                     break
     except ConnectionResetError:
         pass  # the client went away

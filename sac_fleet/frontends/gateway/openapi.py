@@ -3,6 +3,7 @@
 import functools
 
 import sac_node
+from sac_node.protocol.messages import TURN_STATES
 
 from .schema import AgentTurnRequest, ERROR_TABLE, TurnRequest
 
@@ -22,7 +23,7 @@ def _nullable(kind):
 TURN = {"type": "object", "required": ["turn_id", "agent", "status"], "properties": {
     "turn_id": {"type": "string", "description": "<agent>.<16 hex digits>"},
     "agent": {"type": "string"},
-    "status": {"enum": ["pending", "running", "completed", "failed", "interrupted", "cancelled"]},
+    "status": {"enum": list(TURN_STATES)},
     "prompt": dict(_nullable("string"), description="the prompt"),
     "reply": dict(_nullable("string"), description="the reply, once completed"),
     "session_id": _nullable("string"),

@@ -7,20 +7,16 @@ and a JSON-RPC code in one place.
 """
 
 import json
-import re
 
 from aiohttp import web
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from sac_fleet.core.spec import NAME_RE
-from sac_node.protocol.messages import agent_of_turn
+from sac_node.protocol.messages import NAME_RE, TERMINAL, TURN_ID_RE, agent_of_turn
 from sac_node.protocol.errors import (AgentError, AgentExists, AgentNotFound, AgentNotRunning, ConfigError,
                                       HostError, PlacementError, RpcError, SacError, SandboxUnavailable,
                                       TurnNotFound, TurnTimeout)
 
 MAX_BODY = 1 << 20  # 1 MiB: a turn's text is a prompt, not a data set
-TURN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\.[0-9a-f]{16}$")
-TERMINAL = ("completed", "failed", "interrupted", "cancelled")
 
 
 class BadRequest(SacError):
@@ -221,13 +217,13 @@ async def read_model(request, model):
 
 
 def check_agent_name(name):
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):
         raise AgentNotFound("no agent named %r: names are lowercase letters, digits and '-'" % name)
     return name
 
 
 def check_turn_id(turn_id):
-    if not TURN_ID_RE.match(turn_id or ""):
+    if not TURN_ID_RE.fullmatch(turn_id or ""):
         raise TurnNotFound("no turn %r: turn ids look like <agent>.<16 hex digits>" % turn_id)
     return turn_id
 

@@ -113,9 +113,15 @@ def build_server(tools):
     server = MCPServer("sac", instructions=INSTRUCTIONS, version=sac_node.__version__, log_level="WARNING")
     reads = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     acts = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+    for fn in _read_tools(tools):
+        server.add_tool(_tool_errors(fn), annotations=reads)
+    for fn in _acting_tools(tools):
+        server.add_tool(_tool_errors(fn), annotations=acts)
+    return server
 
-    def add(fn, annotations):
-        server.add_tool(_tool_errors(fn), annotations=annotations)
+
+def _read_tools(tools):
+    """The tools that only look: their signatures and docstrings are what the MCP client sees."""
 
     async def fleet_status() -> dict:
         """Hosts and agents side by side: with an inventory, each host's state (unreachable ones say why),
@@ -130,6 +136,20 @@ def build_server(tools):
         """One agent's full status: state, pid, uptime, restarts, session, turns, tokens, sandbox, last error."""
         return await tools.agent_status(name)
 
+    async def agent_tail(
+        name: AgentName,
+        n: Annotated[int, Field(description="How many past transcript records.", ge=1, le=1000)] = 20,
+        raw: Annotated[bool, Field(description="true: the records as JSON instead of readable lines.")] = False,
+    ) -> dict:
+        """The end of an agent's transcript: prompts, assistant text, tool calls and results, turn outcomes."""
+        return await tools.agent_tail(name, n, raw)
+
+    return fleet_status, agent_list, agent_status, agent_tail
+
+
+def _acting_tools(tools):
+    """The tools that change something (a turn, an agent started or stopped)."""
+
     async def agent_send(
         name: AgentName,
         prompt: Annotated[str, Field(description="The prompt for the agent (one user turn).")],
@@ -139,14 +159,6 @@ def build_server(tools):
         """Send a turn to an agent and wait for it to finish. Returns the turn: id, status (completed, failed,
         interrupted, cancelled), prompt, reply, error, session_id, usage, timings."""
         return await tools.agent_send(name, prompt, timeout_s, wait)
-
-    async def agent_tail(
-        name: AgentName,
-        n: Annotated[int, Field(description="How many past transcript records.", ge=1, le=1000)] = 20,
-        raw: Annotated[bool, Field(description="true: the records as JSON instead of readable lines.")] = False,
-    ) -> dict:
-        """The end of an agent's transcript: prompts, assistant text, tool calls and results, turn outcomes."""
-        return await tools.agent_tail(name, n, raw)
 
     async def agent_start(
         target: Annotated[str, Field(description="A spec.yaml path, an agent directory holding one, or the "
@@ -160,11 +172,7 @@ def build_server(tools):
         """Stop an agent; turns not yet started wait in its journal for the next start."""
         return await tools.agent_stop(name)
 
-    for fn in (fleet_status, agent_list, agent_status, agent_tail):
-        add(fn, reads)
-    for fn in (agent_send, agent_start, agent_stop):
-        add(fn, acts)
-    return server
+    return agent_send, agent_start, agent_stop
 
 
 async def serve(inventory=None, state_dir=None, accept_new_host_keys=False):
