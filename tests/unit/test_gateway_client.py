@@ -13,7 +13,7 @@ from sac_fleet.remote import gateway_client
 from sac_fleet.remote.gateway_client import GatewayClient, node_turn, register
 from sac_node.protocol.errors import AgentNotFound, HostUnreachable, RpcError, SacError, TurnTimeout
 from tests.fixtures.cli_imports import run_sac
-from tests.fixtures.gateway import OneNodeFleet
+from tests.fixtures.gateway import OneNodeFleet, keyring_with
 
 TOKEN = "t" * 43
 BIG = "x" * 200_000  # longer than asyncio's 64 KiB line limit and than one HTTP chunk
@@ -61,9 +61,10 @@ class ScriptedNode:
 
 
 @pytest.fixture
-async def gateway():
+async def gateway(tmp_path_factory):
     fleet = OneNodeFleet(ScriptedNode())
-    server = TestServer(make_app(Gateway(fleet), TOKEN), host="127.0.0.1")
+    keyring = keyring_with(tmp_path_factory.mktemp("tokens"), {TOKEN: ("test", ["admin"])})
+    server = TestServer(make_app(Gateway(fleet), keyring), host="127.0.0.1")
     await server.start_server()
     server.node = fleet.client
     server.url = str(server.make_url("")).rstrip("/")

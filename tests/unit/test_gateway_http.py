@@ -8,7 +8,7 @@ from sac_fleet.frontends.gateway.openapi import document
 from sac_fleet.frontends.gateway.schema import ERROR_TABLE, error_codes
 from sac_fleet.frontends.gateway.service import Gateway
 from sac_node.protocol.errors import AgentNotRunning, HostUnreachable, SacError, TurnTimeout
-from tests.fixtures.gateway import OneNodeFleet
+from tests.fixtures.gateway import OneNodeFleet, keyring_with
 
 TOKEN = "t" * 43
 AUTH = {"Authorization": "Bearer " + TOKEN}
@@ -50,9 +50,10 @@ class ScriptedNode:
 
 
 @pytest.fixture
-async def client():
+async def client(tmp_path):
     fleet = OneNodeFleet(ScriptedNode())
-    async with TestClient(TestServer(make_app(Gateway(fleet), TOKEN))) as c:
+    keyring = keyring_with(tmp_path, {TOKEN: ("test", ["admin"])})
+    async with TestClient(TestServer(make_app(Gateway(fleet), keyring))) as c:
         c.node = fleet.client
         yield c
 

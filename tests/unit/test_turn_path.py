@@ -17,6 +17,7 @@ from sac_fleet.remote.node_client import NodeClient
 from sac_fleet.sync import SyncFleet
 from sac_node.protocol.errors import AgentNotFound
 from sac_node.rpc import RpcPeer
+from tests.fixtures.gateway import keyring_with
 
 TOKEN = "t" * 43
 
@@ -122,10 +123,11 @@ def test_a_turn_through_sync_fleet_is_one_request():
     assert node.methods == ["turns.submit"]
 
 
-async def test_a_turn_through_the_gateway_is_one_request():
+async def test_a_turn_through_the_gateway_is_one_request(tmp_path):
     node = ScriptedNode("local")
     fleet = await this_machine(node)
-    async with TestClient(TestServer(make_app(Gateway(fleet), TOKEN))) as client:
+    keyring = keyring_with(tmp_path, {TOKEN: ("test", ["admin"])})
+    async with TestClient(TestServer(make_app(Gateway(fleet), keyring))) as client:
         resp = await client.post("/v1/turn", json={"agent": "a1", "prompt": "hi"},
                                  headers={"Authorization": "Bearer " + TOKEN})
         assert resp.status == 200 and (await resp.json())["reply"] == "echo: hi"

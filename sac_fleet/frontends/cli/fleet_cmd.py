@@ -11,7 +11,7 @@ from typing import List
 
 import typer
 
-from . import render, serve_cmd
+from . import render, serve_cmd, token_cmd
 from .agents_cmd import (FOLLOW, LINES, NO_WAIT, PROMPT, PROMPT_FILE, RECORDS_JSON, TIMEOUT, TURN_ID, TURN_JSON,
                          TURN_WAIT, print_cancelled, print_followed_turn, print_turn, progress_printer, prompt_of,
                          tail_records, turn_id_of)
@@ -20,6 +20,7 @@ from .options import (ACCEPT_NEW, INVENTORY, LABELS, LIMIT, OLD_INVENTORY, hosts
 
 app = typer.Typer(no_args_is_help=True, help="Run agents across the hosts of an inventory.yaml.")
 app.add_typer(serve_cmd.app)  # `sac fleet serve`
+app.add_typer(token_cmd.app, name="token")  # `sac fleet token add|list|revoke`
 out = render.LazyConsole()
 err = render.LazyConsole(stderr=True)
 

@@ -49,19 +49,22 @@ def serve(old_inventory: str = OLD_INVENTORY,
                                              "./inventory.yaml; with neither, this machine's agents)."),
           host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
           port: int = typer.Option(8642, "--port", help="Port to listen on (0: any free port)."),
-          print_token: bool = typer.Option(False, "--print-token", help="Also print the token's value."),
+          print_token: bool = typer.Option(False, "--print-token",
+                                           help="Also print the `default` token's value."),
           accept_new: bool = ACCEPT_NEW,
           access_log: bool = typer.Option(True, "--access-log/--no-access-log",
                                           help="Log each request (method, path, status; never headers).")):
     """Serve the fleet over HTTP: POST /v1/turn, turn lookup, status, SSE transcripts and A2A."""
     from sac_fleet.api import Fleet, register_gateway, unregister_gateway
-    from sac_fleet.frontends.gateway.auth import load_or_create_token, token_path
+    from sac_fleet.frontends.gateway.auth import load_or_create_token
     from sac_fleet.frontends.gateway.http import serve as run_gateway
+    from sac_fleet.frontends.gateway.tokens import Keyring, ensure_default, token_path, tokens_path
 
     inventory = optional_inventory(inventory_of(inventory, old_inventory))
 
-    path = token_path()
-    token = load_or_create_token(path)
+    path, named = token_path(), tokens_path()
+    ensure_default(named, path, load_or_create_token)  # the single token of before is the `default` admin one
+    token = load_or_create_token(path) if path.exists() else None  # None: `default` was revoked
     if access_log:
         _access_log()
     if not _is_loopback(host):
@@ -75,14 +78,18 @@ def serve(old_inventory: str = OLD_INVENTORY,
     def on_ready(url):
         registered.append(register_gateway(url, inventory, path))
         _say("sac gateway on %s serving %s" % (url, inventory or "this machine's agents"))
-        _say("token file: %s (send `Authorization: Bearer <token>`)" % path)
+        _say("tokens: %s (`sac fleet token list`; changes apply at once)" % named)
+        if token is None:
+            _say("token file: none (the `default` token was revoked; `sac fleet token add` makes others)")
+            return
+        _say("token file: %s (the `default` admin token; send `Authorization: Bearer <token>`)" % path)
         if print_token:
             _say("token: %s" % token)
 
     fleet = Fleet(inventory=inventory, accept_new_host_keys=accept_new)
     registered = []
     try:
-        asyncio.run(run_gateway(fleet, host, port, token, on_ready=on_ready, on_host=on_host, access_log=access_log))
+        asyncio.run(run_gateway(fleet, host, port, Keyring(named), on_ready=on_ready, on_host=on_host, access_log=access_log))
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise

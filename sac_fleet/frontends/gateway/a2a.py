@@ -6,8 +6,9 @@
                                                    tasks/cancel, tasks/resubscribe and their 1.0 names
 
 The method name picks the dialect (see a2a_wire). JSON-RPC errors come back
-with HTTP 200 and a code from schema.ERROR_TABLE; only a missing or wrong token
-is an HTTP error (401/403), raised before this module runs.
+with HTTP 200 and a code from schema.ERROR_TABLE; only token failures are HTTP
+errors: a missing or unknown token (401, before this module runs) and a token
+whose scopes do not cover the method (403).
 """
 
 import contextlib
@@ -18,8 +19,10 @@ from sac_node.protocol.messages import TURN_ENDED, TURN_STARTED, agent_of_turn, 
 
 from .a2a_wire import (V03, V10, artifact_update, card, history_length, key_origin, message_key, parse_send,
                        render, status_update, task_id_param, task_of)
-from .schema import (TERMINAL, InvalidRpcRequest, RpcMethodNotFound, TaskNotCancelable, check_agent_name,
+from .schema import (TERMINAL, Forbidden, InvalidRpcRequest, RpcMethodNotFound, TaskNotCancelable, check_agent_name,
                      check_turn_id, error_codes, json_response, read_json, start_sse)
+
+from .scopes import FOLLOW, SEND
 
 SEND_WAIT_S = 600.0  # a blocking message/send answers with the task as it stands after this long
 
@@ -152,8 +155,13 @@ def envelope(body):
     return body.get("id"), body["method"], params
 
 
-def add_routes(app, gateway_key):
-    """The A2A routes, on an app that holds its Gateway under `gateway_key`."""
+# What each method does, for the token's scopes: sending or cancelling acts on the agent; the rest reads.
+ACTIONS = {send: SEND, stream: SEND, cancel: SEND, get: FOLLOW, resubscribe: FOLLOW}
+
+
+def add_routes(app, gateway_key, allow):
+    """The A2A routes, on an app that holds its Gateway under `gateway_key`; `allow(request, action, agent)`
+    raises Forbidden when the request's token may not."""
 
     async def rpc(request):
         rpc_id = None
@@ -163,12 +171,16 @@ def add_routes(app, gateway_key):
             rpc_id = body.get("id") if isinstance(body, dict) else None
             rpc_id, method, params = envelope(body)
             handler, dialect = METHODS[method]
+            await allow(request, ACTIONS[handler], agent)
             return await handler(Call(request, request.app[gateway_key], agent, rpc_id, params, dialect))
+        except Forbidden:
+            raise  # a token failure: HTTP 403, not a JSON-RPC error
         except SacError as exc:
             return json_response(rpc_error(rpc_id, exc))
 
     def card_route(dialect):
         async def agent_card(request):
+            await allow(request, FOLLOW, check_agent_name(request.match_info["name"]))
             status = await request.app[gateway_key].agent(request.match_info["name"])
             url = request.url.with_path("/a2a/%s" % status["name"]).with_query(None)
             return json_response(card(status, str(url), dialect))

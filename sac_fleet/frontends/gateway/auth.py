@@ -1,26 +1,29 @@
-"""The gateway's bearer token: a 0600 file under the state dir, compared in constant time.
+"""Who may call the gateway: a named token (tokens.py) found by its bearer value, then its scopes.
 
-The token's value never reaches a log or an error message; only its path is shown.
+Every route asks `authorize` for an action (scopes.READ, FOLLOW, SEND, ADMIN) before
+it acts. A token's value never reaches a log or an error message; its name does.
+The plain token file <SAC_HOME>/gateway.token is the `default` admin token, which
+the CLI on this machine reads to talk through a running gateway.
 """
 
-import hmac
 import os
 import secrets
 import stat
 from pathlib import Path
 
-from sac_node.protocol.errors import ConfigError
+from sac_node.protocol.errors import ConfigError, SacError
 
+from . import scopes
 from .schema import Forbidden, Unauthorized
 
 PUBLIC_PATHS = frozenset({"/v1/health"})
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sac"'}
 
 
-def token_path(environ=None):
-    """<SAC_HOME>/gateway.token (SAC_HOME defaults to ~/.sac)."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get("SAC_HOME") or "~/.sac").expanduser() / "gateway.token"
+class TokensUnreadable(SacError):
+    """The tokens file went bad while the gateway runs: every request is refused (HTTP 500) until fixed."""
+
+    code = "tokens_unreadable"
 
 
 def load_or_create_token(path):
@@ -48,12 +51,35 @@ def _read_token(path):
     return token
 
 
-def check_request(headers, token):
-    """Raise Unauthorized without a bearer token, Forbidden with a wrong one."""
+def check_request(headers, keyring):
+    """The Token the request's bearer names; Unauthorized without one, or with one no token has."""
     header = headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        raise Unauthorized("send the gateway token as `Authorization: Bearer <token>` "
-                           "(it is in the file `sac fleet serve` printed)")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise Forbidden("wrong gateway token")
+        raise Unauthorized("send a gateway token as `Authorization: Bearer <token>` (the `default` one is in "
+                           "the file `sac fleet serve` printed; `sac fleet token add` makes others)")
+    try:
+        token = keyring.find(given.strip())
+    except ConfigError as exc:
+        raise TokensUnreadable("the gateway refuses every request until its tokens file is fixed: "
+                               + exc.message) from exc
+    if token is None:
+        raise Unauthorized("unknown or revoked gateway token; `sac fleet token list` shows the tokens there are")
+    return token
+
+
+async def authorize(token, action, agent=None, labels_of=None):
+    """Forbidden, naming the scope needed, unless `token` may do `action` (on `agent`).
+
+    `labels_of(agent)` (async) is asked only when a label selector could decide."""
+    grant = token.grant
+    if grant.allows(action, agent):
+        return
+    if agent is not None and labels_of is not None and grant.wants_labels(action):
+        if grant.allows(action, agent, await labels_of(agent)):
+            return
+    what = {scopes.READ: "read the fleet's status and lists", scopes.ADMIN: "do this",
+            scopes.FOLLOW: "read agent %s" % agent, scopes.SEND: "send to agent %s" % agent}[action]
+    raise Forbidden("token %s may not %s: that needs scope %s, or admin"
+                    % (token.name, what, scopes.needed(action, agent)),
+                    {"token": token.name, "needed": scopes.needed(action, agent).split()[0]})

@@ -1,10 +1,11 @@
 """The HTTP gateway (`sac fleet serve`): /v1/turn, turn lookup, status, SSE transcripts, A2A.
 
-    app = make_app(Gateway(fleet), token)      # an aiohttp Application
-    await serve(fleet, "127.0.0.1", 8642, token, on_ready=print)
+    app = make_app(Gateway(fleet), Keyring(tokens_path()))      # an aiohttp Application
+    await serve(fleet, "127.0.0.1", 8642, Keyring(tokens_path()), on_ready=print)
 
-Every route but /v1/health needs `Authorization: Bearer <token>`. SacError is
-caught once, in `errors`, and rendered through schema.ERROR_TABLE.
+Every route but /v1/health needs `Authorization: Bearer <token>` of a named token
+(tokens.py) whose scopes allow what the route does (each route asks `allow`).
+SacError is caught once, in `errors`, and rendered through schema.ERROR_TABLE.
 """
 
 import asyncio
@@ -15,22 +16,36 @@ import signal
 import time
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 import sac_node
 from sac_node.protocol.errors import SacError
-from sac_node.protocol.messages import TURN_ENDED, is_sac_event
+from sac_node.protocol.messages import TURN_ENDED, agent_of_turn, is_sac_event
 
 from . import a2a, openapi
-from .auth import CHALLENGE, PUBLIC_PATHS, check_request
+from .auth import CHALLENGE, PUBLIC_PATHS, authorize, check_request
 from .schema import (MAX_BODY, TERMINAL, AgentTurnRequest, BadRequest, MethodNotAllowed, RouteNotFound,
-                     TurnRequest, Unauthorized, check_agent_name, error_response, json_response, read_model,
-                     turn_view, start_sse)
+                     TurnRequest, Unauthorized, check_agent_name, check_turn_id, error_response, json_response,
+                     read_model, turn_view, start_sse)
+from .scopes import FOLLOW, READ, SEND
 from .service import Gateway
+from .tokens import Keyring, Token
 
 log = logging.getLogger("sac.gateway")
 GATEWAY = web.AppKey("gateway", Gateway)
-TOKEN = web.AppKey("token", str)
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+KEYRING = web.AppKey("keyring", Keyring)
+TOKEN = web.RequestKey("token", Token)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: client, request line, status, size, time and the token's name (never its
+    value; `-` when the request named no known token). Never headers."""
+
+    def log(self, request, response, time):
+        token = request.get(TOKEN)
+        self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.6fs token=%s', request.remote, request.method,
+                         request.path_qs, request.version.major, request.version.minor, response.status,
+                         response.body_length, time, token.name if token is not None else "-")
 
 
 @web.middleware
@@ -61,10 +76,15 @@ async def errors(request, handler):
 
 @web.middleware
 async def guard(request, handler):
-    """Bearer token on every route but the public ones (before routing, so 404s say nothing)."""
+    """A known token on every route but the public ones (before routing, so 404s say nothing)."""
     if request.path not in PUBLIC_PATHS:
-        check_request(request.headers, request.app[TOKEN])
+        request[TOKEN] = check_request(request.headers, request.app[KEYRING])
     return await handler(request)
+
+
+async def allow(request, action, agent=None):
+    """Forbidden (HTTP 403, naming the scope needed) unless the request's token may do `action`."""
+    await authorize(request[TOKEN], action, agent, request.app[GATEWAY].labels)
 
 
 # -- routes ------------------------------------------------------------------------
@@ -77,24 +97,29 @@ async def health(request):
 
 
 async def status(request):
+    await allow(request, READ)
     return json_response(await request.app[GATEWAY].status())
 
 
 async def agents(request):
+    await allow(request, READ)
     return json_response(await request.app[GATEWAY].agents())
 
 
 async def agent(request):
+    await allow(request, FOLLOW, check_agent_name(request.match_info["name"]))
     return json_response(await request.app[GATEWAY].agent(request.match_info["name"]))
 
 
 async def post_turn(request):
     body = await read_model(request, TurnRequest)
+    await allow(request, SEND, check_agent_name(body.agent))
     return await run_turn(request.app[GATEWAY], body.agent, body)
 
 
 async def post_agent_turn(request):
     body = await read_model(request, AgentTurnRequest)
+    await allow(request, SEND, check_agent_name(request.match_info["name"]))
     return await run_turn(request.app[GATEWAY], request.match_info["name"], body)
 
 
@@ -112,10 +137,12 @@ async def run_turn(gw, agent_name, body):
 
 
 async def get_turn(request):
+    await allow(request, FOLLOW, agent_of_turn(check_turn_id(request.match_info["turn_id"])))
     return json_response(turn_view(await request.app[GATEWAY].turn(request.match_info["turn_id"])))
 
 
 async def cancel_turn(request):
+    await allow(request, SEND, agent_of_turn(check_turn_id(request.match_info["turn_id"])))
     return json_response(turn_view(await request.app[GATEWAY].cancel(request.match_info["turn_id"])))
 
 
@@ -136,6 +163,7 @@ async def events(request):
     """SSE: the agent's transcript records (`id:` = seq); resumes after Last-Event-ID."""
     gw = request.app[GATEWAY]
     name = check_agent_name(request.match_info["name"])
+    await allow(request, FOLLOW, name)
     turn_id = request.query.get("turn")
     sub = await gw.subscribe(name, turn_id=turn_id, from_seq=_from_seq(request))
     response = await start_sse(request)
@@ -158,11 +186,11 @@ async def openapi_json(request):
     return json_response(openapi.document())
 
 
-def make_app(gateway, token):
-    """The aiohttp Application of a gateway over `gateway` (a Gateway), guarded by `token`."""
+def make_app(gateway, keyring):
+    """The aiohttp Application of a gateway over `gateway` (a Gateway), guarded by `keyring`'s tokens."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, guard])
     app[GATEWAY] = gateway
-    app[TOKEN] = token
+    app[KEYRING] = keyring
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/agents", agents)
@@ -174,19 +202,19 @@ def make_app(gateway, token):
     app.router.add_get("/v1/turns/{turn_id}", get_turn)
     app.router.add_post("/v1/turns/{turn_id}/cancel", cancel_turn)
     app.router.add_get("/openapi.json", openapi_json)
-    a2a.add_routes(app, GATEWAY)
+    a2a.add_routes(app, GATEWAY, allow)
     return app
 
 
-async def serve(fleet, host, port, token, on_ready=None, on_host=None, access_log=True):
+async def serve(fleet, host, port, keyring, on_ready=None, on_host=None, access_log=True):
     """Serve until SIGINT/SIGTERM, holding `fleet` (and so its host connections) open."""
     gateway = Gateway(fleet)
     try:
         await gateway.open(on_host)
         # A short shutdown timeout: open SSE streams never end on their own.
-        runner = web.AppRunner(make_app(gateway, token), handler_cancellation=True, shutdown_timeout=2.0,
+        runner = web.AppRunner(make_app(gateway, keyring), handler_cancellation=True, shutdown_timeout=2.0,
                                access_log=logging.getLogger("sac.gateway.access") if access_log else None,
-                               access_log_format=ACCESS_LOG_FORMAT)
+                               access_log_class=AccessLogger)
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)

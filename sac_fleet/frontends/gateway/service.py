@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 
-from sac_node.protocol.errors import SacError
+from sac_node.protocol.errors import AgentNotFound, SacError
 
 from .schema import check_agent_name, check_turn_id
 
@@ -75,6 +75,13 @@ class Gateway:
         check_agent_name(name)
         status = await self.fleet.status(name)
         return dict(status, host=await self.fleet.host_of(name))
+
+    async def labels(self, name):
+        """An agent's labels, for a token's label selectors: {} when no host runs it."""
+        try:
+            return (await self.fleet.status(name)).get("labels") or {}
+        except AgentNotFound:
+            return {}
 
     async def submit(self, agent, text, key=None, wait_s=None):
         """Accept a turn (journalled on its host before this returns): (turn, created).
