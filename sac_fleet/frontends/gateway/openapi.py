@@ -52,7 +52,8 @@ JSONRPC = {"type": "object", "required": ["jsonrpc", "method"], "properties": {
     "params": {"type": "object"}}}
 
 ERRORS = {"400": _json(_ref("Error"), "bad body (the message names the field)"),
-          "401": _json(_ref("Error"), "no bearer token"), "403": _json(_ref("Error"), "wrong token"),
+          "401": _json(_ref("Error"), "no bearer token, or an unknown one"),
+          "403": _json(_ref("Error"), "the token's scopes do not allow this (the message names the scope needed)"),
           "404": _json(_ref("Error"), "no such agent or turn"),
           "409": _json(_ref("Error"), "the agent is not running"),
           "502": _json(_ref("Error"), "the agent's host did not answer")}
