@@ -9,7 +9,6 @@ import os
 import re
 
 import pytest
-import yaml
 
 from sac_fleet.provider.server import ProviderServer
 from tests.fixtures.agents import SacEnv
@@ -26,12 +25,8 @@ def env(tmp_path, claude_bin, bwrap_bin):
     provider = ProviderServer({"rules": []}).start()
     env = SacEnv(tmp_path, provider.url, claude_bin)
     try:
-        for name, role in (("lead", "lead"), ("worker", "worker")):
-            spec = env.write_spec(name) / "spec.yaml"
-            doc = yaml.safe_load(spec.read_text())
-            doc["metadata"]["labels"] = {"role": role}
-            spec.write_text(yaml.safe_dump(doc))
-            env.sac("agents", "start", spec.parent)
+        for name in ("lead", "worker"):
+            env.sac("agents", "start", env.write_spec(name, labels={"role": name}))
         yield env
     finally:
         env.cleanup()

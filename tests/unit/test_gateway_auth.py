@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from sac_fleet.frontends.gateway.auth import TokensUnreadable, authorize, check_request, load_or_create_token
+from sac_fleet.frontends.gateway.auth import TokensUnreadable, authorize, check_request
 from sac_fleet.frontends.gateway.schema import Forbidden, Unauthorized
 from sac_fleet.frontends.gateway.scopes import FOLLOW, READ, SEND
-from sac_fleet.frontends.gateway.tokens import token_path
+from sac_fleet.frontends.gateway.tokens import load_or_create_token, token_path
 from sac_node.protocol.errors import ConfigError
 from tests.fixtures.gateway import keyring_with
 

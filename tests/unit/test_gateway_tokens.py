@@ -5,9 +5,8 @@ import os
 
 import pytest
 
-from sac_fleet.frontends.gateway.auth import load_or_create_token
-from sac_fleet.frontends.gateway.tokens import (Keyring, add_token, digest, ensure_default, read_tokens,
-                                                revoke_token)
+from sac_fleet.frontends.gateway.tokens import (Keyring, add_token, digest, ensure_default,
+                                                load_or_create_token, read_tokens, revoke_token)
 from sac_node.protocol.errors import ConfigError
 from tests.fixtures.cli_imports import run_sac
 
@@ -61,18 +60,19 @@ def test_the_keyring_sees_an_add_and_a_revoke_without_restarting(tmp_path):
 def test_the_single_token_of_before_becomes_the_default_admin_token(tmp_path):
     legacy, path = tmp_path / "gateway.token", tmp_path / "gateway.tokens"
     old = load_or_create_token(legacy)
-    ensure_default(path, legacy, load_or_create_token)
+    ensure_default(path, legacy)
     token = Keyring(path).find(old)
     assert (token.name, token.scopes) == ("default", ("admin",))
     assert legacy.read_text().strip() == old  # the CLI here keeps reading it
     add_token(path, "ci", ["read"])
-    ensure_default(path, legacy, load_or_create_token)  # a second start changes nothing
+    ensure_default(path, legacy)  # a second start changes nothing
     assert [t.name for t in read_tokens(path)] == ["default", "ci"]
     revoke_token(path, "default", legacy=legacy)
     assert not legacy.exists() and Keyring(path).find(old) is None
 
 
 def test_the_cli_shows_a_token_once_and_never_lists_it(tmp_path):
+    old = load_or_create_token(tmp_path / "gateway.token")  # a gateway of before made it
     added = run_sac(["fleet", "token", "add", "ci", "--scope", "read", "-s", "send:role=worker"], tmp_path)
     assert added.code == 0, added.stderr
     value = added.stdout.strip()
@@ -80,11 +80,14 @@ def test_the_cli_shows_a_token_once_and_never_lists_it(tmp_path):
     listed = run_sac(["fleet", "token", "list"], tmp_path)
     assert listed.code == 0 and "ci" in listed.stdout and "send:role=worker" in listed.stdout
     as_json = run_sac(["fleet", "token", "list", "--json"], tmp_path)
-    assert [r["name"] for r in json.loads(as_json.stdout)] == ["ci"]
-    stored = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
-    assert "gateway.tokens" in {p.name for p in tmp_path.iterdir()}
-    assert value not in listed.stdout + as_json.stdout + stored
+    assert [(r["name"], r["scopes"]) for r in json.loads(as_json.stdout)] == [
+        ("default", ["admin"]), ("ci", ["read", "send:role=worker"])]  # the token of before is kept
+    assert Keyring(tmp_path / "gateway.tokens").find(old).name == "default"
+    stored = (tmp_path / "gateway.tokens").read_text()
+    assert value not in listed.stdout + as_json.stdout + stored and old not in listed.stdout + stored
     bad = run_sac(["fleet", "token", "add", "x", "-s", "write"], tmp_path)
     assert bad.code == 2 and bad.stderr.startswith("error: ") and "unknown scope 'write'" in bad.stderr
     revoked = run_sac(["fleet", "token", "revoke", "ci"], tmp_path)
-    assert revoked.code == 0 and json.loads(run_sac(["fleet", "token", "list", "--json"], tmp_path).stdout) == []
+    assert revoked.code == 0
+    assert [r["name"] for r in json.loads(run_sac(["fleet", "token", "list", "--json"], tmp_path).stdout)] == [
+        "default"]

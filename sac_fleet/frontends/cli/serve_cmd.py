@@ -56,14 +56,14 @@ def serve(old_inventory: str = OLD_INVENTORY,
                                           help="Log each request (method, path, status; never headers).")):
     """Serve the fleet over HTTP: POST /v1/turn, turn lookup, status, SSE transcripts and A2A."""
     from sac_fleet.api import Fleet, register_gateway, unregister_gateway
-    from sac_fleet.frontends.gateway.auth import load_or_create_token
     from sac_fleet.frontends.gateway.http import serve as run_gateway
-    from sac_fleet.frontends.gateway.tokens import Keyring, ensure_default, token_path, tokens_path
+    from sac_fleet.frontends.gateway.tokens import (Keyring, ensure_default, load_or_create_token, token_path,
+                                                    tokens_path)
 
     inventory = optional_inventory(inventory_of(inventory, old_inventory))
 
     path, named = token_path(), tokens_path()
-    ensure_default(named, path, load_or_create_token)  # the single token of before is the `default` admin one
+    ensure_default(named, path)  # the single token of before is the `default` admin one
     token = load_or_create_token(path) if path.exists() else None  # None: `default` was revoked
     if access_log:
         _access_log()
@@ -89,7 +89,8 @@ def serve(old_inventory: str = OLD_INVENTORY,
     fleet = Fleet(inventory=inventory, accept_new_host_keys=accept_new)
     registered = []
     try:
-        asyncio.run(run_gateway(fleet, host, port, Keyring(named), on_ready=on_ready, on_host=on_host, access_log=access_log))
+        asyncio.run(run_gateway(fleet, host, port, Keyring(named), on_ready=on_ready, on_host=on_host,
+                                access_log=access_log))
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise

@@ -22,8 +22,10 @@ def add(name: str = typer.Argument(..., help="The token's name, as the gateway's
         scope: List[str] = typer.Option(..., "--scope", "-s", help=SCOPE_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print {name, scopes, token} as JSON.")):
     """Make a token and print its value: this once only (the file keeps its hash)."""
-    from sac_fleet.frontends.gateway.tokens import add_token, canonical_scopes, tokens_path
+    from sac_fleet.frontends.gateway.tokens import add_token, canonical_scopes, ensure_default, token_path, tokens_path
 
+    canonical_scopes(scope)  # a bad scope changes nothing
+    ensure_default(tokens_path(), token_path())  # the first token file keeps the token of before, as `default`
     value = add_token(tokens_path(), name, scope)
     if as_json:
         sys.stdout.write(json.dumps({"name": name, "scopes": list(canonical_scopes(scope)), "token": value}) + "\n")

@@ -2,14 +2,7 @@
 
 Every route asks `authorize` for an action (scopes.READ, FOLLOW, SEND, ADMIN) before
 it acts. A token's value never reaches a log or an error message; its name does.
-The plain token file <SAC_HOME>/gateway.token is the `default` admin token, which
-the CLI on this machine reads to talk through a running gateway.
 """
-
-import os
-import secrets
-import stat
-from pathlib import Path
 
 from sac_node.protocol.errors import ConfigError, SacError
 
@@ -24,31 +17,6 @@ class TokensUnreadable(SacError):
     """The tokens file went bad while the gateway runs: every request is refused (HTTP 500) until fixed."""
 
     code = "tokens_unreadable"
-
-
-def load_or_create_token(path):
-    """The token stored at `path`; a new one (256 random bits, mode 0600) when the file is missing."""
-    path = Path(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_token(path)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_urlsafe(32) + "\n")
-    return _read_token(path)
-
-
-def _read_token(path):
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError("%s: the gateway token is readable by others (mode %o); run `chmod 600 %s`"
-                          % (path, stat.S_IMODE(mode), path))
-    token = path.read_text().strip()
-    if len(token) < 16:
-        raise ConfigError("%s: the gateway token is empty or shorter than 16 characters; delete the file "
-                          "and a new one is made at the next start" % path)
-    return token
 
 
 def check_request(headers, keyring):

@@ -80,10 +80,10 @@ class Token:
 
 
 def check_private(path, what="the gateway's tokens"):
-    """ConfigError when others may read `path` (it holds secrets or their hashes)."""
+    """ConfigError when others may read `path` (it holds a secret or the hashes of some)."""
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError("%s: %s are readable by others (mode %o); run `chmod 600 %s`"
+        raise ConfigError("%s holds %s and is readable by others (mode %o); run `chmod 600 %s`"
                           % (path, what, stat.S_IMODE(mode), path))
 
 
@@ -132,6 +132,28 @@ def _current(path):
     return read_tokens(path) if path.exists() else ()
 
 
+def load_or_create_token(path):
+    """The token stored at `path`; a new one (256 random bits, mode 0600) when the file is missing."""
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_token(path)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(32) + "\n")
+    return _read_token(path)
+
+
+def _read_token(path):
+    check_private(path, "the `default` gateway token")
+    token = path.read_text().strip()
+    if len(token) < 16:
+        raise ConfigError("%s: the gateway token is empty or shorter than 16 characters; delete the file "
+                          "and a new one is made at the next start" % path)
+    return token
+
+
 def add_token(path, name, scopes, value=None):
     """Enter a new token `name` with `scopes`; returns its value (a new random one unless `value`)."""
     path = Path(path)
@@ -167,15 +189,16 @@ def revoke_token(path, name, legacy=None):
     return gone[0]
 
 
-def ensure_default(path, legacy, load_legacy):
-    """Before the first serve with named tokens: the single token (`load_legacy(legacy)`, made if missing)
-    becomes the `default` admin token. A tokens file that exists is left as it is."""
+def ensure_default(path, legacy):
+    """Before the tokens file is first written (by `sac fleet serve` or `token add`): the single token of
+    before (`legacy`, made if missing) becomes the `default` admin token. A tokens file that exists is
+    left as it is."""
     path = Path(path)
     with _locked(path):
         if path.exists():
             read_tokens(path)  # refuse to start on a broken or readable file
             return
-        value = load_legacy(legacy)
+        value = load_or_create_token(legacy)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         write_tokens(path, (Token(DEFAULT, ("admin",), digest(value), created),))
 
