@@ -215,9 +215,9 @@ def write_spec(root, provider_url, runtime, name=AGENT, network=None):
 async def stop_everything(fleet, state_dir):
     """Stop the agent and the daemon politely, then kill anything still mentioning the state dir."""
     try:
+        node = await fleet.node(AGENT)  # this machine's daemon, which runs both agents
         for name in (AGENT, HOST_AGENT):
             await asyncio.wait_for(fleet.stop(name), 20)
-        node = await fleet.node()
         await asyncio.wait_for(node.shutdown(), 10)
     except Exception as exc:  # cleanup goes on regardless
         sys.stderr.write("bench: polite stop failed (%s); killing\n" % exc)
