@@ -247,19 +247,19 @@ class Node:
 
         handlers = table(self)
         relay = functools.partial(turns.relay, self)
-        try:
-            os.unlink(self.state.socket)
-        except FileNotFoundError:
-            pass
+        # Bound under a private name, then renamed into place: whoever finds node.sock answering
+        # (`daemon --detach`, a head's probe) finds this daemon's daemon.json already written.
+        bound = "%s.%x" % (self.state.socket, os.getpid())
         old = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(
                 lambda r, w: self._serve_client(RpcPeer(r, w, handlers, name="client", relay=relay)),
-                path=self.state.socket)
+                path=bound)
         finally:
             os.umask(old)
-        os.chmod(self.state.socket, 0o600)
+        os.chmod(bound, 0o600)
         self._write_info()
+        os.rename(bound, self.state.socket)
         self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_event_loop().add_signal_handler(sig, self.shutdown)
