@@ -3,13 +3,15 @@
 import textwrap
 
 import pytest
+from hypothesis import given, strategies as st
 
+from sac_fleet.core.documents import Document
 from sac_fleet.core.instances import check_instances, instances
 from sac_fleet.core.inventory import load_inventory
 from sac_fleet.core.params import read_params
 from sac_fleet.core.placement import HostState, place
 from sac_fleet.core.spec import parse_spec
-from sac_fleet.core.templates import HostFacts
+from sac_fleet.core.templates import Context, HostFacts, render
 from sac_node.protocol.errors import InventoryError, SpecError
 
 TEMPLATE = """\
@@ -243,3 +245,18 @@ def test_bad_template_entries_are_one_line(template, tmp_path, entry, expected):
     with pytest.raises(InventoryError) as caught:
         load_inventory(inventory)
     assert caught.value.message.startswith("%s:3 agents[0]" % inventory) and expected in caught.value.message
+
+
+# --- properties ----------------------------------------------------------------------------
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="$"), max_size=40))
+def test_text_without_a_dollar_is_left_as_it_is(text):
+    doc = Document("s.yaml", {"spec": {"env": {"A": text}}})
+    assert render(doc, Context(name="a")).data == doc.data
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="${}"), max_size=20))
+def test_a_doubled_dollar_is_always_the_literal_text(inner):
+    doc = Document("s.yaml", {"spec": {"env": {"A": "x $${%s} y" % inner}}})
+    assert render(doc, Context(name="a")).data["spec"]["env"]["A"] == "x ${%s} y" % inner
