@@ -52,6 +52,9 @@ REASONS = {
     "timeout": "sac watches each turn with health.turn_timeout_s and health.stall_timeout_s, not a probe",
     "overlay": "sac's sandbox has no writable overlay (bind a directory in isolation.binds)",
     "raw_args": "sac builds the sandbox's argv itself",
+    "runtime": "sac chooses the sandbox itself (isolation.runtime: auto, apptainer, bwrap or none)",
+    "to_home": "sac reads the to_home/ directory next to spec.yaml only (move the files there)",
+    "dot_claude": "sac reads dot_claude/ next to spec.yaml only (move the files there)",
 }
 
 

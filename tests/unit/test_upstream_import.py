@@ -138,3 +138,12 @@ def test_sac_spec_import_from_the_cli(tmp_path):
     assert ran.stderr.count("warning: ") == 3 and "spec.yaml:11 spec.apptainer.overlay" in ran.stderr
     checked = run_sac(["spec", "check", "-q", str(tmp_path / "src" / "paper-bot")], tmp_path / "home")
     assert checked.code == 2 and checked.stderr.count("\n") == 1 and "run `sac spec import" in checked.stderr
+
+
+def test_a_runtime_or_home_sac_cannot_take_says_why():
+    doc = parse_document("apiVersion: scitex-agent-container/v3\nkind: Agent\nspec:\n  runtime: tui\n"
+                         "  to_home: ./home\n  hosts: all\n", "s.yaml")
+    data, warnings = convert(doc, "a")
+    assert data["spec"] == {"placement": {"per_host": True}}
+    assert where(warnings) == ["4 spec.runtime", "5 spec.to_home"]
+    assert "isolation.runtime: auto" in warnings[0] and "to_home/ directory next to spec.yaml" in warnings[1]
