@@ -137,9 +137,33 @@ class Fleet:
                             "or on this host" % (target, self.agents_dir))
         from .core.spec import parse_spec  # pydantic is slow to import; only `start` needs it
 
-        started = await node.start_agent(parse_spec(path).to_node(), restart=restart)
-        self.index.note(host, started["status"])
+        return await self._start_spec(node, parse_spec(path), restart)
+
+    async def _start_spec(self, node, spec, restart=False):
+        from .core.templates import HostFacts
+
+        started = await node.start_agent(spec.on_host(HostFacts(LOCAL_HOST)).to_node(), restart=restart)
+        self.index.note(LOCAL_HOST, started["status"])
         return started
+
+    async def start_instances(self, template, params, name=None, restart=False):
+        """Start one agent per row of the parameter file `params` from the spec `template` (this machine).
+
+        `name` is a pattern such as '{template}-${params.id}' (else the rows' `name` column, else the
+        template's metadata.name). Every row is checked before any agent starts. Returns one result per row.
+        """
+        if self._by_hand is None:
+            raise SpecError("with an inventory, agents start where placement puts them: add {template: %s, params: "
+                            "%s} to %s and run `sac fleet up`" % (template, params, self.inventory_path))
+        from .core.instances import check_instances
+
+        path = here.resolve_target(template, self.agents_dir)
+        if path is None:
+            raise SpecError("%s: no such spec file or template directory" % template)
+        specs = check_instances(path, params, name, environ=os.environ)
+        await self._open(provision=True)
+        node = self._routes()[LOCAL_HOST].client
+        return [await self._start_spec(node, spec, restart) for spec in specs]
 
     async def _start_known(self, node, name):
         status = await node.agent_status(name)

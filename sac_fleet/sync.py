@@ -96,6 +96,7 @@ class SyncFleet:
 
     # -- agents (same arguments and results as Fleet's) --------------------------------
     start = _blocking("start")
+    start_instances = _blocking("start_instances")
     stop = _blocking("stop")
     restart = _blocking("restart")
     delete = _blocking("delete")

@@ -79,13 +79,15 @@ def with_secrets(plan, inventory, links):
     return Plan.of(plan.actions + tuple(secrets.actions(values, links))), values
 
 
-def node_spec(inventory, copy_name, generation=None):
-    """The resolved spec a node receives for one agent copy (replicas get their copy's name).
+def node_spec(inventory, copy_name, generation=None, host=None):
+    """The resolved spec a node receives for one agent copy (replicas get their copy's name) on `host`
+    (its `${host.*}` placeholders filled there).
 
     A singleton carries its generation: the fencing token that lets a newer copy
     stop an older one (see fences).
     """
-    spec = inventory.agent(copy_name).spec.to_node()
+    agent = inventory.agent(copy_name)
+    spec = (agent.spec_on(inventory.hosts[host]) if host is not None else agent.spec).to_node()
     spec["name"] = copy_name
     spec["fleet"] = fleet_id(inventory)
     if generation is not None:
@@ -152,7 +154,7 @@ async def apply_plan(plan, inventory, links, observed=None, secret_values=None):
             if action.kind in (ActionKind.STOP, ActionKind.PRUNE):
                 await link.client.stop_agent(action.agent)
                 return {"action": action.to_dict(), "ok": True, "changed": True}
-            spec = node_spec(inventory, action.agent, _generation(inventory, observed, action))
+            spec = node_spec(inventory, action.agent, _generation(inventory, observed, action), action.host)
             reply = await link.client.start_agent(spec)
             return {"action": action.to_dict(), "ok": True, "changed": reply["changed"],
                     "status": reply["status"]}

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sac_node.protocol.errors import InventoryError
 
 from .documents import Document, did_you_mean, load_document, validation_error
-from .inventory_agents import InventoryAgent, check_agent_names, read_spec, resolve_agent
+from .inventory_agents import InventoryAgent, check_agent_names, read_spec, resolve_agents
 from .inventory_document import (HOST_NAME_RE, SAC_DEFAULTS, AgentEntry, Defaults, GroupEntry, HostEntry, HostName,
                                  InventoryDocument, hosts_from_list)
 from .inventory_hosts import Host, JumpHop, check_groups, check_hosts, jump_chain, resolve_host
@@ -117,8 +117,8 @@ def parse_inventory(doc: Document, *, load_specs: bool = True) -> Inventory:
     groups = check_groups(doc, model)
     hosts = {name: resolve_host(doc, model, name, groups) for name in model.hosts}
     check_hosts(doc, hosts)
-    agents = tuple(resolve_agent(doc, model, index, hosts, groups, load_specs)
-                   for index in range(len(model.agents)))
+    agents = tuple(agent for index in range(len(model.agents))
+                   for agent in resolve_agents(doc, model, index, hosts, groups, load_specs))
     check_agent_names(doc, agents)
     return Inventory(Path(doc.path), hosts, groups, agents, model.name or Path(doc.path).stem, warnings)
 

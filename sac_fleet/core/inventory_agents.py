@@ -1,4 +1,5 @@
-"""The inventory's agents: each entry's spec loaded, its placement chosen and checked.
+"""The inventory's agents: each entry's spec loaded (a template entry gives one agent per parameter row,
+core/instances.py), its placement chosen and checked.
 
 The placement in force is the inventory entry's, else the spec's; pinned hosts
 and groups must exist and hosts must not be ``jump_only``; every copy name
@@ -7,14 +8,17 @@ and groups must exist and hosts must not be ``jump_only``; every copy name
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sac_node.protocol.errors import InventoryError
 
+from .instances import check_instances
 from .placement import Rule, replica_names
 from .spec import Placement, parse_spec
+from .templates import HostFacts
 from .wording import did_you_mean
 
 
@@ -35,20 +39,40 @@ class InventoryAgent:
         return Rule(hosts=tuple(p.hosts), group=p.group, labels=p.labels, replicas=p.replicas,
                     per_host=p.per_host, singleton=p.singleton, sticky=p.sticky)
 
+    def spec_on(self, host) -> Any:
+        """The spec as it runs on ``host`` (an inventory Host): ``${host.name}``, ``${host.labels.X}`` filled."""
+        return self.spec.on_host(HostFacts(host.name, dict(host.labels or {})))
+
     def copies(self) -> list:
         """The names its copies have on hosts (``name``, or ``name-0 ..`` for replicas)."""
         return replica_names(self.name, self.placement.replicas)
 
 
-def resolve_agent(doc, model, index, hosts, groups, load_specs) -> InventoryAgent:
+def resolve_agents(doc, model, index, hosts, groups, load_specs) -> list:
+    """The agents of one inventory entry: its spec's one, or one per row of a template's parameters."""
     entry = model.agents[index]
     loc = ("agents", index)
-    target = (Path(doc.path).parent / Path(entry.spec).expanduser())
-    if not target.exists():
-        raise doc.error(loc + ("spec",), "%s does not exist (a spec file or agent directory, relative to %s)"
-                        % (target, Path(doc.path).name), InventoryError)
-    spec = read_spec(target) if load_specs else None
-    name = spec.name if spec is not None else (target.parent.name if target.is_file() else target.name)
+    field = "spec" if entry.spec is not None else "template"
+    target = _existing(doc, loc + (field,), entry.spec or entry.template, "a spec file or agent directory")
+    if entry.template is None:
+        spec = read_spec(target) if load_specs else None
+        name = spec.name if spec is not None else (target.parent.name if target.is_file() else target.name)
+        return [_agent(doc, loc, entry, target, name, spec, hosts, groups)]
+    params = _existing(doc, loc + ("params",), entry.params, "a .csv, .yaml or .jsonl parameter file")
+    # Rendered even without load_specs: the rows' names may come from the template.
+    return [_agent(doc, loc, entry, target, spec.name, spec, hosts, groups)
+            for spec in check_instances(target, params, entry.name, environ=os.environ)]
+
+
+def _existing(doc, loc, given, what):
+    path = Path(doc.path).parent / Path(given).expanduser()
+    if not path.exists():
+        raise doc.error(loc, "%s does not exist (%s, relative to %s)" % (path, what, Path(doc.path).name),
+                        InventoryError)
+    return path
+
+
+def _agent(doc, loc, entry, target, name, spec, hosts, groups):
     if entry.placement is not None:
         placement, source = entry.placement, "inventory"
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, model_validator
 
 from .secret_sources import Secrets
 from .spec import LabelKey, NonEmpty, Placement, Text
@@ -72,10 +72,25 @@ class HostEntry(Defaults):
 
 
 class AgentEntry(ConfigModel):
-    """One entry under ``agents``: a spec (file or directory) and an optional placement."""
+    """One entry under ``agents``: a spec (file or directory), or a template with a parameter file (one agent
+    per row, named by its ``name`` column or the ``name`` pattern); and an optional placement."""
 
-    spec: NonEmpty = Field(json_schema_extra={"example": "agents/reviewer"})
+    spec: NonEmpty | None = Field(None, json_schema_extra={"example": "agents/reviewer"})
+    template: NonEmpty | None = None
+    params: NonEmpty | None = None
+    name: NonEmpty | None = None
     placement: Placement | None = None
+
+    @model_validator(mode="after")
+    def _spec_or_template(self) -> "AgentEntry":
+        if (self.spec is None) == (self.template is None):
+            raise invalid("give spec: (one agent) or template: with params: (one agent per row), not %s"
+                          % ("both" if self.spec else "neither"))
+        if self.template is not None and self.params is None:
+            raise invalid("a template needs params: FILE (.csv, .yaml or .jsonl, one row per agent)")
+        if self.spec is not None and (self.params or self.name):
+            raise invalid("params: and name: go with template:, not spec: (write template: %s)" % self.spec)
+        return self
 
 
 class InventoryDocument(ConfigModel):

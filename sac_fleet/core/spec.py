@@ -12,6 +12,7 @@ of those is importable from here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ from .documents import Document, describe, load_document, validation_error
 from .spec_fields import (CREDENTIAL_ENV, ENGINE_OWNED_FLAGS, ENV_NAME_RE, LABEL_KEY_RE, NAME_RE, PERMISSION_FLAGS,
                           PERMISSION_MODES, SECRET_VALUE_RE, TOOL_RULE_RE, AgentName, Bind, Count, EnvName, EnvValue,
                           Flag, KeyVariable, LabelKey, NonEmpty, Seconds, Text, ToolRule, Workdir)
+from .spec_hooks import HOOK_EVENTS, HookCommand, Hooks
 from .spec_sections import (Account, AgentSettings, Backoff, Claude, Engine, Health, Isolation, Journal, Metadata,
                             Placement, Provider, Quota, Restart)
+from .templates import HostFacts, render_spec_document, uses
 from .to_home import TO_HOME_DIR, TO_HOME_MAX_BYTES, read_to_home
 from .validation import ConfigModel, invalid
 
@@ -35,7 +38,7 @@ __all__ = [
     "AgentName", "Bind", "Count", "EnvName", "EnvValue", "Flag", "KeyVariable", "LabelKey", "NonEmpty", "Seconds",
     "Text", "ToolRule", "Workdir",
     "Account", "AgentSettings", "Backoff", "Claude", "Engine", "Health", "Isolation", "Journal", "Metadata",
-    "Placement", "Provider", "Quota", "Restart",
+    "Placement", "Provider", "Quota", "Restart", "HOOK_EVENTS", "HookCommand", "Hooks",
     "Spec", "parse_spec", "spec_file", "validate_spec", "read_to_home",
 ]
 
@@ -54,6 +57,7 @@ class Spec(ConfigModel):
 
     _source: str = PrivateAttr("")
     _to_home: dict = PrivateAttr(default_factory=dict)
+    _rendered: dict = PrivateAttr(default_factory=dict)  # how its placeholders were filled (parse_spec)
 
     @model_validator(mode="before")
     @classmethod
@@ -91,6 +95,13 @@ class Spec(ConfigModel):
         """Files of the sibling ``to_home/`` directory: relative posix path -> bytes."""
         return dict(self._to_home)
 
+    def on_host(self, host: HostFacts) -> "Spec":
+        """This spec as it runs on ``host``: itself, or rendered again when it uses ``${host.*}``."""
+        if not self._rendered.get("host_bound"):
+            return self
+        args = {k: v for k, v in self._rendered.items() if k != "host_bound"}
+        return parse_spec(self._source, host=host, **args)
+
     def to_node(self) -> dict:
         """The plain dict the node receives (see the contract in docs/spec-reference.md)."""
         body = self.spec
@@ -114,24 +125,37 @@ class Spec(ConfigModel):
             # Only when the spec says it: the node's defaults are the same, and a spec without it
             # keeps the hash it had before `journal` existed (so an upgrade restarts no agent).
             node["journal"] = body.journal.model_dump()
+        # Likewise hooks and startup commands: there only when the spec has some.
+        if body.startup_commands:
+            node["startup_commands"] = list(body.startup_commands)
+        if any(getattr(body.hooks, event) for event in HOOK_EVENTS):
+            node["hooks"] = body.hooks.model_dump()
         return node
 
 
 # --- reading ---------------------------------------------------------------------
 
 
-def parse_spec(target, default_name: str | None = None) -> Spec:
-    """Read, validate and resolve the spec at ``target`` (a spec.yaml or a directory holding one).
+def parse_spec(target, default_name: str | None = None, *, name: str | None = None, params=None,
+               host: HostFacts | None = None, row: int | None = None, environ=None) -> Spec:
+    """Read, fill in (templates.py), validate and resolve the spec at ``target`` (a spec.yaml or a directory).
 
-    ``metadata.name`` defaults to ``default_name``, else to the spec's directory
-    name. Raises ``SpecError`` with one line ``FILE:LINE FIELD: problem (fix)``.
+    ``metadata.name`` defaults to ``default_name``, else to the spec's directory name; ``name``
+    (an instance of a template) overrides it. ``params`` fills ``${params.X}``, ``host``
+    ``${host.*}`` (None: not placed yet, a stand-in), ``environ`` (default: this process's)
+    ``${env.X}``. Raises ``SpecError`` with one line ``FILE:LINE FIELD: problem (fix)``.
     """
     spec_path = spec_file(target)
     doc = load_document(spec_path, SpecError, example="docs/spec-reference.md")
     if default_name is None:
         default_name = spec_path.resolve().parent.name
-    spec = validate_spec(doc, default_name)
+    _refuse_upstream(doc)
+    rendered = render_spec_document(doc, default_name, name=name, params=params, host=host, row=row,
+                                    environ=os.environ if environ is None else environ)
+    spec = validate_spec(rendered, default_name)
     spec._source = str(spec_path.resolve())
+    spec._rendered = {"name": name, "params": params, "row": row, "environ": environ,
+                      "host_bound": uses(doc, "host.")}
     spec._to_home = read_to_home(spec_path.parent / TO_HOME_DIR)
     return spec
 
@@ -149,8 +173,20 @@ def spec_file(target) -> Path:
     return path
 
 
+UPSTREAM_API = "scitex-agent-container/"
+
+
+def _refuse_upstream(doc: Document) -> None:
+    """An upstream scitex-agent-container spec gets one line that says what to do, not one per field."""
+    version = doc.data.get("apiVersion")
+    if isinstance(version, str) and version.startswith(UPSTREAM_API):
+        raise SpecError("%s:%d apiVersion: this is an upstream %s spec, not a sac spec: run `sac spec import %s` "
+                        "to convert it" % (doc.path, doc.line_of(("apiVersion",)), version, doc.path))
+
+
 def validate_spec(doc: Document, default_name: str | None = None) -> Spec:
     """Validate an already loaded document; errors point into ``doc``. No ``to_home``, no source."""
+    _refuse_upstream(doc)
     try:
         return Spec.model_validate(doc.data, context={"default_name": default_name})
     except ValidationError as exc:

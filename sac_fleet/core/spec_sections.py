@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
+from .spec_hooks import Command, Hooks
 from .spec_fields import (_SECRETS_HINT, NAME_RE, PERMISSION_MODES, AgentName, Bind, Count, EnvName, EnvValue, Flag,
                           KeyVariable, LabelKey, NonEmpty, Seconds, Text, ToolRule, Workdir)
 from .validation import ConfigModel, invalid
@@ -74,6 +75,10 @@ class Provider(ConfigModel):
     def _no_literal_credentials(cls, data: Any) -> Any:
         if isinstance(data, dict):
             for key in data:
+                if key not in ("base_url", "api_key_env") and str(key).endswith("_env"):
+                    # It names a variable, as api_key_env does: no credential, just another spelling.
+                    raise invalid("unknown field %r: sac names the variable that holds the key in api_key_env "
+                                  "(write api_key_env: %s)" % (str(key), _env_name_shown(data[key])))
                 if key not in ("base_url", "api_key_env") and re.search(r"key|token|secret|passw", str(key), re.I):
                     raise invalid("%r is refused: a credential does not belong in a spec (%s)" % (str(key), _SECRETS_HINT))
         return data
@@ -93,6 +98,11 @@ class Provider(ConfigModel):
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise invalid("%s is not an http(s) URL (e.g. http://127.0.0.1:8787)" % describe(value))
         return value.rstrip("/")
+
+
+def _env_name_shown(value: Any) -> str:
+    """The variable's name when it looks like one; never a value that could be the key itself."""
+    return value if isinstance(value, str) and re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", value) else "NAME"
 
 
 class Account(ConfigModel):
@@ -242,6 +252,8 @@ class AgentSettings(ConfigModel):
     claude: Claude = Claude()
     env: dict[EnvName, EnvValue] = {}
     startup_prompts: list[NonEmpty] = []
+    startup_commands: list[Command] = []
+    hooks: Hooks = Hooks()
     restart: Restart = Restart()
     health: Health = Health()
     journal: Journal = Journal()

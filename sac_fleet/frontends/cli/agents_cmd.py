@@ -36,13 +36,24 @@ def emit_json(value):
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
+PARAMS = typer.Option(None, "--params", metavar="FILE", help="Start one agent per row of this .csv, .yaml or .jsonl "
+                      "file, from the spec TARGET as a template.")
+INSTANCE_NAME = typer.Option(None, "--name", metavar="PATTERN", help="With --params: each agent's name, e.g. "
+                             "'{template}-${params.id}' (default: the rows' name column).")
+
+
 @app.command()
-def start(target: str = typer.Argument(..., help="A spec.yaml, an agent directory, or an agent name.")):
-    """Start an agent (a no-op if it already runs with the same spec)."""
-    result = run(lambda f: f.start(target))
-    s = result["status"]
-    verb = "started" if result["started"] else "already running, unchanged"
-    out.print("%s: %s (state %s, sandbox %s)" % (s["name"], verb, s["state"], render.isolation_label(s.get("isolation"))))
+def start(target: str = typer.Argument(..., help="A spec.yaml, an agent directory, or an agent name."),
+          params: str = PARAMS, name: str = INSTANCE_NAME):
+    """Start an agent (a no-op if it already runs with the same spec); with --params, one per row."""
+    if name and not params:
+        raise typer.BadParameter("--name names the agents of a parameter set: give --params FILE too")
+    results = run(lambda f: f.start_instances(target, params, name)) if params else [run(lambda f: f.start(target))]
+    for result in results:
+        s = result["status"]
+        verb = "started" if result["started"] else "already running, unchanged"
+        out.print("%s: %s (state %s, sandbox %s)" % (s["name"], verb, s["state"],
+                                                     render.isolation_label(s.get("isolation"))))
 
 
 @app.command()
