@@ -35,7 +35,9 @@ async def connect_all(inventory, only=None, deadline=None, accept_new=False, exi
         if on_host:
             on_host(host.name, "connecting", "")
         # open_link caps the deadline at the host's own (connect_timeout + its bootstrap time)
-        link = carry_since(existing.get(host.name), await open_link(inventory, host, accept_new, deadline, mode))
+        report = (lambda words: on_host(host.name, "uploading", words)) if on_host else None
+        link = carry_since(existing.get(host.name), await open_link(inventory, host, accept_new, deadline, mode,
+                                                                    report))
         if on_host:
             on_host(host.name, link.state, link.reason or ", ".join(link.actions) or _would(link) or "ready")
         return link

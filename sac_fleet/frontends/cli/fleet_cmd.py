@@ -24,7 +24,7 @@ out = render.LazyConsole()
 err = render.LazyConsole(stderr=True)
 
 JSON = typer.Option(False, "--json", help="Print the report as JSON.")
-HOST_STYLE = {"ok": "green", "connecting": "yellow"}
+HOST_STYLE = {"ok": "green", "connecting": "yellow", "uploading": "yellow"}
 
 
 def run(inventory, coro_fn, accept_new=False):
@@ -116,7 +116,7 @@ class HostProgress:
         self.rows[host] = (state, detail)
         if self.live is not None:
             self.live.update(self._table())
-        elif not self.quiet and state != "connecting":
+        elif not self.quiet and state not in ("connecting", "uploading"):  # no live table: only where it ends
             out.print("%-12s %s %s" % (host, state, detail))
 
 
