@@ -90,12 +90,14 @@ async def up(inventory, links, dry_run=False, prune=False, reschedule=False, lim
 
 
 _DONE = {"start": "started", "keep": "updated", "stop": "stopped", "prune": "stopped", "fence": "fenced",
-         "secrets": "secrets written"}
+         "secrets": "secrets written", "restart-node": "nodes restarted"}
 
 
 def _outcome(results, links):
-    """What `up` did, counted: {started, updated, stopped, fenced, secrets written, failed, hosts_not_reached}."""
-    counts = dict.fromkeys(("started", "updated", "stopped", "fenced", "secrets written", "failed"), 0)
+    """What `up` did, counted: {started, updated, stopped, fenced, secrets written, nodes restarted, failed,
+    hosts_not_reached}."""
+    counts = dict.fromkeys(("started", "updated", "stopped", "fenced", "secrets written", "nodes restarted", "failed"),
+                           0)
     for r in results:
         if not r["ok"]:
             counts["failed"] += 1

@@ -5,10 +5,12 @@ import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from sac_fleet.remote.engine_ship import CHUNK
+from tests.fixtures import procs
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +64,85 @@ def test_hosts_without_claude_get_the_heads_engine_once_and_answer_turns(fleet_e
 
     again = fleet_env.sac_json("fleet", "up", inventory)
     assert again["ok"] and not _uploads(again) and not again["changed"], again
+
+
+def _fake_engine(path, megabytes):
+    """A stand-in for the head's Claude Code: answers `--version`, then `megabytes` of random bytes."""
+    with open(path, "wb") as fh:
+        fh.write(b'#!/bin/sh\necho "2.1.197 (Claude Code)"\nexit 0\n')
+        fh.write(os.urandom(megabytes << 20))
+    os.chmod(path, 0o755)
+    return path
+
+
+def _one_fake_host(fleet_env, megabytes):
+    (host,) = fleet_env.sshd.start(1)
+    fleet_env.env["SAC_CLAUDE_BIN"] = str(_fake_engine(fleet_env.root / "fake-claude", megabytes))
+    _bare_host(fleet_env, host)
+    fleet_env.add_agent("one", {"hosts": [host.name]})
+    return host, fleet_env.write()
+
+
+def _cut_when(host, path, size):
+    """Kill the host's sshd session processes (the connection drops) once `path` holds `size` bytes."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size >= size:
+            for pid in procs.children(host.process.pid):
+                os.kill(pid, signal.SIGKILL)
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_an_upload_cut_midway_resumes_where_it_stopped(fleet_env):
+    host, inventory = _one_fake_host(fleet_env, 96)
+    fleet_env.env["SAC_ENGINE_CODEC"] = "none"
+    (host.state_dir / "engines").mkdir()
+    cutter = threading.Thread(target=lambda: cut.append(_cut_when(host, next(iter(
+        _wait_for_dir(host.state_dir / "engines"))) / "claude.part", 3 * CHUNK)))
+    cut = []
+    cutter.start()
+    first = fleet_env.sac_json("fleet", "up", inventory, check=False)
+    cutter.join()
+    assert cut == [True] and not first["ok"]
+    row = first["hosts"][0]
+    assert row["state"] != "ok" and not _uploads(first), row
+    part = _engine_dir(host) / "claude.part"
+    had = part.stat().st_size
+    assert 3 * CHUNK <= had < 96 << 20
+
+    second = fleet_env.sac_json("fleet", "up", inventory, check=False)
+    ((resumed_at, sent),) = _uploads(second)[host.name]
+    assert resumed_at == (had // CHUNK * CHUNK) >> 20 and resumed_at >= 24
+    assert sent == 96 - resumed_at  # only the rest travelled
+    engine = _engine_dir(host) / "claude"
+    assert engine.read_bytes() == Path(fleet_env.env["SAC_CLAUDE_BIN"]).read_bytes() and not part.exists()
+
+
+def _wait_for_dir(parent, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(parent.iterdir())
+        if found:
+            return found
+        time.sleep(0.005)
+    return []
+
+
+def test_a_corrupted_engine_on_the_host_is_found_by_its_hash_and_sent_again(fleet_env):
+    host, inventory = _one_fake_host(fleet_env, 20)
+    first = fleet_env.sac_json("fleet", "up", inventory, check=False)
+    assert [s for _, s in _uploads(first)[host.name]] == [20]
+    engine = _engine_dir(host) / "claude"
+    with open(engine, "r+b") as fh:  # one byte flipped in the middle: same size
+        fh.seek(10 << 20)
+        byte = fh.read(1)
+        fh.seek(10 << 20)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+    second = fleet_env.sac_json("fleet", "up", inventory, check=False)
+    assert [s for _, s in _uploads(second)[host.name]] == [20], second["hosts"]
+    assert engine.read_bytes() == Path(fleet_env.env["SAC_CLAUDE_BIN"]).read_bytes()
+    third = fleet_env.sac_json("fleet", "up", inventory, check=False)
+    assert not _uploads(third)

@@ -158,7 +158,8 @@ def up_summary(report):
     if report["dry_run"]:
         return "%s: dry run, nothing done" % report["summary"]
     counts = report["outcome"]
-    parts = ["%d %s" % (counts[word], word) for word in ("started", "updated", "stopped", "fenced", "secrets written")
+    parts = ["%d %s" % (counts[word], word) for word in ("started", "updated", "stopped", "fenced", "secrets written",
+                                                                 "nodes restarted")
              if counts.get(word)]
     if counts["failed"]:
         parts.append("%d failed" % counts["failed"])
