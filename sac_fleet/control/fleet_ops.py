@@ -58,6 +58,7 @@ async def plan_report(inventory, links, reschedule=False, prune=False, index=Non
     observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
     plan, _ = reconciler.with_secrets(reconciler.make_plan(inventory, links, observed, reschedule, prune),
                                       inventory, links)
+    plan = reconciler.with_node_restarts(plan, inventory, links)
     return {"plan": [a.to_dict() for a in plan.actions], "summary": plan.summary(),
             "hosts": [_host_row(inventory, links, observed, plan, h.name) for h in inventory.node_hosts()]}
 
@@ -72,6 +73,7 @@ async def up(inventory, links, dry_run=False, prune=False, reschedule=False, lim
     observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
     plan, secret_values = reconciler.with_secrets(
         reconciler.make_plan(inventory, links, observed, reschedule, prune), inventory, links)
+    plan = reconciler.with_node_restarts(plan, inventory, links)
     if limit is not None:
         plan = Plan.of(a for a in plan.actions if a.host in limit)
     results = [] if dry_run else await reconciler.apply_plan(plan, inventory, links, observed, secret_values)
@@ -118,7 +120,7 @@ def _fenced(result):
 
 async def status_report(inventory, links, only=None, index=None):
     observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
-    plan = reconciler.make_plan(inventory, links, observed)
+    plan = reconciler.with_node_restarts(reconciler.make_plan(inventory, links, observed), inventory, links)
     hosts = [h.name for h in inventory.node_hosts() if only is None or h.name == only]
     agents = []
     for name in hosts:

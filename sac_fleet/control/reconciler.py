@@ -70,7 +70,12 @@ def make_plan(inventory, links, observed, reschedule=False, prune=False):
     fenced, survivors = fences(inventory, observed)
     plan = place(inventory.desired(), host_states(inventory, links, survivors), inventory.slots(),
                  reschedule=reschedule, prune=prune)
-    return Plan.of(plan.actions + tuple(fenced) + tuple(node_restarts.actions(inventory, links)))
+    return Plan.of(plan.actions + tuple(fenced))
+
+
+def with_node_restarts(plan, inventory, links):
+    """The plan with a `restart-node` action for each host whose node runs with other settings."""
+    return Plan.of(plan.actions + tuple(node_restarts.actions(inventory, links)))
 
 
 def with_secrets(plan, inventory, links):

@@ -149,7 +149,7 @@ def carry_since(old, new):
     return new
 
 
-async def _open(settings, accept_new, start, mode, report):
+async def _open(settings, accept_new, start, mode, report=None):
     """The HostLink of a host that answered: its client (when a daemon runs), facts and what was done."""
     if settings.transport == "local":
         client, done, would = await _open_local(settings.state_dir, mode)
