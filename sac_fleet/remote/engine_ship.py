@@ -32,6 +32,7 @@ from sac_node.protocol.errors import AgentError, BootstrapFailed
 from sac_node.state_dir import default_state_dir, ensure_private_dir, write_atomic
 
 CHUNK = 8 << 20
+AHEAD = 2  # chunks compressed ahead of the one being sent
 # Measured end to end on loopback (docs/benchmarks.md, "Engine upload"): see bench/fleet.py --engine-codecs.
 CODECS = {"none": lambda data: data, "zlib": lambda data: zlib.compress(data, 1),
           "xz": lambda data: lzma.compress(data, preset=0)}
@@ -160,11 +161,11 @@ class Payload:
         return self._done[key]
 
     async def frames(self, first, on_chunk):
-        """Length-prefixed compressed chunks from chunk `first`, then the zero end mark; the next chunk is
+        """Length-prefixed compressed chunks from chunk `first`, then the zero end mark; the next AHEAD are
         made while one is sent. `on_chunk(raw bytes, wire bytes)` after each."""
         for index in range(first, self.count):
-            if index + 1 < self.count:
-                self.chunk(index + 1)
+            for ahead in range(index + 1, min(index + 1 + AHEAD, self.count)):
+                self.chunk(ahead)  # compressed in threads (zlib and lzma let go of the GIL) while this one travels
             data = await self.chunk(index)
             yield struct.pack(">I", len(data)) + data
             on_chunk(min(CHUNK, self.head.size - index * CHUNK), len(data) + 4)
