@@ -36,3 +36,22 @@ def test_a_changed_env_preamble_restarts_the_node_and_its_agents_keep_running(fl
 
     again = fleet_env.sac_json("fleet", "up", inventory)
     assert not [a for a in again["plan"] if a["kind"] == "restart-node"] and not again["changed"], again
+
+
+def test_an_engine_change_restarts_the_node_and_then_its_claude_agents(fleet_env):
+    (h1,) = fleet_env.sshd.start(1)
+    fleet_env.add_host(h1)
+    fleet_env.add_agent("one", {"hosts": [h1.name]})
+    inventory = fleet_env.write()
+    assert fleet_env.sac_json("fleet", "up", inventory)["ok"]
+    agent_pid = fleet_env.sac_json("fleet", "status", inventory)["agents"][0]["pid"]
+
+    fleet_env.doc["hosts"][h1.name]["engine"] = {"bin": fleet_env.claude_bin}
+    inventory = fleet_env.write()
+    report = fleet_env.sac_json("fleet", "up", inventory)
+    (restart,) = [r for r in report["results"] if r["action"]["kind"] == "restart-node"]
+    assert restart["action"]["line"] == "restart node on %s: engine changed" % h1.name
+    assert restart["agents_restarted"] == ["one"], restart
+    status = fleet_env.sac_json("fleet", "status", inventory)
+    assert status["agents"][0]["pid"] != agent_pid
+    assert fleet_env.sac("fleet", "send", "one", "new engine", "-i", inventory).stdout.strip() == "echo: new engine"
