@@ -40,7 +40,7 @@ async def apply(action, inventory, links, observed, accept_new=False):
     if not link.ok:
         raise HostError("host %s: the node did not come back after its restart: %s" % (link.name, link.reason),
                         {"host": link.name})
-    if "engine" not in action.reason and action.reason != UNKNOWN:
+    if "engine" not in action.reason:  # (a node of an older sac keeps its agents: their engine still runs)
         return []
     restarted = []
     for status in observed.get(action.host, []):
