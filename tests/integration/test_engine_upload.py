@@ -1,5 +1,6 @@
 """The engine travels from the head: hosts with no `claude` get the head's copy from `fleet up` (real sshd)."""
 
+import hashlib
 import os
 import re
 import signal
@@ -87,7 +88,11 @@ def _cut_when(host, path, size):
     """Kill the host's sshd session processes (the connection drops) once `path` holds `size` bytes."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if path.exists() and path.stat().st_size >= size:
+        try:
+            reached = path.stat().st_size >= size
+        except FileNotFoundError:
+            reached = False
+        if reached:
             for pid in procs.children(host.process.pid):
                 os.kill(pid, signal.SIGKILL)
             return True
@@ -98,17 +103,16 @@ def _cut_when(host, path, size):
 def test_an_upload_cut_midway_resumes_where_it_stopped(fleet_env):
     host, inventory = _one_fake_host(fleet_env, 96)
     fleet_env.env["SAC_ENGINE_CODEC"] = "none"
-    (host.state_dir / "engines").mkdir()
-    cutter = threading.Thread(target=lambda: cut.append(_cut_when(host, next(iter(
-        _wait_for_dir(host.state_dir / "engines"))) / "claude.part", 3 * CHUNK)))
+    head_sha = hashlib.sha256(Path(fleet_env.env["SAC_CLAUDE_BIN"]).read_bytes()).hexdigest()
+    part = host.state_dir / "engines" / head_sha / "claude.part"
     cut = []
+    cutter = threading.Thread(target=lambda: cut.append(_cut_when(host, part, 3 * CHUNK)))
     cutter.start()
     first = fleet_env.sac_json("fleet", "up", inventory, check=False)
     cutter.join()
     assert cut == [True] and not first["ok"]
     row = first["hosts"][0]
     assert row["state"] != "ok" and not _uploads(first), row
-    part = _engine_dir(host) / "claude.part"
     had = part.stat().st_size
     assert 3 * CHUNK <= had < 96 << 20
 
@@ -118,16 +122,6 @@ def test_an_upload_cut_midway_resumes_where_it_stopped(fleet_env):
     assert sent == 96 - resumed_at  # only the rest travelled
     engine = _engine_dir(host) / "claude"
     assert engine.read_bytes() == Path(fleet_env.env["SAC_CLAUDE_BIN"]).read_bytes() and not part.exists()
-
-
-def _wait_for_dir(parent, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = list(parent.iterdir())
-        if found:
-            return found
-        time.sleep(0.005)
-    return []
 
 
 def test_a_corrupted_engine_on_the_host_is_found_by_its_hash_and_sent_again(fleet_env):
