@@ -140,3 +140,18 @@ def test_a_corrupted_engine_on_the_host_is_found_by_its_hash_and_sent_again(flee
     assert engine.read_bytes() == Path(fleet_env.env["SAC_CLAUDE_BIN"]).read_bytes()
     third = fleet_env.sac_json("fleet", "up", inventory, check=False)
     assert not _uploads(third)
+
+
+def test_upload_false_makes_a_missing_engine_one_line_with_the_fix(fleet_env):
+    (host,) = fleet_env.sshd.start(1)
+    _bare_host(fleet_env, host, engine={"upload": False})
+    fleet_env.add_agent("one", {"hosts": [host.name]})
+    inventory = fleet_env.write()
+    proc = fleet_env.sac("fleet", "up", inventory, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    report = fleet_env.sac_json("fleet", "up", inventory, check=False)
+    (row,) = report["hosts"]
+    assert row["state"] == "bootstrap_failed" and row["reason"].endswith(
+        "host %s: no suitable Claude Code (no `claude` on PATH; upload: false): install Claude Code there and set "
+        "engine.bin, or allow the upload (remove engine.upload: false)" % host.name)
+    assert "make tools" not in proc.stdout + proc.stderr and not (host.state_dir / "engines").exists()
