@@ -8,7 +8,9 @@ transfer cut midway resumes where it stopped. At the end the whole file's sha256
 it becomes `claude` (0755) with its `.verified` mark; else the part is removed and it fails.
 
 Hosts that share the state dir (NFS) may be sent the same engine at once: one receiver holds
-`claude.lock` (flock); another answers `busy` at once, reading nothing, and its head asks again.
+`claude.lock` (flock); another answers `busy` at once, reading nothing, and its head asks the probe
+again. So does a receiver that finds the engine already there, or less of the part than OFFSET
+(what the probe saw changed meanwhile).
 """
 
 import fcntl
@@ -65,6 +67,17 @@ def receive(state, sha, offset, codec, stream):
     return final
 
 
+def resumable(final, offset):
+    """False when what the head's probe saw has changed since: another upload finished the engine, or
+    the part is shorter than OFFSET. The head then asks the probe again (the `busy` answer)."""
+    if os.path.exists(final):
+        return False
+    try:
+        return os.path.getsize(final + probe.PARTIAL_SUFFIX) >= offset
+    except OSError:
+        return offset == 0
+
+
 def main(state, sha, offset, codec):
     final = probe.engine_path(state, sha)
     try:
@@ -73,6 +86,9 @@ def main(state, sha, offset, codec):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            sys.stdout.write(RESULT + BUSY + "\n")
+            return 0
+        if not resumable(final, int(offset)):
             sys.stdout.write(RESULT + BUSY + "\n")
             return 0
         path = receive(state, sha, int(offset), codec, sys.stdin.buffer)

@@ -200,6 +200,7 @@ def _host_row(inventory, links, observed, plan, name):
         "transport": inventory.hosts[name].transport, "channel": link.channel,
         "python": link.facts.get("python"), "node_version": link.facts.get("version"),
         "node_sha": (link.facts.get("sha") or "")[:12], "agents_running": running, "agents_desired": desired,
+        "engine": (link.facts.get("engine") or {}).get("bin"),
         "bootstrap": link.actions, "node": _node_word(link), "up_would": link.would,
     }
 

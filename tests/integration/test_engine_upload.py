@@ -59,6 +59,7 @@ def test_hosts_without_claude_get_the_heads_engine_once_and_answer_turns(fleet_e
     assert sum(len(u) for u in uploads.values()) == 1, report["hosts"]
     engine = _engine_dir(h1) / "claude"
     assert engine.stat().st_size == os.path.getsize(os.path.realpath(fleet_env.claude_bin))
+    assert [row["engine"] for row in report["hosts"]] == [str(engine), str(_engine_dir(h2) / "claude")]
     for agent in ("one", "two"):
         assert fleet_env.sac("fleet", "send", agent, "hello " + agent, "-i", inventory).stdout.strip() == \
             "echo: hello " + agent

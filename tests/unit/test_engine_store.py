@@ -107,3 +107,17 @@ def test_a_verified_engine_that_changed_is_hashed_again_and_removed_when_corrupt
         fh.write(b"\0")
     assert probe.verified(path, sha, repair=False) is False and os.path.exists(path)  # reading changes nothing
     assert probe.verified(path, sha) is False and not os.path.exists(path)
+
+
+def test_a_receiver_that_finds_the_engine_finished_or_its_part_shorter_asks_for_a_new_probe(tmp_path):
+    final = probe.engine_path(str(tmp_path), "ab" * 32)
+    os.makedirs(os.path.dirname(final))
+    assert engine_store.resumable(final, 0) and not engine_store.resumable(final, CHUNK_OF_TEST)
+    with open(final + probe.PARTIAL_SUFFIX, "wb") as fh:
+        fh.write(b"x" * CHUNK_OF_TEST)
+    assert engine_store.resumable(final, CHUNK_OF_TEST)
+    os.rename(final + probe.PARTIAL_SUFFIX, final)  # another host's upload finished meanwhile
+    assert not engine_store.resumable(final, 0)
+
+
+CHUNK_OF_TEST = 4096
