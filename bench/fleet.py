@@ -1,6 +1,7 @@
 """Fleet over SSH: cold `sac fleet up` and warm `sac fleet status` versus `ansible all -m ping`.
 
     python bench/fleet.py [--hosts 16,32] [--repeat 3] [--json]
+    python bench/fleet.py --engine [--hosts 8] [--repeat 2]   (the engine upload: bench/fleet_engine.py)
 
 For each N, N real OpenSSH sshd hosts are started on loopback (127.0.0.2..,
 tests/fixtures/sshd.py) once, with an inventory that lists them and no agents,
@@ -510,6 +511,8 @@ def parse_args(argv=None):
                         help="hosts' sshd sets SHLVL=1 so bash skips ~/.bashrc on every exec (sac and Ansible alike)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per sample (default 300)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--engine", action="store_true",
+                        help="measure the engine upload against `ansible -m copy` instead (bench/fleet_engine.py)")
     args = parser.parse_args(argv)
     try:
         args.hosts = [int(n) for n in args.hosts.split(",") if n.strip()]
@@ -529,6 +532,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.engine:
+        import fleet_engine
+
+        report = fleet_engine.run(args, Bench, summarise)
+        print(json.dumps(report, indent=2) if args.json else fleet_engine.render(report))
+        return 0
     report = run(args)
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0

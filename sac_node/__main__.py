@@ -112,11 +112,19 @@ def main(argv=None):
     shim = sub.add_parser("shim")
     shim.add_argument("agent_dir")
     sub.add_parser("version")
+    receive = sub.add_parser("engine-receive", help="take the head's engine on stdin (see engine_store.py)")
+    receive.add_argument("--state-dir", default=default_state_dir())
+    for name in ("sha", "offset", "codec"):
+        receive.add_argument(name)
     args = parser.parse_args(argv)
     if args.command == "version":
         print(json.dumps({"version": __version__, "proto": PROTOCOL_VERSION,
                           "python": "%d.%d.%d" % sys.version_info[:3]}))
         return 0
+    if args.command == "engine-receive":
+        from .engine_store import main as receive_main
+
+        return receive_main(os.path.abspath(os.path.expanduser(args.state_dir)), args.sha, args.offset, args.codec)
     if args.command == "shim":
         from .shim import main as shim_main
 

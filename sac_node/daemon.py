@@ -30,6 +30,15 @@ SHIM_GOING_S = 5.0  # how long a killed shim's process may outlive its socket be
 SHIM_ALREADY_RUNNING = 3  # the exit code of a shim that found another holding the agent's lock
 
 
+def started_with(environ):
+    """What the head started this daemon with (SAC_NODE_SETTINGS: {field: hash}), or None."""
+    try:
+        found = json.loads(environ.get("SAC_NODE_SETTINGS") or "null")
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def node_command():
     """argv prefix that runs this node's code again (the pyz when we run from one)."""
     pkg = os.path.dirname(os.path.abspath(__file__))
@@ -78,6 +87,7 @@ class Node:
         self.shim_respawns = {}
         self._spawning = {}
         self.sha = os.environ.get("SAC_NODE_SHA") or "-"
+        self.settings = started_with(os.environ)
         self._lock_fh = None
         self._server = None
         self._stop = None
@@ -278,7 +288,8 @@ class Node:
 
     def _write_info(self, **extra):
         """<state>/daemon.json: who serves node.sock (pid, version, sha), and `stopped_at` once it stopped."""
-        info = {"pid": os.getpid(), "version": __version__, "sha": self.sha, "started_at": self.started_at}
+        info = {"pid": os.getpid(), "version": __version__, "sha": self.sha, "started_at": self.started_at,
+                "settings": self.settings, "engine_bin": os.environ.get("SAC_CLAUDE_BIN")}
         write_atomic(os.path.join(self.state.root, "daemon.json"), json.dumps(dict(info, **extra)))
 
     async def _serve_client(self, peer):

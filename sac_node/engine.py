@@ -25,16 +25,20 @@ QUIET_ENV = {
 
 CLAUDE_HELP = ("set SAC_CLAUDE_BIN, put `claude` on PATH, or run `make tools` "
                "(installs the pinned Claude Code into the project's .tools/)")
+# On a host whose node a head started (it set SAC_NODE_SETTINGS), the head brings the engine.
+FLEET_CLAUDE_HELP = ("run `sac fleet up` on the head, which sends its own Claude Code to hosts that have none, "
+                     "or set this host's `engine: {bin: PATH}` in the inventory (docs/inventory.md, engine)")
 
 
 def find_claude(environ=None, which=shutil.which):
     """Locate the Claude Code CLI: SAC_CLAUDE_BIN, then PATH, then <state>/tools, then the repo's .tools/."""
     environ = os.environ if environ is None else environ
+    help_text = FLEET_CLAUDE_HELP if environ.get("SAC_NODE_SETTINGS") else CLAUDE_HELP
     explicit = environ.get("SAC_CLAUDE_BIN")
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return explicit
-        raise AgentError("SAC_CLAUDE_BIN=%s is not an executable file; %s" % (explicit, CLAUDE_HELP))
+        raise AgentError("SAC_CLAUDE_BIN=%s is not an executable file; %s" % (explicit, help_text))
     found = which("claude", path=environ.get("PATH"))
     if found:
         return found
@@ -44,7 +48,7 @@ def find_claude(environ=None, which=shutil.which):
         candidate = os.path.join(base, "node_modules", ".bin", "claude")
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise AgentError("the Claude Code CLI (`claude`) was not found on this host; " + CLAUDE_HELP)
+    raise AgentError("the Claude Code CLI (`claude`) was not found on this host; " + help_text)
 
 
 def install_paths(binary):

@@ -35,7 +35,9 @@ async def connect_all(inventory, only=None, deadline=None, accept_new=False, exi
         if on_host:
             on_host(host.name, "connecting", "")
         # open_link caps the deadline at the host's own (connect_timeout + its bootstrap time)
-        link = carry_since(existing.get(host.name), await open_link(inventory, host, accept_new, deadline, mode))
+        report = (lambda words: on_host(host.name, "uploading", words)) if on_host else None
+        link = carry_since(existing.get(host.name), await open_link(inventory, host, accept_new, deadline, mode,
+                                                                    report))
         if on_host:
             on_host(host.name, link.state, link.reason or ", ".join(link.actions) or _would(link) or "ready")
         return link
@@ -56,6 +58,7 @@ async def plan_report(inventory, links, reschedule=False, prune=False, index=Non
     observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
     plan, _ = reconciler.with_secrets(reconciler.make_plan(inventory, links, observed, reschedule, prune),
                                       inventory, links)
+    plan = reconciler.with_node_restarts(plan, inventory, links)
     return {"plan": [a.to_dict() for a in plan.actions], "summary": plan.summary(),
             "hosts": [_host_row(inventory, links, observed, plan, h.name) for h in inventory.node_hosts()]}
 
@@ -70,6 +73,7 @@ async def up(inventory, links, dry_run=False, prune=False, reschedule=False, lim
     observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
     plan, secret_values = reconciler.with_secrets(
         reconciler.make_plan(inventory, links, observed, reschedule, prune), inventory, links)
+    plan = reconciler.with_node_restarts(plan, inventory, links)
     if limit is not None:
         plan = Plan.of(a for a in plan.actions if a.host in limit)
     results = [] if dry_run else await reconciler.apply_plan(plan, inventory, links, observed, secret_values)
@@ -88,12 +92,14 @@ async def up(inventory, links, dry_run=False, prune=False, reschedule=False, lim
 
 
 _DONE = {"start": "started", "keep": "updated", "stop": "stopped", "prune": "stopped", "fence": "fenced",
-         "secrets": "secrets written"}
+         "secrets": "secrets written", "restart-node": "nodes restarted"}
 
 
 def _outcome(results, links):
-    """What `up` did, counted: {started, updated, stopped, fenced, secrets written, failed, hosts_not_reached}."""
-    counts = dict.fromkeys(("started", "updated", "stopped", "fenced", "secrets written", "failed"), 0)
+    """What `up` did, counted: {started, updated, stopped, fenced, secrets written, nodes restarted, failed,
+    hosts_not_reached}."""
+    counts = dict.fromkeys(("started", "updated", "stopped", "fenced", "secrets written", "nodes restarted", "failed"),
+                           0)
     for r in results:
         if not r["ok"]:
             counts["failed"] += 1
@@ -114,7 +120,7 @@ def _fenced(result):
 
 async def status_report(inventory, links, only=None, index=None):
     observed = await reconciler.observe(links, _rpc_timeout(inventory), index)
-    plan = reconciler.make_plan(inventory, links, observed)
+    plan = reconciler.with_node_restarts(reconciler.make_plan(inventory, links, observed), inventory, links)
     hosts = [h.name for h in inventory.node_hosts() if only is None or h.name == only]
     agents = []
     for name in hosts:
@@ -194,6 +200,7 @@ def _host_row(inventory, links, observed, plan, name):
         "transport": inventory.hosts[name].transport, "channel": link.channel,
         "python": link.facts.get("python"), "node_version": link.facts.get("version"),
         "node_sha": (link.facts.get("sha") or "")[:12], "agents_running": running, "agents_desired": desired,
+        "engine": (link.facts.get("engine") or {}).get("bin"),
         "bootstrap": link.actions, "node": _node_word(link), "up_would": link.would,
     }
 

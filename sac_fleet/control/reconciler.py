@@ -11,7 +11,7 @@ from sac_node.protocol.errors import SacError
 
 from ..core.placement import HostState, place
 from ..core.plan import Action, ActionKind, Plan
-from . import secrets
+from . import node_restarts, secrets
 
 LIVE_STATES = ("starting", "idle", "working", "restarting", "failed")
 
@@ -71,6 +71,11 @@ def make_plan(inventory, links, observed, reschedule=False, prune=False):
     plan = place(inventory.desired(), host_states(inventory, links, survivors), inventory.slots(),
                  reschedule=reschedule, prune=prune)
     return Plan.of(plan.actions + tuple(fenced))
+
+
+def with_node_restarts(plan, inventory, links):
+    """The plan with a `restart-node` action for each host whose node runs with other settings."""
+    return Plan.of(plan.actions + tuple(node_restarts.actions(inventory, links)))
 
 
 def with_secrets(plan, inventory, links):
@@ -148,6 +153,9 @@ async def apply_plan(plan, inventory, links, observed=None, secret_values=None):
             if action.kind is ActionKind.SECRETS:
                 changed = await secrets.apply(action, secret_values, link)
                 return {"action": action.to_dict(), "ok": True, "changed": bool(changed)}
+            if action.kind is ActionKind.RESTART_NODE:
+                restarted = await node_restarts.apply(action, inventory, links, observed)
+                return {"action": action.to_dict(), "ok": True, "changed": True, "agents_restarted": restarted}
             if action.kind is ActionKind.FENCE:
                 await link.client.fence_agent(action.agent, action.by_generation, by=action.by_host)
                 return {"action": action.to_dict(), "ok": True, "changed": True}
@@ -165,5 +173,6 @@ async def apply_plan(plan, inventory, links, observed=None, secret_values=None):
     starts = [a for a in plan.actions if a.kind in (ActionKind.START, ActionKind.KEEP)]
     results += await asyncio.gather(*(run(a) for a in stops))
     results += await asyncio.gather(*(run(a) for a in plan.secrets))
+    results += await asyncio.gather(*(run(a) for a in plan.node_restarts))
     results += await asyncio.gather(*(run(a) for a in starts))
     return results

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, model_validator
 
+from .host_engine import EngineSetting
 from .secret_sources import Secrets
 from .spec import LabelKey, NonEmpty, Placement, Text
 from .validation import ConfigModel, invalid, null_as_empty
@@ -43,6 +44,7 @@ class GroupEntry(ConfigModel):
 
     hosts: list[NonEmpty] = []
     secrets: Secrets = {}
+    engine: EngineSetting | None = None  # which Claude Code its hosts run (core/host_engine.py)
 
 
 class Defaults(ConfigModel):
@@ -59,6 +61,7 @@ class Defaults(ConfigModel):
     keepalive_s: Annotated[float, Field(strict=True, ge=0)] | None = None
     capacity: Annotated[int, Field(strict=True, ge=0)] | None = None
     env_preamble: NonEmpty | None = None
+    engine: EngineSetting | None = None  # which Claude Code the host runs (core/host_engine.py)
 
 
 class HostEntry(Defaults):

@@ -15,6 +15,7 @@ from typing import Mapping, Optional
 
 from sac_node.protocol.errors import InventoryError
 
+from .host_engine import EngineSetting, host_engine
 from .inventory_document import SAC_DEFAULTS
 from .placement import HostSlot
 from .secret_sources import SecretSource, host_secrets
@@ -61,6 +62,7 @@ class Host:
     explicit: frozenset
     line: int
     secrets: Mapping[str, SecretSource] = None  # {NAME: source}: the inventory's, its groups', its own
+    engine: EngineSetting = EngineSetting()  # which Claude Code it runs: defaults', its groups', its own
 
 
     def is_set(self, field: str) -> bool:
@@ -116,7 +118,8 @@ def resolve_host(doc, model, name, groups) -> Host:
         jump=jump, jump_only=entry.jump_only, labels=dict(entry.labels), capacity=value("capacity"),
         env_preamble=value("env_preamble"),
         groups=frozenset(group for group, members in groups.items() if name in members),
-        explicit=frozenset(own | inherited), line=doc.line_of(loc), secrets=host_secrets(doc, model, name))
+        explicit=frozenset(own | inherited), line=doc.line_of(loc), secrets=host_secrets(doc, model, name),
+        engine=host_engine(doc, model, name))
 
 
 

@@ -4,7 +4,8 @@ A plan is a sorted tuple of ``Action`` values. Its order is canonical (kind,
 then agent, then host) so the same decisions always print the same way, and it
 is also the order to apply them in: every ``fence`` and ``stop`` comes before
 every ``start``, which frees capacity and keeps a moved singleton from ever
-running twice; a host's ``secrets`` are written before the agents that read them start.
+running twice; a host's ``secrets`` are written, and a node whose settings changed restarted
+(``restart node on h2: env_preamble changed``), before the agents that read them start.
 
     reviewer -> login1: pinned (hosts: [login1]), 3/8 slots used
     lead: not placed: no reachable host matches labels {site: hpc} (login1 unreachable)
@@ -23,6 +24,7 @@ class ActionKind(str, enum.Enum):
     FENCE = "fence"              # a stale copy of a singleton that runs twice: stop it, the newest copy stays
     STOP = "stop"                # stop this copy on this host
     SECRETS = "secrets"          # write the host's secrets.env (``agent`` is ""): before any start
+    RESTART_NODE = "restart-node"  # a host's settings changed: a fresh node daemon (``agent`` is ""); agents run on
     START = "start"              # start this copy on this host
     KEEP = "keep"                # it runs here and stays: nothing to do
     PRUNE = "prune"              # runs here but is no longer desired; stopped only on request
@@ -58,7 +60,8 @@ class Action:
     @property
     def changes(self) -> bool:
         """True for the actions that change a host (fence, stop, secrets and start)."""
-        return self.kind in (ActionKind.FENCE, ActionKind.START, ActionKind.STOP, ActionKind.SECRETS)
+        return self.kind in (ActionKind.FENCE, ActionKind.START, ActionKind.STOP, ActionKind.SECRETS,
+                             ActionKind.RESTART_NODE)
 
     def describe(self) -> str:
         """The decision as one line, e.g. ``reviewer -> login1: pinned (hosts: [login1]), 3/8 slots used``."""
@@ -68,6 +71,8 @@ class Action:
             return "%s: not placed: %s" % (self.agent, self.reason)
         if self.kind is ActionKind.SECRETS:
             return "secrets.env on %s: %s" % (self.host, self.reason)
+        if self.kind is ActionKind.RESTART_NODE:
+            return "restart node on %s: %s" % (self.host, self.reason)
         return "%s on %s: %s: %s" % (self.agent, self.host, self.kind.value, self.reason)
 
     def to_dict(self) -> dict:
@@ -127,8 +132,13 @@ class Plan:
         return self.of_kind(ActionKind.SECRETS)
 
     @property
+    def node_restarts(self) -> Tuple[Action, ...]:
+        return self.of_kind(ActionKind.RESTART_NODE)
+
+    @property
     def changes(self) -> Tuple[Action, ...]:
-        """The fences, the stops, the secrets, then the starts: what applying this plan does to hosts."""
+        """The fences, the stops, the secrets, the node restarts, then the starts: what applying this plan
+        does to hosts."""
         return tuple(action for action in self.actions if action.changes)
 
     @property
@@ -153,7 +163,7 @@ class Plan:
         """E.g. ``2 to start, 1 to stop, 1 to fence, 4 kept, 1 not placed``, or ``nothing to change, 4 kept``."""
         parts = []
         for kind, word in ((ActionKind.START, "to start"), (ActionKind.STOP, "to stop"), (ActionKind.FENCE, "to fence"),
-                           (ActionKind.SECRETS, "secrets.env to write"),
+                           (ActionKind.SECRETS, "secrets.env to write"), (ActionKind.RESTART_NODE, "nodes to restart"),
                            (ActionKind.KEEP, "kept"), (ActionKind.PRUNE, "to prune (with --prune)"),
                            (ActionKind.UNPLACED, "not placed"), (ActionKind.UNREACHABLE, "on unreachable hosts")):
             count = len(self.of_kind(kind))

@@ -104,19 +104,42 @@ class HostLink:
             self.conn.close()
 
 
-async def open_link(inventory, host, accept_new_host_keys=False, timeout=None, mode="attach"):
+async def open_link(inventory, host, accept_new_host_keys=False, timeout=None, mode="attach", report=None):
     """Connect and attach to one inventory host, provisioning its node first as `mode` says (see the
-    module docstring), within `timeout` and never beyond its connect_timeout + BOOTSTRAP_S."""
+    module docstring), within `timeout` and never beyond its connect_timeout + BOOTSTRAP_S, except
+    that an engine upload that moves (calls `report(words)`) is given the time it needs."""
     assert mode in MODES, mode
     start = time.monotonic()
     settings = HostSettings.of(inventory, host)
     timeout = min(timeout, settings.open_timeout) if timeout else settings.open_timeout
+    moved = Moved(report)
+    task = asyncio.ensure_future(_open(settings, accept_new_host_keys, start, mode, moved))
     try:
-        return await asyncio.wait_for(_open(settings, accept_new_host_keys, start, mode), timeout)
-    except asyncio.TimeoutError:
-        return HostLink(host.name, "timed_out", "no answer within %ss (connect and bootstrap)" % timeout)
+        while not (await asyncio.wait({task}, timeout=timeout))[0]:
+            if not moved.since_last_look():
+                task.cancel()
+                return HostLink(host.name, "timed_out", "no answer within %ss (connect and bootstrap)" % timeout)
+        return task.result()
     except SacError as exc:
         return HostLink(host.name, state_of(exc), exc.message)
+    finally:
+        task.cancel()
+
+
+class Moved:
+    """Passes an upload's progress on, and tells whether it moved since it was last asked."""
+
+    def __init__(self, report):
+        self.report, self.count, self.seen = report, 0, 0
+
+    def __call__(self, words):
+        self.count += 1
+        if self.report:
+            self.report(words)
+
+    def since_last_look(self):
+        moved, self.seen = self.count != self.seen, self.count
+        return moved
 
 
 def carry_since(old, new):
@@ -126,7 +149,7 @@ def carry_since(old, new):
     return new
 
 
-async def _open(settings, accept_new, start, mode):
+async def _open(settings, accept_new, start, mode, report=None):
     """The HostLink of a host that answered: its client (when a daemon runs), facts and what was done."""
     if settings.transport == "local":
         client, done, would = await _open_local(settings.state_dir, mode)
@@ -135,7 +158,7 @@ async def _open(settings, accept_new, start, mode):
         # Imported here: asyncssh takes ~0.4 s to load, and an inventory of local hosts needs none of it.
         from .ssh_path import SSHPath
 
-        path = SSHPath(settings, accept_new)
+        path = SSHPath(settings, accept_new, report)
         client = await path.open(mode)
         conn, done, would, answered = path.conn, path.done, path.would, path.answered
         channel = client.channel if client is not None else None

@@ -53,6 +53,8 @@ class HostSettings:
     connect_timeout: float
     env_preamble: str = ""
     target: Optional[SSHTarget] = None
+    engine: Tuple[Tuple[str, object], ...] = ()  # the inventory's `engine` fields, as (field, value) pairs
+    needs_engine: bool = True  # False when no agent of the inventory runs Claude Code
 
     @property
     def open_timeout(self) -> float:
@@ -71,7 +73,8 @@ class HostSettings:
             state_dir = host.state_dir if host.is_set("state_dir") else None
             return cls(host.name, "local", host.python, state_dir, host.connect_timeout, host.env_preamble or "")
         return cls(host.name, host.transport, host.python, host.state_dir, host.connect_timeout,
-                   host.env_preamble or "", ssh_target(inventory, host))
+                   host.env_preamble or "", ssh_target(inventory, host), tuple(sorted(host.engine.wish().items())),
+                   any(a.spec is None or a.spec.spec.engine.kind == "claude" for a in inventory.agents))
 
 
 def ssh_target(inventory, host) -> SSHTarget:

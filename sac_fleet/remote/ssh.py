@@ -200,6 +200,27 @@ class SSHConnection:
             raise BootstrapFailed("host %s: could not write %s: %s" % (
                 self.name, path, result.stderr.decode(errors="replace").strip()), {"host": self.name, "path": path})
 
+    async def stream_in(self, command, frames):
+        """Run `command` with the byte strings of the async iterator `frames` on its stdin (each written
+        as the host takes it, so memory stays one frame), then EOF; RunResult once it exits."""
+        try:
+            process = await self._conn.create_process(command, encoding=None)
+            try:
+                try:
+                    async for frame in frames:
+                        process.stdin.write(frame)
+                        await process.stdin.drain()
+                    process.stdin.write_eof()
+                except (BrokenPipeError, ConnectionResetError, asyncssh.Error):
+                    pass  # it stopped reading (it answers why on stdout), or the connection dropped: wait() says
+                result = await process.wait(check=False)
+            finally:
+                process.close()
+        except (asyncssh.Error, OSError, BrokenPipeError) as exc:
+            raise self._lost(exc, "sending to `%s`" % command.splitlines()[-1][:80]) from exc
+        returncode = result.returncode if result.returncode is not None else -1
+        return RunResult(returncode, result.stdout or b"", result.stderr or b"")
+
     async def open_unix_connection(self, path):
         """A direct stream-local channel to the unix socket `path` (absolute, no `~`)."""
         try:

@@ -5,7 +5,8 @@
       connect      one SSH connection (through the jump chain), under connect_timeout
       attach_warm  straight to a running daemon of this head's sha over stream-local: no exec, no probe
       probe        one round trip: python, cached pyz, the daemon; by mode it also starts the daemon
-      upload       node.pyz, only when the probe did not find it cached
+      upload       node.pyz, only when the probe did not find it cached, and the engine (Claude Code),
+                   only when the probe found none that fits there (engine_ship.py)
       start        the probe again once the pyz is there, which starts (or upgrades) the daemon
       attach       a stream-local channel to node.sock, else `python3 node.pyz attach` over exec
 
@@ -31,11 +32,14 @@ from pathlib import Path
 from sac_node import probe as node_probe
 from sac_node.protocol.errors import BootstrapFailed, PythonMissing, SacError
 
+from . import engine_ship
 from .node_client import NodeClient
+from .node_settings import probe_wish
 from .pyz import build_pyz
 from .ssh import StreamLocalRefused, connect_host, shell_path
 from .state_hints import remember_state_dir, state_dir_hint
 
+BUSY_POLLS, BUSY_WAIT_S = 600, 1.0  # up to 10 minutes for another host's upload to the same state dir
 REVIVED = "started the node daemon again (it had died; its agents kept running)"
 
 
@@ -45,10 +49,11 @@ def probe_source():
     return Path(node_probe.__file__).read_text()
 
 
-def probe_command(settings, sha, mode):
-    """The shell command that runs the probe on the host (after its env preamble)."""
-    return settings.shell("%s -c %s %s %s %s" % (settings.python, shlex.quote(probe_source()),
-                                                 shell_path(settings.state_dir), sha, mode))
+def probe_command(settings, sha, mode, want):
+    """The shell command that runs the probe on the host (after its env preamble); `want` is its ENGINE."""
+    return settings.shell("%s -c %s %s %s %s %s" % (settings.python, shlex.quote(probe_source()),
+                                                    shell_path(settings.state_dir), sha, mode,
+                                                    shlex.quote(json.dumps(want, sort_keys=True))))
 
 
 def read_probe(settings, result):
@@ -91,9 +96,10 @@ def started(info):
 class SSHPath:
     """The way to one host's node over SSH (see the module docstring)."""
 
-    def __init__(self, settings, accept_new_host_keys=False):
+    def __init__(self, settings, accept_new_host_keys=False, report=None):
         self.settings = settings
         self.accept_new = accept_new_host_keys
+        self.report = report  # report(words): how the engine upload goes, for a live table
         self.pyz, self.sha = build_pyz()
         self.conn = None
         self.done, self.would, self.answered = [], [], None
@@ -103,7 +109,7 @@ class SSHPath:
         await self.connect()
         nodelay = asyncio.ensure_future(self.conn.disable_nagle())  # alongside the attach: no added round trip
         try:
-            client = None if mode == "restart" else await self.attach_warm()
+            client = None if mode == "restart" else await self.attach_warm(mode)
             await nodelay  # before any probe, and before a command could close the connection under it
             if client is None:
                 client = await (self.look() if mode == "attach" else self.provision(restart=mode == "restart"))
@@ -119,9 +125,10 @@ class SSHPath:
         self.conn = await connect_host(self.settings.target, accept_new_host_keys=self.accept_new,
                                        timeout=self.settings.connect_timeout)
 
-    async def attach_warm(self):
+    async def attach_warm(self, mode):
         """A client on a daemon of this head's sha at the state dir last seen, else None (then: the probe,
-        which also upgrades an old node). Sets `answered`: the check asked for host.facts."""
+        which also upgrades an old node, and to provision, replaces an engine that changed since it was
+        verified). Sets `answered`: the check asked for host.facts."""
         hint = state_dir_hint(self.settings)
         if not hint:
             return None
@@ -134,7 +141,9 @@ class SSHPath:
             answered = await client.timed_facts(self.settings.connect_timeout)
         except SacError:
             answered = ({}, None)
-        if answered[0].get("sha") != self.sha:
+        engine = answered[0].get("engine") or {}
+        if answered[0].get("sha") != self.sha or (mode == "provision" and engine.get("bin")
+                                                  and not engine.get("intact")):
             await client.close()
             return None
         self.answered = answered
@@ -142,7 +151,7 @@ class SSHPath:
 
     async def probe(self, mode):
         """The probe's answer (sac_node/probe.py); by `mode` it also starts, upgrades or restarts the daemon."""
-        result = await self.conn.run(probe_command(self.settings, self.sha, mode),
+        result = await self.conn.run(probe_command(self.settings, self.sha, mode, probe_wish(self.settings)),
                                      timeout=self.settings.open_timeout)
         return read_probe(self.settings, result)
 
@@ -153,14 +162,35 @@ class SSHPath:
     async def start(self, mode, info):
         """The daemon of this head's sha, running: a START or RESTART probe started it when node.pyz was
         cached; else upload node.pyz and probe again, which starts it now."""
-        if not info["pyz_cached"]:
-            await self.upload(info["pyz"])
-            info = await self.probe(mode)
+        info = await self.bring(mode, info)
         self.done += started(info)
         if not (info.get("daemon") or {}).get("alive"):
             raise BootstrapFailed("host %s: the node daemon did not start; see %s/daemon.log on that host"
                                   % (self.settings.name, info["state_dir"]))
         return info
+
+    async def bring(self, mode, info):
+        """Upload what the probe found missing (node.pyz, the engine) and probe again, which starts the
+        daemon; while another host sends the engine to the same (shared) state dir, wait for it."""
+        for _ in range(BUSY_POLLS):
+            engine = info.get("engine") or {}
+            if engine.get("problem"):
+                raise engine_ship.engine_problem(self.settings.name, engine)
+            if info["pyz_cached"] and not engine.get("upload"):
+                return info
+            if not info["pyz_cached"]:
+                await self.upload(info["pyz"])
+            if engine.get("upload"):
+                done = await engine_ship.send(self.conn, self.settings, info, info["pyz"], self.report)
+                if done is None:
+                    if self.report:
+                        self.report("waiting: another host is sending the engine to this state dir")
+                    await asyncio.sleep(BUSY_WAIT_S)
+                else:
+                    self.done.append(done)
+            info = await self.probe(mode)
+        raise BootstrapFailed("host %s: the engine in %s/engines stayed busy (another upload) for %ds"
+                              % (self.settings.name, info["state_dir"], BUSY_POLLS * BUSY_WAIT_S))
 
     async def provision(self, restart):
         """Make sure this head's node runs there (a fresh daemon when `restart`); attach to it."""
@@ -179,6 +209,7 @@ class SSHPath:
         info = await self.probe(node_probe.LOOK)
         daemon = info.get("daemon") or {}
         self.would = [] if info["pyz_cached"] else ["upload node.pyz (%d KB)" % (len(self.pyz) // 1024)]
+        self.would += engine_ship.would(info.get("engine"))
         self.done = [REVIVED] if info.get("revived") else []
         client = None
         if daemon.get("alive") and daemon.get("sha") != self.sha:

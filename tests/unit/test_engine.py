@@ -141,3 +141,9 @@ def test_only_a_failure_inside_the_engine_before_any_output_is_worth_a_fresh_eng
     assert not engine.failed_before_acting(inside, spoke=True)  # it had begun: running it again could act twice
     assert not engine.failed_before_acting(dict(inside, api_error_status=500), spoke=False)  # the provider's
     assert not engine.failed_before_acting({"type": "result", "subtype": "success"}, spoke=False)
+
+
+def test_a_node_a_head_started_never_tells_the_user_to_run_make_tools(tmp_path):
+    with pytest.raises(AgentError) as caught:
+        engine.find_claude({"SAC_CLAUDE_BIN": str(tmp_path / "nope"), "SAC_NODE_SETTINGS": "{}"})
+    assert "make tools" not in caught.value.message and "sac fleet up" in caught.value.message

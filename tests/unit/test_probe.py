@@ -75,10 +75,10 @@ def test_a_probe_without_an_answer_is_bootstrap_failed_with_the_last_stderr_line
 def test_the_command_uses_the_hosts_python_preamble_and_state_dir_as_given():
     settings = HostSettings(name="h1", transport="ssh", python="/opt/py/bin/python3", state_dir="~/scratch/sac",
                             connect_timeout=5, env_preamble="module load python")
-    command = probe_command(settings, SHA, probe.START)
+    command = probe_command(settings, SHA, probe.START, {"needed": False})
     assert command.startswith("module load python\n/opt/py/bin/python3 -c ")
-    assert command.endswith(' "$HOME"/scratch/sac %s 1' % SHA)
-    assert "def probe(state_dir, sha, mode)" in command  # the module's own text, not a copy
+    assert command.endswith(' "$HOME"/scratch/sac %s 1 \'{"needed": false}\'' % SHA)
+    assert "def probe(state_dir, sha, mode, want=None)" in command  # the module's own text, not a copy
 
 
 def test_the_probe_source_imports_only_the_standard_library():

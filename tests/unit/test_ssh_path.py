@@ -6,6 +6,7 @@ tests/integration/test_fleet.py, test_read_only.py and test_ssh_transport.py.
 """
 
 import json
+import shlex
 from types import SimpleNamespace
 
 import pytest
@@ -54,7 +55,7 @@ class Conn:
         self.host.steps.append("nodelay")
 
     async def run(self, command, input=None, timeout=None):
-        mode = command.split()[-1]  # probe_command ends with STATE_DIR SHA MODE
+        mode = shlex.split(command)[-2]  # probe_command ends with STATE_DIR SHA MODE ENGINE
         self.host.steps.append("probe " + mode)
         self.host.timeouts.append(timeout)
         return RunResult(0, ("motd\n" + probe.MARKER + json.dumps(self.host.answer(mode)) + "\n").encode(), b"")
@@ -95,7 +96,8 @@ def open_path(monkeypatch, tmp_path):
     monkeypatch.setenv("SAC_HOME", str(tmp_path / "head"))  # where the state dir hints live
 
     def opener(host, settings=None):
-        settings = settings or HostSettings("h1", "ssh", "python3", "~/.sac", 7.0, target=SSHTarget("h1"))
+        settings = settings or HostSettings("h1", "ssh", "python3", "~/.sac", 7.0, target=SSHTarget("h1"),
+                                            needs_engine=False)
         path = ssh_path.SSHPath(settings)
 
         async def connect():

@@ -25,7 +25,7 @@ out = render.LazyConsole()
 err = render.LazyConsole(stderr=True)
 
 JSON = typer.Option(False, "--json", help="Print the report as JSON.")
-HOST_STYLE = {"ok": "green", "connecting": "yellow"}
+HOST_STYLE = {"ok": "green", "connecting": "yellow", "uploading": "yellow"}
 
 
 def run(inventory, coro_fn, accept_new=False):
@@ -117,7 +117,7 @@ class HostProgress:
         self.rows[host] = (state, detail)
         if self.live is not None:
             self.live.update(self._table())
-        elif not self.quiet and state != "connecting":
+        elif not self.quiet and state not in ("connecting", "uploading"):  # no live table: only where it ends
             out.print("%-12s %s %s" % (host, state, detail))
 
 
@@ -159,7 +159,8 @@ def up_summary(report):
     if report["dry_run"]:
         return "%s: dry run, nothing done" % report["summary"]
     counts = report["outcome"]
-    parts = ["%d %s" % (counts[word], word) for word in ("started", "updated", "stopped", "fenced", "secrets written")
+    parts = ["%d %s" % (counts[word], word) for word in ("started", "updated", "stopped", "fenced", "secrets written",
+                                                                 "nodes restarted")
              if counts.get(word)]
     if counts["failed"]:
         parts.append("%d failed" % counts["failed"])
