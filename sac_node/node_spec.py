@@ -9,6 +9,7 @@ place. Pure and stdlib only: namedtuples with defaults.
 
 from collections import namedtuple
 
+from .comms import Comms
 from .protocol.messages import secret_names
 
 ANTHROPIC_URL = "https://api.anthropic.com"  # the provider of a spec that names none
@@ -130,7 +131,7 @@ class Isolation(namedtuple("Isolation", "runtime image binds network gpus",
 
 
 class NodeSpec(namedtuple("NodeSpec", "name source labels workdir engine claude env startup_prompts restart "
-                                      "health journal isolation fleet generation secret_names")):
+                                      "health journal isolation fleet generation secret_names comms")):
     """One agent's resolved spec on the node. Build it with `from_wire`."""
 
     __slots__ = ()
@@ -147,4 +148,5 @@ class NodeSpec(namedtuple("NodeSpec", "name source labels workdir engine claude 
             restart=Restart.from_wire(_section(wire, "restart")), health=Health.from_wire(_section(wire, "health")),
             journal=JournalSettings.from_wire(_section(wire, "journal")),
             isolation=Isolation.from_wire(_section(wire, "isolation")),
-            fleet=wire.get("fleet"), generation=wire.get("generation"), secret_names=tuple(secret_names(wire)))
+            fleet=wire.get("fleet"), generation=wire.get("generation"), secret_names=tuple(secret_names(wire)),
+            comms=Comms.from_wire(_section(wire, "comms")))

@@ -114,6 +114,8 @@ class Spec(ConfigModel):
             # Only when the spec says it: the node's defaults are the same, and a spec without it
             # keeps the hash it had before `journal` existed (so an upgrade restarts no agent).
             node["journal"] = body.journal.model_dump()
+        if "comms" in body.model_fields_set:  # likewise: a spec without comms keeps its hash
+            node["comms"] = body.comms.model_dump()
         return node
 
 
