@@ -60,6 +60,7 @@ class Fleet:
         self.links = {}
         self.index = AgentIndex()  # agent -> host, learnt from the hosts' answers (control.routing)
         self._connecting = None
+        self._courier = None  # carries agents' messages between hosts while the links are held
         # Send turns through a running `sac fleet serve` of the same inventory when there is one.
         self.via_gateway = via_gateway
 
@@ -70,6 +71,8 @@ class Fleet:
         await self.close()
 
     async def close(self):
+        if self._courier is not None:
+            await self._courier.stop()
         await asyncio.gather(*(link.close() for link in self._routes().values()))
         self.links, self._extra = {}, {}
 
@@ -311,7 +314,19 @@ class Fleet:
         async with self._lock():
             self.links = await _fleet_ops().connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
                                                         self.links, on_host, "provision" if provision else "attach")
+        self._carry_messages()
         return self.links
+
+    def _carry_messages(self):
+        """While this Fleet holds links to an inventory's hosts, carry agents' messages between them
+        (control.courier): a host never dials out, so its outbox waits for a head like this one."""
+        if self._by_hand is self.inventory:
+            return  # this machine alone: its node routes its own agents' messages
+        if self._courier is None:
+            from .control.courier import Courier
+
+            self._courier = Courier(self._routes, self._host)
+        self._courier.watch()
 
     async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None, limit=None):
         """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report.

@@ -183,7 +183,12 @@ class TalkServer:
         sent = await self._node_call(m.COMMS_SEND, {"from": self.name, "to": to, "kind": kind, "text": text,
                                                     "depth": depth, "wait_s": _wait(args) if kind == policy.ASK else 0,
                                                     "key": "msg-" + os.urandom(8).hex()})
-        return _describe(sent["turn"]) if kind == policy.ASK else "told %s (turn %s)" % (to, sent["turn"]["id"])
+        if kind == policy.ASK:
+            return _describe(sent["turn"])
+        if sent["turn"].get("status") == "queued":
+            return "queued for %s (message %s): a head carries it to %s's host when one connects" % (
+                to, sent["turn"]["id"], to)
+        return "told %s (turn %s)" % (to, sent["turn"]["id"])
 
     async def _node_call(self, method, params):
         if self._node is None or self._node.closed:

@@ -14,6 +14,7 @@ from ..node_spec import NodeSpec
 from ..outbox import Outbox
 from ..protocol import messages as m
 from ..protocol.errors import CommsRefused, TurnNotFound
+from . import turns
 from .agents import _agent, _load_spec, _status
 
 DRAIN_WAIT_S = 20.0
@@ -93,10 +94,11 @@ async def deliver(node, peer, p):
     of this host, if its `accept_from` names the sender; the key makes a second delivery the same turn"""
     callee = _spec(node, p["to"])
     policy.check_accept(callee.name, callee.comms, p["from"], p.get("from_labels") or {})
-    shim = await node.shim(callee.name)
-    accepted = await shim.call(m.TURNS_SUBMIT, {"text": p["text"], "key": p["key"], "source": "agent",
-                                                "from": p["from"], "depth": p.get("depth") or 1,
-                                                "wait_s": p.get("wait_s") if p["kind"] == policy.ASK else None})
+    # Through the turn handler: a shim that dies under the call is respawned and asked again (the key
+    # makes that the same turn).
+    accepted = await turns.submit(node, peer, {"agent": callee.name, "text": p["text"], "key": p["key"],
+                                               "source": "agent", "from": p["from"], "depth": p.get("depth") or 1,
+                                               "wait_s": p.get("wait_s") if p["kind"] == policy.ASK else None})
     return {"turn": accepted["turn"]}
 
 
