@@ -1,11 +1,14 @@
 """spec.comms: selectors, both sides' consent, the depth of a chain and the rate limit (sac_node/comms.py)."""
 
+import asyncio
+
 import pytest
 
 from sac_fleet.core.spec import validate_spec
 from sac_fleet.core.documents import load_document
 from sac_node.comms import ASK, TELL, Comms, RateLimit, check_accept, check_send, visible
 from sac_node.node_spec import NodeSpec
+from sac_node.outbox import Outbox
 from sac_node.protocol.errors import CommsRefused, SacError
 
 
@@ -81,3 +84,41 @@ def test_spec_comms_round_trips_and_bad_selectors_name_the_field(tmp_path):
         validate_spec(load_document(path))
     path.write_text("apiVersion: sac/v1\nkind: Agent\nmetadata: {name: a}\n")
     assert "comms" not in validate_spec(load_document(path)).to_node()
+
+
+def message(key, **fields):
+    return dict({"from": "lead", "to": "w1", "kind": TELL, "text": "note", "key": key, "depth": 1}, **fields)
+
+
+def test_the_outbox_keeps_queued_messages_across_a_restart_and_forgets_done_ones(tmp_path):
+    box = Outbox(str(tmp_path))
+    box.put(message("msg-1"))
+    box.put(message("msg-2"))
+    box.put(message("msg-1"))  # the same key again: still one message
+    assert list(box.queued) == ["msg-1", "msg-2"]
+    assert box.finish("msg-1", turn={"id": "w1.0000000000000001", "status": "pending"})
+    assert not box.finish("msg-1", turn={"id": "w1.0000000000000002"})  # told twice: the first word stands
+    box.close()
+    again = Outbox(str(tmp_path))  # a daemon restart
+    assert list(again.queued) == ["msg-2"]
+
+
+def test_an_ask_waits_for_its_outcome_and_a_drain_makes_a_head(tmp_path):
+    class Peer:
+        closed = False
+
+    async def scenario():
+        box = Outbox(str(tmp_path))
+        assert not box.head_attached()
+        head = Peer()
+        assert [m["id"] for m in await box.drain(head, 0)] == []
+        assert box.head_attached()
+        box.put(message("msg-3", kind=ASK))
+        waiting = asyncio.ensure_future(box.outcome("msg-3", 5))
+        await asyncio.sleep(0)
+        box.finish("msg-3", turn={"id": "w1.0000000000000003", "status": "completed", "reply": "4"})
+        assert (await waiting)["turn"]["reply"] == "4"
+        head.closed = True
+        assert not box.head_attached()
+
+    asyncio.run(scenario())
