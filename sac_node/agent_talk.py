@@ -22,7 +22,7 @@ import os
 
 from . import comms as policy
 from .protocol import messages as m
-from .protocol.errors import CommsRefused, SacError
+from .protocol.errors import CommsRefused, SacError, SpecError
 from .rpc import open_unix_peer
 
 log = logging.getLogger("sac_node.agent_talk")
@@ -63,13 +63,17 @@ def mcp_config(socket, source, python="python3"):
     return json.dumps({"mcpServers": {SERVER: {"command": python, "args": ["-I", "-S", "-c", source, socket]}}})
 
 
-def engine_side(spec, agent_dir, sandboxed):
+def engine_side(spec, agent_dir, workdir, sandboxed):
     """(isolation, mcp) of an engine start: the spec's isolation with the socket bound in when sandboxed, and
     build_argv's `mcp` (the --mcp-config JSON, the allow rule); the isolation alone for an agent that does
-    not talk (no `comms.ask` or `comms.tell`) or is not Claude Code."""
+    not talk (no `comms.ask` or `comms.tell`) or is not Claude Code.
+
+    Claude Code still reads the workdir's own .mcp.json; a server there named `sac` would be hidden by
+    this one, so it is refused rather than overridden."""
     isolation = spec.isolation
     if not (spec.comms.talks and spec.engine.is_claude):
         return isolation, None
+    _check_users_servers(spec, os.path.join(workdir, ".mcp.json"))
     socket = socket_path(agent_dir)
     # The shim serves the socket before it starts the engine; the daemon's check before it spawns the
     # shim finds none yet, and a bind of a missing source would fail that check.
@@ -77,6 +81,17 @@ def engine_side(spec, agent_dir, sandboxed):
         isolation = isolation._replace(binds=isolation.binds + ("%s:%s:ro" % (socket, INSIDE_SOCKET),))
         socket = INSIDE_SOCKET
     return isolation, (mcp_config(socket, bridge_source()), ALLOW_RULE)
+
+
+def _check_users_servers(spec, path):
+    try:
+        with open(path) as fh:
+            servers = json.load(fh).get("mcpServers") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    if SERVER in servers:
+        raise SpecError("%s: %s defines an MCP server named %s, the name of sac's own server for comms; rename "
+                        "yours (sac never overrides it)" % (spec.source, path, SERVER))
 
 
 def bridge_source():

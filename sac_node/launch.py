@@ -47,7 +47,7 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
     workdir = make_workdir(spec, agent_dir)
     ensure_private_dir(agent_dir.home)
     sandboxed = runtime != "none"
-    isolation, mcp = agent_talk.engine_side(spec, agent_dir, sandboxed)
+    isolation, mcp = agent_talk.engine_side(spec, agent_dir, workdir, sandboxed)
     argv = engine.build_argv(spec, binary, session_id=session_id, sandboxed=sandboxed and is_claude, mcp=mcp)
     env = engine.build_env(spec, agent_dir.home, environ)
     if session_id and not is_claude:

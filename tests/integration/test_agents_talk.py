@@ -86,3 +86,18 @@ def test_an_agent_without_comms_has_no_sac_server(sac_env, team):
     [init] = [e for e in transcript(sac_env, "plain") if e.get("type") == "system" and e.get("subtype") == "init"]
     assert init["mcp_servers"] == [] and not any(t.startswith("mcp__sac") for t in init["tools"])
     assert not (sac_env.agent_dir("plain") / "mcp.sock").exists()
+
+
+def test_a_users_mcp_json_is_kept_and_a_server_of_theirs_named_sac_is_refused(sac_env, team):
+    agent = sac_env.write_spec("w9", extra={"workdir": str(sac_env.root / "w9-work"), "comms": {"tell": ["x"]}})
+    work = sac_env.root / "w9-work"
+    work.mkdir()
+    (work / ".mcp.json").write_text(json.dumps({"mcpServers": {"sac": {"command": "true"}}}))
+    failed = sac_env.sac("agents", "start", agent, check=False)
+    assert failed.returncode != 0 and "defines an MCP server named sac" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    (work / ".mcp.json").write_text(json.dumps({"mcpServers": {"mine": {"command": "true"}}}))
+    sac_env.sac("agents", "start", agent)
+    sac_env.sac_json("agents", "send", "w9", "hello")
+    [init] = [e for e in transcript(sac_env, "w9") if e.get("type") == "system" and e.get("subtype") == "init"]
+    assert {s["name"] for s in init["mcp_servers"]} == {"mine", "sac"}
