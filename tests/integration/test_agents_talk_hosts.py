@@ -11,12 +11,16 @@ import time
 
 import pytest
 
+from tests.fixtures.agents import processes_mentioning
 from tests.fixtures.gateway import GatewayProcess
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = {"rules": [
     {"match": "ask the worker", "tool": "mcp__sac__ask", "input": {"to": "w1", "text": "what is 2+2"},
+     "then": "got: {tool_result}"},
+    {"match": "ask both", "tools": [{"tool": "mcp__sac__ask", "input": {"to": "w1", "text": "what is 2+2"}},
+                                    {"tool": "mcp__sac__ask", "input": {"to": "w2", "text": "what is 3+3"}}],
      "then": "got: {tool_result}"},
     {"match": "ask slowly", "tool": "mcp__sac__ask", "input": {"to": "w1", "text": "slow question"},
      "then": "got: {tool_result}"},
@@ -40,16 +44,24 @@ def two_hosts(fleet_env):
                         extra={"comms": {"ask": ["role=worker"], "tell": ["w1"]}})
     fleet_env.add_agent("w1", {"hosts": [h2.name]}, labels={"role": "worker"},
                         extra={"comms": {"accept_from": ["role=lead"]}})
+    fleet_env.doc["hosts"]["here"] = {"transport": "local"}  # the head's own machine
+    fleet_env.add_agent("w2", {"hosts": ["here"]}, labels={"role": "worker"},
+                        extra={"comms": {"accept_from": ["lead"]}})
     fleet_env.provider.load_script(SCRIPT)
     inventory = fleet_env.write()
     assert fleet_env.sac_json("fleet", "up", inventory)["ok"]
-    return fleet_env, inventory, h1, h2
+    yield fleet_env, inventory, h1, h2
+    for pid in processes_mentioning(str(fleet_env.root / "head-home")):  # the head's own node and agent
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def journal(host, agent):
-    """The agent's turns read from its host's state dir, without attaching a head."""
+    """The agent's turns read from its host's state dir (a path, or an sshd host's), without attaching a head."""
     turns = {}
-    path = host.state_dir / "agents" / agent / "journal.jsonl"
+    path = getattr(host, "state_dir", host) / "agents" / agent / "journal.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         rec = json.loads(line)
         if rec.get("op") == "accepted":
@@ -76,15 +88,19 @@ def tool_results(fleet_env, inventory, agent):
             if isinstance(b, dict) and b.get("type") == "tool_result"]
 
 
-def test_a_lead_asks_a_worker_on_another_host_and_a_killed_shim_still_answers_once(two_hosts):
+def test_a_lead_asks_workers_on_other_hosts_and_a_killed_shim_still_answers_once(two_hosts):
     fleet_env, inventory, h1, h2 = two_hosts
     turn = fleet_env.sac_json("fleet", "send", "lead", "ask the worker", "-i", inventory)
     assert turn["status"] == "completed" and turn["reply"] == "got: echo: what is 2+2"
     [asked] = journal(h2, "w1")
     assert (asked["from"], asked["depth"], asked["status"], asked["reply"]) == ("lead", 1, "completed",
                                                                                  "echo: what is 2+2")
+    turn = fleet_env.sac_json("fleet", "send", "lead", "ask both", "-i", inventory)
+    assert turn["reply"] == "got: echo: what is 3+3"  # from the worker on the head's own machine
+    [mine] = journal(fleet_env.root / "head-home", "w2")
+    assert (mine["from"], mine["reply"]) == ("lead", "echo: what is 3+3")
     rows = {a["name"]: a for a in fleet_env.sac_json("fleet", "status", inventory)["agents"]}
-    assert rows["w1"]["turns_by_caller"] == {"lead": 1}
+    assert rows["w1"]["turns_by_caller"] == {"lead": 2} and rows["w2"]["turns_by_caller"] == {"lead": 1}
 
     sender = subprocess.Popen([sys.executable, "-m", "sac_fleet", "fleet", "send", "lead", "ask slowly", "-i",
                                str(inventory), "--json"], env=fleet_env.env, stdout=subprocess.PIPE, text=True)
