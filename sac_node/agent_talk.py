@@ -22,7 +22,7 @@ import os
 
 from . import comms as policy
 from .protocol import messages as m
-from .protocol.errors import CommsRefused, SacError, SpecError
+from .protocol.errors import AgentError, CommsRefused, SacError, SpecError
 from .rpc import open_unix_peer
 
 log = logging.getLogger("sac_node.agent_talk")
@@ -34,6 +34,7 @@ ALLOW_RULE = "mcp__" + SERVER
 PROTOCOL = "2025-06-18"
 DEFAULT_WAIT_S, MAX_WAIT_S = 120.0, 600.0
 LINE_LIMIT = 4 * 1024 * 1024
+ALIVE_EVERY_S = 1.0  # below any stall_timeout_s worth setting
 
 _TEXT = {"type": "string"}
 _WAIT = {"type": "number", "description": "seconds to wait for the reply (default 120, at most 600)"}
@@ -101,11 +102,15 @@ def bridge_source():
 
 
 class TalkServer:
-    """The shim's half: one listener, any number of bridge connections, a link to the node daemon."""
+    """The shim's half: one listener, any number of bridge connections, a link to the node daemon.
 
-    def __init__(self, name, agent_dir, node_socket, comms, depth_of_current, record, clock):
-        self.name, self.path, self.node_socket = name, socket_path(agent_dir), node_socket
-        self.comms, self.depth_of_current, self.record = comms, depth_of_current, record
+    The shim gives it: `depth_of_current()` (the running turn's depth in a chain of asks), `record(subtype,
+    **fields)` (an event in the transcript) and `alive()`, called while a tool call waits, so that a turn
+    waiting for another agent's reply does not count as a silent, stalled engine."""
+
+    def __init__(self, name, agent_dir, node_socket, comms, shim_side, clock):
+        self.name, self.path, self.node_socket, self.comms = name, socket_path(agent_dir), node_socket, comms
+        self.depth_of_current, self.record, self.alive = shim_side
         self.rate = policy.RateLimit(comms.rate_per_min, clock)
         self._server, self._node, self._tasks = None, None, set()
 
@@ -114,12 +119,18 @@ class TalkServer:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        self._server = await asyncio.start_unix_server(self._on_client, path=self.path, limit=LINE_LIMIT)
+        try:
+            self._server = await asyncio.start_unix_server(self._on_client, path=self.path, limit=LINE_LIMIT)
+        except OSError as exc:
+            raise AgentError("cannot serve the sac MCP server on %s (%s); comms needs it (a shorter state dir path "
+                             "helps)" % (self.path, exc)) from exc
         os.chmod(self.path, 0o600)
 
     async def close(self):
         if self._server is not None:
             self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
         if self._node is not None:
             await self._node.close()
 
@@ -169,6 +180,7 @@ class TalkServer:
 
     async def call(self, tool, args):
         """A tools/call result: text content, `isError` for a refusal or a failed call."""
+        beat = asyncio.ensure_future(self._keep_alive())
         try:
             text = await self._tool(tool, args)
             return {"content": [{"type": "text", "text": text}], "isError": False}
@@ -177,6 +189,13 @@ class TalkServer:
             return _error(exc.message)
         except SacError as exc:
             return _error(exc.message)
+        finally:
+            beat.cancel()
+
+    async def _keep_alive(self):
+        while True:
+            self.alive()
+            await asyncio.sleep(ALIVE_EVERY_S)
 
     async def _tool(self, tool, args):
         if tool == "agents":

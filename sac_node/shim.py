@@ -68,8 +68,9 @@ class Shim:
                                  self.quota, self.provider, RefusalWatch(), clock)
         self.started_at = clock()
         self._clients = {}  # RpcPeer -> the task serving it
-        self.talk = TalkServer(self.name, agent_dir, state_dir.socket, self.spec.comms, self._depth_of_current,
-                               self.record, clock) if self.spec.comms.talks else None
+        self.talk = TalkServer(self.name, agent_dir, state_dir.socket, self.spec.comms,
+                               (self._depth_of_current, self.record, self.runner.engine_busy),
+                               clock) if self.spec.comms.talks else None
 
     def _depth_of_current(self):
         """How deep in a chain of asks the running turn is (0: a user's turn)."""

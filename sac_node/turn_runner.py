@@ -69,6 +69,10 @@ class TurnRunner:
             self.finish_turn(self.current, m.INTERRUPTED, error="engine exited (code %s) during the turn" % code)
         return code
 
+    def engine_busy(self):
+        """The engine waits on sac itself (a `sac` tool call): not silence, for stall_timeout_s."""
+        self.last_output_at = self.clock()
+
     def _engine_exited(self, _):
         self.supervisor.wake()
         settle(self._result, ENGINE_EXITED)

@@ -18,6 +18,9 @@ SCRIPT = {"rules": [
     ask("ask the boss", "boss", "may I?"),
     ask("start a chain", "w1", "relay this"),
     ask("relay this", "w2", "too deep"),
+    ask("ask slowly", "w1", "slow question"),
+    {"match": "slow question", "tool": "Bash", "input": {"command": "sleep 4; echo slow-done"},
+     "then": "{tool_result}"},
     {"match": "who is there", "tool": "mcp__sac__agents", "input": {}, "then": "{tool_result}"},
 ]}
 
@@ -26,8 +29,8 @@ SCRIPT = {"rules": [
 def team(sac_env):
     sac_env.provider.load_script(SCRIPT)
 
-    def start(name, comms, labels=None):
-        sac_env.write_spec(name, extra={"comms": comms})
+    def start(name, comms, labels=None, **extra):
+        sac_env.write_spec(name, extra=dict(extra, comms=comms))
         if labels:
             path = sac_env.specs / name / "spec.yaml"
             path.write_text(path.read_text().replace("  name: %s\n" % name, "  name: %s\n  labels: %s\n"
@@ -101,3 +104,11 @@ def test_a_users_mcp_json_is_kept_and_a_server_of_theirs_named_sac_is_refused(sa
     sac_env.sac_json("agents", "send", "w9", "hello")
     [init] = [e for e in transcript(sac_env, "w9") if e.get("type") == "system" and e.get("subtype") == "init"]
     assert {s["name"] for s in init["mcp_servers"]} == {"mine", "sac"}
+
+
+def test_a_turn_waiting_for_a_reply_is_not_a_stalled_engine(sac_env, team):
+    team("w1", {"accept_from": ["lead"]})
+    team("lead", {"ask": ["w1"]}, health={"stall_timeout_s": 2})
+    sac_env.sac_json("agents", "send", "lead", "hello")  # the engine has spoken: no start-up grace any more
+    turn = sac_env.sac_json("agents", "send", "lead", "ask slowly")
+    assert (turn["status"], turn["reply"]) == ("completed", "got: slow-done")
