@@ -56,6 +56,7 @@ def test_a_lead_asks_a_worker_and_reads_its_reply(sac_env, team):
     assert turn["status"] == "completed" and turn["reply"] == "got: echo: what is 2+2"
     status = sac_env.sac_json("agents", "status", "w1")
     assert status["turns_by_caller"] == {"lead": 1} and status["turns"]["completed"] == 1
+    assert "asked by:   lead 1\n" in sac_env.sac("agents", "status", "w1").stdout
     assert "from lead  what is 2+2" in sac_env.sac("agents", "tail", "w1").stdout
     listed = json.loads(sac_env.sac_json("agents", "send", "lead", "who is there")["reply"])
     assert listed == [{"name": "w1", "labels": {"role": "worker"}, "state": "idle", "description": "does sums"}]
