@@ -62,8 +62,10 @@ async def send(node, peer, p):
         return await deliver(node, peer, dict(p, from_labels=caller.labels, depth=depth))
     entry = post_of(node).directory.get(to)
     if entry is None:
-        raise CommsRefused("agent %s may not %s %s: no agent of that name in the fleet (see the `agents` tool)"
-                           % (caller.name, kind, to))
+        alone = "" if post_of(node).outbox.head_attached() else (
+            " that a head told this host of (none is connected now: `sac fleet serve`, or any `sac fleet` command)")
+        raise CommsRefused("agent %s may not %s %s: no agent of that name in the fleet%s (see the `agents` tool)"
+                           % (caller.name, kind, to, alone))
     policy.check_send(caller.name, caller.comms, kind, to, entry.get("labels"), depth)
     return await _post(node, caller, p, depth)
 
