@@ -305,16 +305,19 @@ class Fleet:
                 log.warning("%s", warning)
         return self.inventory
 
-    async def connect(self, hosts=None, deadline=None, on_host=None, provision=False):
+    async def connect(self, hosts=None, deadline=None, on_host=None, provision=False, carry=True):
         """Connect to every node host concurrently (per-host timeouts under one deadline).
 
         Only to attach, changing nothing on a host, unless `provision` (what `up` does: upload
-        node.pyz and start or upgrade the node daemon where needed).
+        node.pyz and start or upgrade the node daemon where needed). With `carry`, this Fleet also carries
+        agents' messages between the hosts while it holds the links (plan, status, `up --dry-run`, secrets
+        and down only observe or stop, so they do not).
         """
         async with self._lock():
             self.links = await _fleet_ops().connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
                                                         self.links, on_host, "provision" if provision else "attach")
-        self._carry_messages()
+        if carry:
+            self._carry_messages()
         return self.links
 
     def _carry_messages(self):
@@ -333,7 +336,7 @@ class Fleet:
 
         With dry_run, nothing on any host changes: the report says what would be done. `limit` (host
         names): change only those hosts (placement still sees every host)."""
-        await self.connect(on_host=on_host, provision=not dry_run)
+        await self.connect(on_host=on_host, provision=not dry_run, carry=not dry_run)
         return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule, self._hosts(limit),
                                       self.index)
 
@@ -341,17 +344,17 @@ class Fleet:
         """Per host, each secret name the inventory gives: its hash there and on the head, its state; no value."""
         from .control import secrets
 
-        await self.connect()
+        await self.connect(carry=False)
         return {"secrets": secrets.report(self.load(), self.links),
                 "hosts": {name: {"state": link.state, "reason": link.reason} for name, link in self.links.items()}}
 
     async def plan(self, reschedule=False, prune=False):
-        await self.connect()
+        await self.connect(carry=False)
         return await _fleet_ops().plan_report(self.load(), self.links, reschedule, prune, self.index)
 
     async def fleet_status(self, host=None):
         """Desired and actual side by side, per host; hosts that did not answer say why."""
-        await self.connect(hosts=[host] if host else None)
+        await self.connect(hosts=[host] if host else None, carry=False)
         return await _fleet_ops().status_report(self.load(), self.links, only=host, index=self.index)
 
     async def down(self, agents_only=False, limit=None, agents=None):
@@ -359,7 +362,7 @@ class Fleet:
 
         `limit` (host names) keeps to those hosts; `agents` (names) stops only those agents."""
         hosts = self._hosts(limit)
-        await self.connect(hosts=hosts)
+        await self.connect(hosts=hosts, carry=False)
         return await _fleet_ops().down(self.load(), self.links, agents_only, hosts, agents, self.index)
 
     def _hosts(self, names):

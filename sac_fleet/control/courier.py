@@ -1,8 +1,8 @@
 """The courier: a head carries messages between agents on different hosts over the links it already holds.
 
 Nothing on a host dials out: an agent's message for another host waits in its node's outbox
-(sac_node/outbox.py). While a Fleet with an inventory holds its links (`sac fleet serve`, or any
-`sac fleet` command for as long as it runs), the courier long-polls each node (`comms.drain`,
+(sac_node/outbox.py). While a Fleet with an inventory holds its links (`sac fleet serve`, or a
+`sac fleet` command that acts on agents, for as long as it runs), the courier long-polls each node (`comms.drain`,
 which also tells the node which agents the fleet has: names, labels, state, description; never
 hosts), delivers each message to the callee's node (`comms.deliver`, with the message's key, so
 a message carried twice is one turn), waits for an ask's turn to end, and reports back

@@ -63,7 +63,7 @@ async def send(node, peer, p):
     entry = post_of(node).directory.get(to)
     if entry is None:
         alone = "" if post_of(node).outbox.head_attached() else (
-            " that a head told this host of (none is connected now: `sac fleet serve`, or any `sac fleet` command)")
+            " that a head told this host of (none is connected now: `sac fleet serve`, or `sac fleet send` while it runs)")
         raise CommsRefused("agent %s may not %s %s: no agent of that name in the fleet%s (see the `agents` tool)"
                            % (caller.name, kind, to, alone))
     policy.check_send(caller.name, caller.comms, kind, to, entry.get("labels"), depth)
@@ -75,8 +75,8 @@ async def _post(node, caller, p, depth):
     outbox = post_of(node).outbox
     if p["kind"] == policy.ASK and not outbox.head_attached():
         raise CommsRefused("agent %s runs on another host and no head is connected to this one, so the ask cannot "
-                           "reach it now (a head carries messages between hosts: `sac fleet serve`, or any `sac fleet` "
-                           "command); a tell would wait for it" % p["to"])
+                           "reach it now (a head carries messages between hosts: `sac fleet serve`, or `sac fleet send` "
+                           "while it runs); a tell would wait for it" % p["to"])
     message = {k: p.get(k) for k in ("from", "to", "kind", "text", "key")}
     mid = outbox.put(dict(message, depth=depth, from_labels=caller.labels))
     outcome = await outbox.outcome(mid, float(p.get("wait_s") or 0)) if p["kind"] == policy.ASK else None

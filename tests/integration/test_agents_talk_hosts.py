@@ -145,6 +145,6 @@ def test_with_no_head_an_ask_fails_fast_and_a_queued_tell_is_delivered_once(two_
                  or '"done"' in (h1.state_dir / "outbox.jsonl").read_text(), "the outbox to be told it is done")
     finally:
         gateway.stop()
-    fleet_env.sac("fleet", "status", inventory)  # another head attaches: nothing is carried again
+    fleet_env.sac("fleet", "tail", "w1", "-i", inventory)  # another head attaches: nothing is carried again
     time.sleep(1)
     assert len(journal(h2, "w1")) == 1
