@@ -337,8 +337,11 @@ class Fleet:
         With dry_run, nothing on any host changes: the report says what would be done. `limit` (host
         names): change only those hosts (placement still sees every host)."""
         await self.connect(on_host=on_host, provision=not dry_run, carry=not dry_run)
-        return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule, self._hosts(limit),
-                                      self.index)
+        report = await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule, self._hosts(limit),
+                                       self.index)
+        if self._courier is not None:
+            await self._courier.refresh()  # the nodes learn of the agents just started
+        return report
 
     async def secrets(self):
         """Per host, each secret name the inventory gives: its hash there and on the head, its state; no value."""

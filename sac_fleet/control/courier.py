@@ -48,25 +48,37 @@ class Courier:
             await asyncio.wait(tasks, timeout=2)
         self._loops, self._carrying = {}, {}
 
+    async def refresh(self):
+        """Tell every node the fleet's agents now (after `up` started some), and carry what waits."""
+        self._directory_at = None
+        for link in list(self.routes().values()):
+            if link.ok:
+                try:
+                    await self._take(link, 0)
+                except (SacError, asyncio.TimeoutError):
+                    continue
+
     async def _drain(self, host, link):
         while link.ok:
             try:
-                directory = await self._fleet_directory()
-                messages = await link.client.call(m.COMMS_DRAIN, {"wait_s": DRAIN_WAIT_S, "directory": directory},
-                                                  timeout=DRAIN_WAIT_S + 30)
+                await self._take(link, DRAIN_WAIT_S)
             except RpcError as exc:
                 if "unknown method" in exc.message:
                     return  # a node older than comms: it queues nothing
                 await asyncio.sleep(RETRY_S)
-                continue
             except (SacError, asyncio.TimeoutError):
                 await asyncio.sleep(RETRY_S)
-                continue
-            for message in messages:
-                if message["id"] not in self._carrying:
-                    task = asyncio.ensure_future(self._carry(link, message))
-                    self._carrying[message["id"]] = task
-                    task.add_done_callback(lambda _, mid=message["id"]: self._carrying.pop(mid, None))
+
+    async def _take(self, link, wait_s):
+        """One `comms.drain` of a node (waiting up to wait_s for a message); each message it returns is carried."""
+        directory = await self._fleet_directory()
+        messages = await link.client.call(m.COMMS_DRAIN, {"wait_s": wait_s, "directory": directory},
+                                          timeout=wait_s + 30)
+        for message in messages:
+            if message["id"] not in self._carrying:
+                task = asyncio.ensure_future(self._carry(link, message))
+                self._carrying[message["id"]] = task
+                task.add_done_callback(lambda _, mid=message["id"]: self._carrying.pop(mid, None))
 
     async def _fleet_directory(self):
         """The fleet's agents as nodes may show them (no host), refreshed every DIRECTORY_TTL_S."""
