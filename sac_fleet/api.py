@@ -60,6 +60,7 @@ class Fleet:
         self.links = {}
         self.index = AgentIndex()  # agent -> host, learnt from the hosts' answers (control.routing)
         self._connecting = None
+        self._courier = None  # carries agents' messages between hosts while the links are held
         # Send turns through a running `sac fleet serve` of the same inventory when there is one.
         self.via_gateway = via_gateway
 
@@ -70,6 +71,8 @@ class Fleet:
         await self.close()
 
     async def close(self):
+        if self._courier is not None:
+            await self._courier.stop()
         await asyncio.gather(*(link.close() for link in self._routes().values()))
         self.links, self._extra = {}, {}
 
@@ -326,41 +329,59 @@ class Fleet:
                 log.warning("%s", warning)
         return self.inventory
 
-    async def connect(self, hosts=None, deadline=None, on_host=None, provision=False):
+    async def connect(self, hosts=None, deadline=None, on_host=None, provision=False, carry=True):
         """Connect to every node host concurrently (per-host timeouts under one deadline).
 
         Only to attach, changing nothing on a host, unless `provision` (what `up` does: upload
-        node.pyz and start or upgrade the node daemon where needed).
+        node.pyz and start or upgrade the node daemon where needed). With `carry`, this Fleet also carries
+        agents' messages between the hosts while it holds the links (plan, status, `up --dry-run`, secrets
+        and down only observe or stop, so they do not).
         """
         async with self._lock():
             self.links = await _fleet_ops().connect_all(self.load(), hosts, deadline, self.accept_new_host_keys,
                                                         self.links, on_host, "provision" if provision else "attach")
+        if carry:
+            self._carry_messages()
         return self.links
+
+    def _carry_messages(self):
+        """While this Fleet holds links to an inventory's hosts, carry agents' messages between them
+        (control.courier): a host never dials out, so its outbox waits for a head like this one."""
+        if self._by_hand is self.inventory:
+            return  # this machine alone: its node routes its own agents' messages
+        if self._courier is None:
+            from .control.courier import Courier
+
+            self._courier = Courier(self._routes, self._host)
+        self._courier.watch()
 
     async def up(self, dry_run=False, prune=False, reschedule=False, on_host=None, limit=None):
         """Converge: bootstrap hosts, start missing agents, leave running ones alone; returns a report.
 
         With dry_run, nothing on any host changes: the report says what would be done. `limit` (host
         names): change only those hosts (placement still sees every host)."""
-        await self.connect(on_host=on_host, provision=not dry_run)
-        return await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule, self._hosts(limit),
-                                      self.index)
+        await self.connect(on_host=on_host, provision=not dry_run, carry=not dry_run)
+        report = await _fleet_ops().up(self.load(), self.links, dry_run, prune, reschedule, self._hosts(limit),
+                                       self.index)
+        if self._courier is not None:
+            await self._courier.refresh()  # the nodes learn of the agents just started
+        return report
 
     async def secrets(self):
         """Per host, each secret name the inventory gives: its hash there and on the head, its state; no value."""
         from .control import secrets
 
-        await self.connect()
+        await self.connect(carry=False)
         return {"secrets": secrets.report(self.load(), self.links),
                 "hosts": {name: {"state": link.state, "reason": link.reason} for name, link in self.links.items()}}
 
     async def plan(self, reschedule=False, prune=False):
-        await self.connect()
+        await self.connect(carry=False)
         return await _fleet_ops().plan_report(self.load(), self.links, reschedule, prune, self.index)
 
     async def fleet_status(self, host=None):
         """Desired and actual side by side, per host; hosts that did not answer say why."""
-        await self.connect(hosts=[host] if host else None)
+        await self.connect(hosts=[host] if host else None, carry=False)
         return await _fleet_ops().status_report(self.load(), self.links, only=host, index=self.index)
 
     async def down(self, agents_only=False, limit=None, agents=None):
@@ -368,7 +389,7 @@ class Fleet:
 
         `limit` (host names) keeps to those hosts; `agents` (names) stops only those agents."""
         hosts = self._hosts(limit)
-        await self.connect(hosts=hosts)
+        await self.connect(hosts=hosts, carry=False)
         return await _fleet_ops().down(self.load(), self.links, agents_only, hosts, agents, self.index)
 
     def _hosts(self, names):

@@ -88,6 +88,7 @@ class Node:
         self._spawning = {}
         self.sha = os.environ.get("SAC_NODE_SHA") or "-"
         self.settings = started_with(os.environ)
+        self.post = None  # messages between agents (handlers/comms.py), made on first use
         self._lock_fh = None
         self._server = None
         self._stop = None

@@ -67,8 +67,10 @@ def install_paths(binary):
     return seen
 
 
-def build_argv(spec, binary, session_id=None, sandboxed=False):
-    """argv of the engine for a NodeSpec; `--resume` when a session is to be continued."""
+def build_argv(spec, binary, session_id=None, sandboxed=False, mcp=None):
+    """argv of the engine for a NodeSpec; `--resume` when a session is to be continued.
+
+    `mcp`: (--mcp-config JSON, allow rule) of sac's own MCP server (agent_talk.py), or None."""
     if not spec.engine.is_claude:
         argv = list(spec.engine.command)
         if not argv:
@@ -78,23 +80,27 @@ def build_argv(spec, binary, session_id=None, sandboxed=False):
     argv = [binary] + STREAM_FLAGS
     if claude.model:
         argv += ["--model", claude.model]
-    argv += permission_argv(claude, sandboxed)
+    argv += permission_argv(claude, sandboxed, (mcp[1],) if mcp else ())
+    if mcp:
+        argv += ["--mcp-config", mcp[0]]
     if session_id:
         argv += ["--resume", session_id]
     return argv + list(claude.flags)
 
 
-def permission_argv(claude, sandboxed):
+def permission_argv(claude, sandboxed, also_allowed=()):
     """The flags that decide which tools run (docs/spec-reference.md, "Tools and permissions").
 
     With an allow list Claude Code runs in dontAsk mode: what the list does not pre-approve is
     refused (bypassPermissions would allow it). Without one every tool runs but the denied ones,
     through bypassPermissions where the sandbox gives a non-root uid (Claude Code refuses that mode
     as root); deny rules hold in every mode. An explicit permission_mode is passed as it is.
+    `also_allowed`: sac's own tools, allowed whatever the mode (they do not choose it).
     """
     allowed, denied, mode = claude.allowed_tools, claude.disallowed_tools, claude.permission_mode
     if mode is None:
         mode = "dontAsk" if allowed else "bypassPermissions" if sandboxed else None
+    allowed = tuple(allowed) + tuple(r for r in also_allowed if r not in allowed)
     argv = []
     if allowed:
         argv += ["--allowedTools", ",".join(allowed)]

@@ -6,7 +6,8 @@ in memory; `write()` hands every record since the last one to the OS in one
 write (from then on only a crash of the machine can lose it) and `sync()` also
 fsyncs. sac_node/commit.py decides when the shim does which.
 Records:
-    {"op": "accepted", "id", "text", "ts", "key", "source"}
+    {"op": "accepted", "id", "text", "ts", "key", "source"[, "from", "depth"]}   from: the agent that sent it
+                                                  (comms), depth: how deep in a chain of asks
     {"op": "started", "id", "ts", "attempt"}
     {"op": "requeued", "id", "ts", "reason"}     back to pending: it had not acted yet
     {"op": "completed" | "failed" | "interrupted" | "cancelled", "id", "ts", "reply",
@@ -25,7 +26,7 @@ file to what is kept; a compacted file starts with
                           a dropped turn's summary, oldest ended first
     {"op": "turn", "turn": {...}}
                           a kept turn as it stands, in accepted order
-    {"op": "snapshot", "ts", "counts", "usage", "refused", "last_at", "dropped", "ended": [id, ...]}
+    {"op": "snapshot", "ts", "counts", "usage", "refused", "last_at", "dropped", "ended": [id, ...], "callers"}
                           closes them: totals over every turn, the kept ended turns in ended order
 and goes on with the records above.
 """
@@ -86,6 +87,7 @@ class Journal:
         self._counts = dict.fromkeys(TURN_STATES, 0)
         self._usage = {}
         self._refused = 0  # tool calls the engine refused, over every turn
+        self._callers = {}  # agent -> turns it sent this one (comms), over every turn
         self._last_at = None
         self._dropped = 0
         self._records = 0  # lines in the file: compact() once they are many more than the kept state needs
@@ -118,6 +120,8 @@ class Journal:
         turn = self.turns.get(rec.get("id"))
         if turn is None or turn["status"] == before:
             return
+        if before is None and turn.get("from"):
+            self._callers[turn["from"]] = self._callers.get(turn["from"], 0) + 1
         if before is not None:
             self._counts[before] -= 1
             self._pending.pop(turn["id"], None)
@@ -144,6 +148,8 @@ class Journal:
         if op == "accepted":
             turn = {"id": tid, "status": "pending", "text": rec.get("text", ""), "accepted_at": rec.get("ts"),
                     "key": rec.get("key"), "source": rec.get("source", "user"), "attempts": 0}
+            if rec.get("from"):
+                turn["from"], turn["depth"] = rec["from"], rec.get("depth") or 1
             self.turns[tid] = turn
             if rec.get("key"):
                 self._by_key[rec["key"]] = tid
@@ -244,6 +250,7 @@ class Journal:
         self._counts.update(rec["counts"])
         self._usage = dict(rec["usage"])
         self._refused = rec.get("refused") or 0
+        self._callers = dict(rec.get("callers") or {})
         self._last_at = rec["last_at"]
         self._dropped = rec["dropped"]
         self._ended = OrderedDict((tid, self.turns[tid]) for tid in rec["ended"] if tid in self.turns)
@@ -291,7 +298,7 @@ class Journal:
         lines.extend(compact_json({"op": "turn", "turn": turn}) for turn in self.turns.values())
         lines.append(compact_json({"op": "snapshot", "ts": now, "counts": self._counts, "usage": self._usage,
                                    "refused": self._refused, "last_at": self._last_at, "dropped": self._dropped,
-                                   "ended": list(self._ended)}))
+                                   "ended": list(self._ended), "callers": self._callers}))
         fd = replace_file(self.path, ("\n".join(lines) + "\n").encode("utf-8"))
         if self._fd is not None:
             os.close(self._fd)  # the old file's: it is gone from the directory
@@ -340,14 +347,17 @@ class Journal:
             os.close(self._fd)
             self._fd = None
 
-    def accept(self, agent, text, key=None, source="user"):
-        """Append a new turn (or return the existing one for a known idempotency key)."""
+    def accept(self, agent, text, key=None, source="user", origin=None):
+        """Append a new turn (or return the existing one for a known idempotency key).
+
+        `origin`: {"from": agent, "depth": n} of a turn another agent sent (comms)."""
         if key:
             known = self.turn_for_key(key)
             if known is not None:
                 return known, False
         tid = new_turn_id(agent)
-        self._append({"op": "accepted", "id": tid, "text": text, "ts": self._clock(), "key": key, "source": source})
+        rec = {"op": "accepted", "id": tid, "text": text, "ts": self._clock(), "key": key, "source": source}
+        self._append(dict(rec, **origin) if origin else rec)
         return self.turns[tid], True
 
     def start(self, tid):
@@ -398,3 +408,7 @@ class Journal:
 
     def refused_total(self):
         return self._refused
+
+    def callers(self):
+        """{agent: turns it sent this one}, over every turn."""
+        return dict(self._callers)

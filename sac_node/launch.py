@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 
-from . import engine, sandbox
+from . import agent_talk, engine, sandbox
 from .protocol.errors import SpecError
 from .state_dir import ensure_private_dir
 
@@ -47,12 +47,12 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
     workdir = make_workdir(spec, agent_dir)
     ensure_private_dir(agent_dir.home)
     sandboxed = runtime != "none"
-    argv = engine.build_argv(spec, binary, session_id=session_id, sandboxed=sandboxed and is_claude)
+    isolation, mcp = agent_talk.engine_side(spec, agent_dir, workdir, sandboxed)
+    argv = engine.build_argv(spec, binary, session_id=session_id, sandboxed=sandboxed and is_claude, mcp=mcp)
     env = engine.build_env(spec, agent_dir.home, environ)
     if session_id and not is_claude:
         # A command engine's argv is its own; it learns the session to continue from here.
         env["SAC_RESUME_SESSION"] = session_id
-    isolation = spec.isolation
     if account is not None:
         secrets, account_env, binds = engine.account_launch(spec, account, state_dir.secrets(), environ,
                                                             state_dir.secrets_file)

@@ -9,6 +9,7 @@ place. Pure and stdlib only: namedtuples with defaults.
 
 from collections import namedtuple
 
+from .comms import Comms
 from .protocol.messages import secret_names
 
 ANTHROPIC_URL = "https://api.anthropic.com"  # the provider of a spec that names none
@@ -155,7 +156,7 @@ def _hook_command(entry):
 
 class NodeSpec(namedtuple("NodeSpec", "name source labels workdir engine claude env startup_prompts restart "
                                       "health journal isolation fleet generation secret_names hooks "
-                                      "startup_commands", defaults=(Hooks(), ()))):
+                                      "startup_commands comms", defaults=(Hooks(), (), Comms()))):
     """One agent's resolved spec on the node. Build it with `from_wire`."""
 
     __slots__ = ()
@@ -174,4 +175,5 @@ class NodeSpec(namedtuple("NodeSpec", "name source labels workdir engine claude 
             isolation=Isolation.from_wire(_section(wire, "isolation")),
             fleet=wire.get("fleet"), generation=wire.get("generation"), secret_names=tuple(secret_names(wire)),
             hooks=Hooks.from_wire(_section(wire, "hooks")),
-            startup_commands=tuple(str(line) for line in wire.get("startup_commands") or ()))
+            startup_commands=tuple(str(line) for line in wire.get("startup_commands") or ()),
+            comms=Comms.from_wire(_section(wire, "comms")))

@@ -11,7 +11,8 @@ and the files they share (journal, transcript):
 - this module: the socket the daemon calls (handlers/shim_side.py) and the heartbeat.
 
 The accounts (quota.py), the provider's health (provider_watch.py), refused tool calls
-(refusals.py) and the provider relay (egress.py) each sit behind their own interface.
+(refusals.py), the provider relay (egress.py) and the `sac` MCP server (agent_talk.py) each sit
+behind their own interface.
 """
 
 import asyncio
@@ -25,6 +26,7 @@ import time
 
 from . import __version__
 from .accounts import AccountPool
+from .agent_talk import TalkServer
 from .commit import GroupCommit
 from .handlers import shim_side
 from .journal import Journal, Retention
@@ -66,6 +68,13 @@ class Shim:
                                  self.quota, self.provider, RefusalWatch(), clock)
         self.started_at = clock()
         self._clients = {}  # RpcPeer -> the task serving it
+        self.talk = TalkServer(self.name, agent_dir, state_dir.socket, self.spec.comms,
+                               (self._depth_of_current, self.record, self.runner.engine_busy),
+                               clock) if self.spec.comms.talks else None
+
+    def _depth_of_current(self):
+        """How deep in a chain of asks the running turn is (0: a user's turn)."""
+        return (self.journal.turns.get(self.runner.current) or {}).get("depth") or 0
 
     def record(self, subtype, **fields):
         """One of the node's events in the transcript, under the running turn (if any)."""
@@ -81,10 +90,14 @@ class Shim:
                                                      "started_at": self.started_at, "version": __version__}))
         beat = asyncio.ensure_future(self._heartbeat())
         try:
+            if self.talk is not None:
+                await self.talk.serve()  # before the engine starts: its MCP bridge connects at once
             await self.supervisor.run(self.runner, self.quota.account_ready)
         finally:
             beat.cancel()
             server.close()
+            if self.talk is not None:
+                await self.talk.close()
             self.supervisor.relay.close()
             await self._close_clients()
             self._write_heartbeat()  # the last one says `stopped`; it flushes the files closed next

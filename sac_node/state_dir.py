@@ -2,6 +2,7 @@
 
     <state>/                      0700
       daemon.lock  daemon.log  node.sock (0600)  secrets.env (0600, optional, KEY=VALUE)
+      outbox.jsonl                messages for agents on other hosts, until a head carries them (outbox.py)
       node/<sha>.pyz              cached node helper (fleet bootstrap)
       agents/<name>/              0700, one per agent
         spec.json                 the resolved spec the head sent
@@ -12,6 +13,7 @@
         heartbeat                 touched by the shim
         shim.json  shim.sock  shim.log
         net.sock  hosts           isolation.network: provider: the relay's socket, the sandbox's /etc/hosts
+        mcp.sock                  comms: the `sac` MCP server's socket (agent_talk.py)
         home/  work/              the agent's HOME and default workdir
 """
 

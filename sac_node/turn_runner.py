@@ -69,6 +69,10 @@ class TurnRunner:
             self.finish_turn(self.current, m.INTERRUPTED, error="engine exited (code %s) during the turn" % code)
         return code
 
+    def engine_busy(self):
+        """The engine waits on sac itself (a `sac` tool call): not silence, for stall_timeout_s."""
+        self.last_output_at = self.clock()
+
     def _engine_exited(self, _):
         self.supervisor.wake()
         settle(self._result, ENGINE_EXITED)
@@ -82,7 +86,8 @@ class TurnRunner:
         self._turn_used_tools = self._turn_spoke = False
         self.refusals.new_turn()
         self.journal.start(tid)
-        self.transcript.append(tid, m.sac_event(m.TURN_STARTED, text=turn["text"]))
+        origin = {"from": turn["from"], "depth": turn.get("depth")} if turn.get("from") else {}
+        self.transcript.append(tid, m.sac_event(m.TURN_STARTED, text=turn["text"], **origin))
         await self.commit.durable()  # `started` is on disk before the turn can act: no double run after a crash
         return (self.journal.turns.get(tid) or {}).get("status") == m.RUNNING
 
@@ -243,13 +248,13 @@ class TurnRunner:
 
     # -- what the daemon asks -------------------------------------------------------------------
 
-    def submit(self, text, key=None, source="user"):
+    def submit(self, text, key=None, source="user", origin=None):
         # The serve loop is woken first, so on an idle engine the turn's start joins the
         # commit of its acceptance: one write and one fsync for both.
         self.supervisor.wake()
-        turn, created = self.journal.accept(self.name, text, key, source)
+        turn, created = self.journal.accept(self.name, text, key, source, origin)
         if created:
-            self.transcript.append(turn["id"], m.sac_event(m.TURN_ACCEPTED, source=source))
+            self.transcript.append(turn["id"], m.sac_event(m.TURN_ACCEPTED, source=source, **(origin or {})))
         return turn, created
 
     def get_turn(self, tid):

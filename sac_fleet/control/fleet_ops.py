@@ -228,6 +228,7 @@ def _since(link):
 def _agent_row(status):
     turns = status.get("turns") or {}
     return {"name": status["name"], "state": status["state"], "turns": turns,
+            "turns_by_caller": status.get("turns_by_caller") or {},
             "heartbeat_age_s": status.get("heartbeat_age_s"), "last_error": status.get("last_error"),
             "secrets_behind": status.get("secrets_behind") or [],
             "degraded": status.get("degraded"),

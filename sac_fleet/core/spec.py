@@ -130,6 +130,8 @@ class Spec(ConfigModel):
             node["startup_commands"] = list(body.startup_commands)
         if any(getattr(body.hooks, event) for event in HOOK_EVENTS):
             node["hooks"] = body.hooks.model_dump()
+        if "comms" in body.model_fields_set:  # likewise: a spec without comms keeps its hash
+            node["comms"] = body.comms.model_dump()
         return node
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
+from .spec_comms import Comms
 from .spec_hooks import Command, Hooks
 from .spec_fields import (_SECRETS_HINT, NAME_RE, PERMISSION_MODES, AgentName, Bind, Count, EnvName, EnvValue, Flag,
                           KeyVariable, LabelKey, NonEmpty, Seconds, Text, ToolRule, Workdir)
@@ -259,3 +260,4 @@ class AgentSettings(ConfigModel):
     journal: Journal = Journal()
     isolation: Isolation = Isolation()
     placement: Placement = Placement()
+    comms: Comms = Comms()

@@ -40,12 +40,15 @@ def record_text(record):
 def _supervisor_text(stamp, event):
     sub = event.get("subtype")
     if sub == m.TURN_STARTED:
-        return "%s user       %s" % (stamp, event.get("text", ""))
+        who = ("from " + event["from"]).ljust(10) if event.get("from") else "user      "
+        return "%s %s %s" % (stamp, who, event.get("text", ""))
     if sub == m.TURN_ENDED:
         extra = (": " + event["error"]) if event.get("error") else ""
         return "%s turn       %s%s" % (stamp, event.get("status"), extra)
     if sub == m.TURN_ACCEPTED:
         return None
+    if sub == m.COMMS_REFUSED:
+        return "%s refused    %s to %s (%s)" % (stamp, event.get("tool"), event.get("to"), event.get("reason"))
     if sub == m.TOOL_REFUSED:
         return "%s refused    %s %s (%s)" % (stamp, event.get("tool"), event.get("input") or "", event.get("reason"))
     fields = ", ".join("%s=%s" % (k, v) for k, v in event.items() if k not in ("type", "subtype") and v is not None)

@@ -6,7 +6,7 @@ Each handler is `async fn(node, peer, params)` and documents its wire schema in 
 import functools
 
 from ..protocol import messages as m
-from . import agents, host, turns
+from . import agents, comms, host, turns
 
 HANDLERS = {
     m.HOST_FACTS: host.facts,
@@ -27,6 +27,12 @@ HANDLERS = {
     m.EVENTS_SUBSCRIBE: turns.subscribe,
     m.EVENTS_UNSUBSCRIBE: turns.unsubscribe,
     m.EVENTS_TAIL: turns.tail,
+    m.COMMS_AGENTS: comms.agents,
+    m.COMMS_SEND: comms.send,
+    m.COMMS_TURN: comms.turn,
+    m.COMMS_DRAIN: comms.drain,
+    m.COMMS_DELIVER: comms.deliver,
+    m.COMMS_DONE: comms.done,
 }
 
 

@@ -29,12 +29,14 @@ class ShimHandlers:
         self.shim, self.runner, self.commit = shim, shim.runner, shim.commit
 
     async def submit(self, peer, p):
-        """turns.submit {text, key?, source?, wait_s?} -> {turn, created}
+        """turns.submit {text, key?, source?, wait_s?, from?, depth?} -> {turn, created}
 
         With wait_s the reply comes when the turn ends (or wait_s passes): one
         round trip per turn instead of submit + wait. It is journalled first either way.
+        `from` and `depth`: the agent that sent it and how deep in a chain of asks (comms).
         """
-        turn, created = self.runner.submit(p["text"], p.get("key"), p.get("source", "user"))
+        origin = {"from": p["from"], "depth": int(p.get("depth") or 1)} if p.get("from") else None
+        turn, created = self.runner.submit(p["text"], p.get("key"), p.get("source", "user"), origin)
         if p.get("wait_s"):
             turn = await self.runner.wait_turn(turn["id"], float(p["wait_s"]))
         await self.commit.settled(turn)
@@ -109,7 +111,8 @@ def status_of(shim):
         "last_error": sup.last_error, "usage": shim.journal.usage_total(),
         "degraded": shim.provider.degraded(),
         "secrets_behind": sorted(n for n, h in sup.secret_hashes().items() if sup.secrets_used.get(n) != h),
-        "tools_refused": shim.journal.refused_total(),
+        "tools_refused": shim.journal.refused_total(), "turns_by_caller": shim.journal.callers(),
+        "description": shim.spec.comms.description,
         "isolation": sup.isolation, "heartbeat_age_s": round(hb, 1) if hb is not None else None,
         "labels": shim.spec.labels, "workdir": launch.resolve_workdir(shim.spec, shim.dir),
         "fleet": shim.spec.fleet, "generation": shim.spec.generation,

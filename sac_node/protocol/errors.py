@@ -19,7 +19,8 @@
      │    ├── AgentNotRunning
      │    ├── TurnNotFound
      │    ├── TurnTimeout
-     │    └── SandboxUnavailable
+     │    ├── SandboxUnavailable
+     │    └── CommsRefused
      └── PlacementError
 
 On the wire an error is {code, message, data}; the receiver rebuilds the class
@@ -115,6 +116,12 @@ class TurnTimeout(AgentError):
 
 class SandboxUnavailable(AgentError):
     code = "sandbox_unavailable"
+
+
+class CommsRefused(AgentError):
+    """A message between agents that `comms` (or a limit) does not allow; nothing reached the callee."""
+
+    code = "comms_refused"
 
 
 class PlacementError(SacError):

@@ -43,6 +43,13 @@ EVENTS_SUBSCRIBE = "events.subscribe"
 EVENTS_UNSUBSCRIBE = "events.unsubscribe"
 EVENTS_TAIL = "events.tail"
 EVENT = "event"
+# comms: messages between agents (handlers/comms.py); the shim asks, the head drains outboxes
+COMMS_AGENTS = "comms.agents"
+COMMS_SEND = "comms.send"
+COMMS_TURN = "comms.turn"
+COMMS_DRAIN = "comms.drain"
+COMMS_DELIVER = "comms.deliver"
+COMMS_DONE = "comms.done"
 
 
 # -- agents and turns -------------------------------------------------------------
@@ -95,6 +102,7 @@ ACCOUNT_ROTATING = "account_rotating"  # {account, reason}
 ACCOUNT_LIMITED = "account_limited"  # {account, rest_s, error}
 ACCOUNTS_EXHAUSTED = "accounts_exhausted"  # {wait_s}
 OVERLOADED_BACKOFF = "overloaded_backoff"  # {account, delay_s, error}
+COMMS_REFUSED = "comms_refused"  # {tool, to, reason}: a message this agent tried to send was refused
 
 
 def sac_event(subtype, **fields):

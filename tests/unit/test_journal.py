@@ -241,6 +241,23 @@ def test_refused_tool_calls_are_counted_per_turn_and_in_total_across_compaction(
     j.close()
 
 
+def test_turns_by_caller_are_counted_over_every_turn_and_across_compaction(tmp_path):
+    path = str(tmp_path / "journal.jsonl")
+    j = Journal(path, Clock(), retention=Retention(keep_turns=10))
+    for origin in ({"from": "lead", "depth": 2}, None, {"from": "lead", "depth": 1}, {"from": "critic", "depth": 1}):
+        turn, _ = j.accept("w1", "t", origin=origin)
+        j.start(turn["id"])
+        j.finish(turn["id"], "completed", reply="r")
+    assert j.callers() == {"lead": 2, "critic": 1}
+    assert (turn["from"], turn["depth"]) == ("critic", 1)
+    assert Journal(path).callers() == {"lead": 2, "critic": 1}
+    for _ in range(12):  # the turns from callers are dropped; their count stays
+        run_turn(j, "user's")
+    j.compact()
+    assert Journal(path).callers() == {"lead": 2, "critic": 1}
+    j.close()
+
+
 def test_a_retry_with_the_key_of_a_dropped_turn_gets_that_turn_for_keep_keys_s(tmp_path):
     path = str(tmp_path / "journal.jsonl")
     clock = Clock()

@@ -52,7 +52,7 @@ def call(node, method, params):
 
 
 def test_every_method_of_the_protocol_has_a_handler():
-    methods = {v for k, v in vars(m).items() if k.split("_")[0] in ("HOST", "AGENTS", "TURNS", "EVENTS")
+    methods = {v for k, v in vars(m).items() if k.split("_")[0] in ("HOST", "AGENTS", "TURNS", "EVENTS", "COMMS")
                and isinstance(v, str) and "." in v}
     assert set(HANDLERS) == methods
 

@@ -129,6 +129,9 @@ def status_lines(s):
     if s.get("secrets_behind"):
         rows.append(("secrets", "behind on %s: restart the agent to use the host's new value"
                      % ", ".join(s["secrets_behind"])))
+    if s.get("turns_by_caller"):
+        rows.insert(7, ("asked by", ", ".join("%s %d" % (name, count)
+                                             for name, count in sorted(s["turns_by_caller"].items()))))
     if s.get("degraded"):
         rows.insert(2, ("degraded", s["degraded"]))
     return "\n".join("%-11s %s" % (k + ":", v) for k, v in rows)
