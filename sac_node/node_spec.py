@@ -129,8 +129,33 @@ class Isolation(namedtuple("Isolation", "runtime image binds network gpus",
         return read._replace(binds=tuple(read.binds), gpus=bool(read.gpus))
 
 
+HOOK_EVENTS = ("pre_start", "post_start", "pre_stop", "post_stop", "on_failure")
+HOOK_TIMEOUT_S = 60.0
+
+HookCommand = namedtuple("HookCommand", "run timeout_s")
+HookCommand.__doc__ = "One hook command: a shell line and the seconds it may take."
+
+
+class Hooks(namedtuple("Hooks", HOOK_EVENTS, defaults=((),) * len(HOOK_EVENTS))):
+    """`hooks`: the commands of each moment of the agent's life (lifecycle.py runs them)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_wire(cls, hooks):
+        return cls(*(tuple(_hook_command(entry) for entry in hooks.get(event) or ()) for event in HOOK_EVENTS))
+
+
+def _hook_command(entry):
+    """A wire entry ({run, timeout_s}, or a bare string) as a HookCommand; a missing timeout is the default."""
+    if isinstance(entry, str):
+        return HookCommand(entry, HOOK_TIMEOUT_S)
+    return HookCommand(str(entry.get("run") or ""), float(_given(entry, "timeout_s", HOOK_TIMEOUT_S)))
+
+
 class NodeSpec(namedtuple("NodeSpec", "name source labels workdir engine claude env startup_prompts restart "
-                                      "health journal isolation fleet generation secret_names")):
+                                      "health journal isolation fleet generation secret_names hooks "
+                                      "startup_commands", defaults=(Hooks(), ()))):
     """One agent's resolved spec on the node. Build it with `from_wire`."""
 
     __slots__ = ()
@@ -147,4 +172,6 @@ class NodeSpec(namedtuple("NodeSpec", "name source labels workdir engine claude 
             restart=Restart.from_wire(_section(wire, "restart")), health=Health.from_wire(_section(wire, "health")),
             journal=JournalSettings.from_wire(_section(wire, "journal")),
             isolation=Isolation.from_wire(_section(wire, "isolation")),
-            fleet=wire.get("fleet"), generation=wire.get("generation"), secret_names=tuple(secret_names(wire)))
+            fleet=wire.get("fleet"), generation=wire.get("generation"), secret_names=tuple(secret_names(wire)),
+            hooks=Hooks.from_wire(_section(wire, "hooks")),
+            startup_commands=tuple(str(line) for line in wire.get("startup_commands") or ()))

@@ -23,6 +23,7 @@ from .documents import Document, describe, load_document, validation_error
 from .spec_fields import (CREDENTIAL_ENV, ENGINE_OWNED_FLAGS, ENV_NAME_RE, LABEL_KEY_RE, NAME_RE, PERMISSION_FLAGS,
                           PERMISSION_MODES, SECRET_VALUE_RE, TOOL_RULE_RE, AgentName, Bind, Count, EnvName, EnvValue,
                           Flag, KeyVariable, LabelKey, NonEmpty, Seconds, Text, ToolRule, Workdir)
+from .spec_hooks import HOOK_EVENTS, HookCommand, Hooks
 from .spec_sections import (Account, AgentSettings, Backoff, Claude, Engine, Health, Isolation, Journal, Metadata,
                             Placement, Provider, Quota, Restart)
 from .to_home import TO_HOME_DIR, TO_HOME_MAX_BYTES, read_to_home
@@ -35,7 +36,7 @@ __all__ = [
     "AgentName", "Bind", "Count", "EnvName", "EnvValue", "Flag", "KeyVariable", "LabelKey", "NonEmpty", "Seconds",
     "Text", "ToolRule", "Workdir",
     "Account", "AgentSettings", "Backoff", "Claude", "Engine", "Health", "Isolation", "Journal", "Metadata",
-    "Placement", "Provider", "Quota", "Restart",
+    "Placement", "Provider", "Quota", "Restart", "HOOK_EVENTS", "HookCommand", "Hooks",
     "Spec", "parse_spec", "spec_file", "validate_spec", "read_to_home",
 ]
 
@@ -114,6 +115,11 @@ class Spec(ConfigModel):
             # Only when the spec says it: the node's defaults are the same, and a spec without it
             # keeps the hash it had before `journal` existed (so an upgrade restarts no agent).
             node["journal"] = body.journal.model_dump()
+        # Likewise hooks and startup commands: there only when the spec has some.
+        if body.startup_commands:
+            node["startup_commands"] = list(body.startup_commands)
+        if any(getattr(body.hooks, event) for event in HOOK_EVENTS):
+            node["hooks"] = body.hooks.model_dump()
         return node
 
 

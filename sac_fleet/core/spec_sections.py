@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
+from .spec_hooks import Command, Hooks
 from .spec_fields import (_SECRETS_HINT, NAME_RE, PERMISSION_MODES, AgentName, Bind, Count, EnvName, EnvValue, Flag,
                           KeyVariable, LabelKey, NonEmpty, Seconds, Text, ToolRule, Workdir)
 from .validation import ConfigModel, invalid
@@ -242,6 +243,8 @@ class AgentSettings(ConfigModel):
     claude: Claude = Claude()
     env: dict[EnvName, EnvValue] = {}
     startup_prompts: list[NonEmpty] = []
+    startup_commands: list[Command] = []
+    hooks: Hooks = Hooks()
     restart: Restart = Restart()
     health: Health = Health()
     journal: Journal = Journal()

@@ -25,13 +25,14 @@ SECTIONS = {
     "`metadata`": (), "`spec`": (), "`spec.claude`": ("claude",),
     "`spec.claude.accounts` and `spec.claude.quota`": ("claude",), "`spec.restart`": ("restart",),
     "`spec.health`": ("health",), "`spec.journal`": ("journal",), "`spec.isolation`": ("isolation",),
-    "`spec.placement`": ("placement",),
+    "`spec.placement`": ("placement",), "`spec.hooks`": ("hooks",),
 }
 MUST_CHECK = {
     "isolation.runtime", "isolation.image", "isolation.binds", "isolation.network", "isolation.gpus",
     "restart.policy", "restart.max_retries", "restart.backoff.initial", "restart.backoff.max",
     "restart.backoff.multiplier", "health.turn_timeout_s", "health.stall_timeout_s", "claude.session",
     "journal.keep_turns", "journal.keep_keys_s",
+    "hooks.pre_start", "hooks.on_failure", "startup_commands",
 }
 
 
