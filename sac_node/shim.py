@@ -28,6 +28,7 @@ from .accounts import AccountPool
 from .commit import GroupCommit
 from .handlers import shim_side
 from .journal import Journal, Retention
+from .lifecycle import Lifecycle
 from .node_spec import NodeSpec
 from .protocol import messages as m
 from .provider_watch import ProviderWatch
@@ -64,8 +65,10 @@ class Shim:
         self.provider = ProviderWatch()
         self.runner = TurnRunner(self.spec, self.journal, self.transcript, self.commit, self.supervisor,
                                  self.quota, self.provider, RefusalWatch(), clock)
+        self.lifecycle = Lifecycle(self.spec, agent_dir, state_dir, self.record, clock)
         self.started_at = clock()
         self._clients = {}  # RpcPeer -> the task serving it
+        self._stopping = None  # the task that runs hooks.pre_stop, then stops the engine
 
     def record(self, subtype, **fields):
         """One of the node's events in the transcript, under the running turn (if any)."""
@@ -81,7 +84,7 @@ class Shim:
                                                      "started_at": self.started_at, "version": __version__}))
         beat = asyncio.ensure_future(self._heartbeat())
         try:
-            await self.supervisor.run(self.runner, self.quota.account_ready)
+            await self.lifecycle.around(self.supervisor, self.supervisor.run(self.runner, self.quota.account_ready))
         finally:
             beat.cancel()
             server.close()
@@ -93,8 +96,10 @@ class Shim:
         return 0 if self.supervisor.state == states.STOPPED else 1
 
     def stop(self):
-        """Stop the engine (a running turn ends interrupted; pending turns stay pending) and exit."""
-        self.supervisor.stop()
+        """Run hooks.pre_stop, stop the engine (a running turn ends interrupted; pending turns stay pending)
+        and exit."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self.lifecycle.before_stop(self.supervisor))
 
     # -- heartbeat --------------------------------------------------------------------
 

@@ -95,6 +95,7 @@ ACCOUNT_ROTATING = "account_rotating"  # {account, reason}
 ACCOUNT_LIMITED = "account_limited"  # {account, rest_s, error}
 ACCOUNTS_EXHAUSTED = "accounts_exhausted"  # {wait_s}
 OVERLOADED_BACKOFF = "overloaded_backoff"  # {account, delay_s, error}
+HOOK = "hook"  # {hook, index, run, code, duration_s, stdout, stderr, error?}: one command of spec.hooks ran
 
 
 def sac_event(subtype, **fields):
