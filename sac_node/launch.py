@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 
-from . import engine, sandbox
+from . import engine, hooks_socket, sandbox
 from .startup import with_startup
 from .protocol.errors import SpecError
 from .state_dir import ensure_private_dir
@@ -63,9 +63,11 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
         secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ, state_dir.secrets_file)
     ro_paths = engine.install_paths(binary) if binary else _command_paths(argv)
     argv = with_startup(spec.startup_commands, argv)
+    env.update(hooks_socket.socket_env(agent_dir, runtime))
     return sandbox.build_launch(
         runtime, argv, workdir=workdir, home=agent_dir.home, env=env, secrets=secrets,
-        isolation=isolation, ro_paths=ro_paths, agent_dir=agent_dir.path)
+        isolation=isolation, ro_paths=ro_paths, agent_dir=agent_dir.path,
+        sockets=hooks_socket.sandbox_sockets(agent_dir, runtime))
 
 
 def prepare_command(spec, agent_dir, state_dir, argv, extra_env, environ=None):

@@ -25,8 +25,10 @@ import time
 
 from . import __version__
 from .accounts import AccountPool
+from .activity import Activity
 from .commit import GroupCommit
 from .handlers import shim_side
+from .hooks_socket import HooksServer
 from .journal import Journal, Retention
 from .lifecycle import Lifecycle
 from .node_spec import NodeSpec
@@ -63,8 +65,10 @@ class Shim:
         self.supervisor = Supervisor(self.spec, agent_dir, state_dir, self.accounts, self.record, clock)
         self.quota = QuotaGuard(self.accounts, clock, self.record, self.supervisor)
         self.provider = ProviderWatch()
+        self.activity = Activity(clock)
+        self.hooks = HooksServer(agent_dir, self.activity.hook)
         self.runner = TurnRunner(self.spec, self.journal, self.transcript, self.commit, self.supervisor,
-                                 self.quota, self.provider, RefusalWatch(), clock)
+                                 self.quota, self.provider, RefusalWatch(), clock, self.activity)
         self.lifecycle = Lifecycle(self.spec, agent_dir, state_dir, self.record, clock)
         self.started_at = clock()
         self._clients = {}  # RpcPeer -> the task serving it
@@ -84,10 +88,12 @@ class Shim:
                                                      "started_at": self.started_at, "version": __version__}))
         beat = asyncio.ensure_future(self._heartbeat())
         try:
+            await self.hooks.serve()
             await self.lifecycle.around(self.supervisor, self.supervisor.run(self.runner, self.quota.account_ready))
         finally:
             beat.cancel()
             server.close()
+            self.hooks.close()
             self.supervisor.relay.close()
             await self._close_clients()
             self._write_heartbeat()  # the last one says `stopped`; it flushes the files closed next

@@ -12,6 +12,7 @@
         heartbeat                 touched by the shim
         shim.json  shim.sock  shim.log
         net.sock  hosts           isolation.network: provider: the relay's socket, the sandbox's /etc/hosts
+        hooks.sock                Claude Code's hooks report here (hooks_socket.py), bound into the sandbox
         home/  work/              the agent's HOME and default workdir
 """
 

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 
-from .. import engine, launch
+from .. import engine, hooks_socket, launch
 from ..node_spec import NodeSpec
 from ..protocol.errors import AgentError, AgentNotFound, AgentNotRunning, SpecError
 from ..protocol import messages as m
@@ -93,7 +93,7 @@ async def start(node, peer, p):
     fresh = read.claude.session == "fresh" or not os.path.exists(agent.session)
     if fresh and os.path.exists(agent.session):
         os.unlink(agent.session)
-    _write_home(agent, files)
+    _write_home(agent, hooks_socket.home_files(files) if read.engine.is_claude else files)
     write_atomic(agent.spec, json.dumps(spec, indent=1, sort_keys=True))
     agent.write_desired("running")
     shim = await node.ensure_shim(name)
