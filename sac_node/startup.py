@@ -23,7 +23,7 @@ def with_startup(lines, argv, sh=None):
     """
     if not lines:
         return list(argv)
-    script = "".join("{\n%s\n} || { echo \"sac: startup_commands[%d] failed (exit $?): %s\" >&2; exit %d; }\n"
+    script = "".join("{ :\n%s\n} || { echo \"sac: startup_commands[%d] failed (exit $?): %s\" >&2; exit %d; }\n"
                      % (line, i, one_line(line).replace("\"", "'").replace("$", "\\$").replace("`", "'"),
                         STARTUP_FAILED) for i, line in enumerate(lines))
     return [sh or shell(), "-c", script + "exec \"$@\"", "sac-startup"] + list(argv)
