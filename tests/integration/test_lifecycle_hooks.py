@@ -51,6 +51,8 @@ def test_hooks_run_in_the_sandbox_with_their_variables_and_a_failing_post_stop_i
     events = {e["hook"]: e for e in hook_events(sac_env, "hooked")}
     assert events["post_stop"]["code"] == 1 and "No such file or directory" in events["post_stop"]["error"]
     assert stopped.returncode == 0 and sac_env.sac_json("agents", "status", "hooked")["state"] == "stopped"
+    tail = sac_env.sac("agents", "tail", "hooked", "-n", "500").stdout
+    assert "hook       post_start[0] exit 0: echo $SAC_AGENT" in tail and "post_stop[0] exit 1:" in tail, tail
 
 
 def test_a_startup_commands_export_is_seen_by_a_bash_tool_call(sac_env):
