@@ -107,6 +107,18 @@ class Lifecycle:
         return reason
 
 
+def stop_problem(records):
+    """The error of a pre_stop or post_stop command that failed since the last engine start, from the
+    transcript's last records (what status shows of a stopped agent), or None."""
+    for record in reversed(records):
+        event = record.get("event") or {}
+        if m.is_sac_event(event, m.ENGINE_STARTED):
+            return None
+        if m.is_sac_event(event, m.HOOK) and event.get("hook") in (PRE_STOP, POST_STOP) and event.get("error"):
+            return event["error"]
+    return None
+
+
 async def _execute(plan, timeout):
     """(exit code or None on timeout, stdout, stderr) of a prepared command."""
     for path, content in plan.secret_files.items():

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 
-from .. import engine, hooks_socket, launch
+from .. import engine, hooks_socket, launch, lifecycle
 from ..node_spec import NodeSpec
 from ..protocol.errors import AgentError, AgentNotFound, AgentNotRunning, SpecError
 from ..protocol import messages as m
@@ -202,7 +202,8 @@ def offline_status(agent, now):
         "pid": None, "shim_pid": None, "uptime_s": None, "restarts": 0, "session_id": session,
         "turns": journal.summary(),
         "current_turn": None, "last_turn_at": journal.last_turn_at(),
-        "last_error": None if desired == "stopped" else "the agent's shim is not running",
+        "last_error": lifecycle.stop_problem(read_tail(agent.transcript, 50)) if desired == "stopped"
+        else "the agent's shim is not running",
         "usage": journal.usage_total(), "isolation": {"runtime": spec.isolation.runtime},
         "heartbeat_age_s": None, "labels": spec.labels,
         "workdir": launch.resolve_workdir(spec, agent), "fleet": spec.fleet,

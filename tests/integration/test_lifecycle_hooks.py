@@ -50,7 +50,9 @@ def test_hooks_run_in_the_sandbox_with_their_variables_and_a_failing_post_stop_i
     assert (work / "post-stop.txt").read_text() == "post_stop\n"
     events = {e["hook"]: e for e in hook_events(sac_env, "hooked")}
     assert events["post_stop"]["code"] == 1 and "No such file or directory" in events["post_stop"]["error"]
-    assert stopped.returncode == 0 and sac_env.sac_json("agents", "status", "hooked")["state"] == "stopped"
+    assert stopped.returncode == 0 and stopped.stdout.startswith("hooked: stopped (hooks.post_stop[0] failed (exit 1): ")
+    status = sac_env.sac_json("agents", "status", "hooked")
+    assert status["state"] == "stopped" and status["last_error"].startswith("hooks.post_stop[0] failed (exit 1)")
     tail = sac_env.sac("agents", "tail", "hooked", "-n", "500").stdout
     assert "hook       post_start[0] exit 0: echo $SAC_AGENT" in tail and "post_stop[0] exit 1:" in tail, tail
 
