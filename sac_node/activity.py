@@ -48,8 +48,8 @@ class Activity:
             self.waiting = (self.waiting + [{"message": str(payload.get("message") or ""), "at": now}])[-5:]
         elif event == "PreCompact":
             self.compactions += 1
-        elif event in ("Stop", "SessionStart"):
-            self._end_tool(now, None)
+        # Stop and SessionStart only mark activity: they come in the background (hooks_socket.our_entry),
+        # maybe after the next turn's PreToolUse, so they must not end a tool.
 
     def _end_tool(self, now, tool_use_id, name=None):
         tool = self.tool

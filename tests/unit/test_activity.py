@@ -69,7 +69,9 @@ def test_sacs_hooks_are_added_after_the_users_and_nothing_the_user_set_changes()
     assert merged["hooks"]["Stop"][0] == user["hooks"]["Stop"][0]
     assert merged["hooks"]["PreToolUse"][0] == user["hooks"]["PreToolUse"][0]
     assert merged["hooks"]["PreToolUse"][1] == {"matcher": "*", "hooks": [
-        {"type": "command", "command": COMMAND, "timeout": 5}]}
+        {"type": "command", "command": COMMAND, "timeout": 5}]}  # in step with the tool
+    assert merged["hooks"]["Stop"][1] == {"hooks": [{"type": "command", "command": COMMAND, "timeout": 5,
+                                                     "async": True}]}  # no turn waits for it
     assert len(with_hooks(merged)["hooks"]["Stop"]) == 2  # merging again adds nothing
     assert user["hooks"]["Stop"] == [{"hooks": [{"type": "command", "command": "notify-send done"}]}]  # not mutated
 
