@@ -73,3 +73,19 @@ def test_a_failing_startup_command_keeps_the_engine_from_starting_and_says_which
     status = sac_env.wait_for(lambda: (lambda s: s if s["state"] == "failed" else None)(
         sac_env.sac_json("agents", "status", "nosetup")), what="the agent to fail")
     assert "startup_commands[0] failed" in status["last_error"], status
+
+
+def test_on_failure_runs_once_the_restart_budget_is_spent(sac_env):
+    crash = {"command": ["python3", "-c", "import sys; sys.stderr.write('engine gave up\\n'); sys.exit(1)"]}
+    sac_env.write_spec("crasher", extra={
+        "engine": crash, "restart": {"policy": "on-failure", "max_retries": 1, "backoff": {"initial": 0.1, "max": 1}},
+        "hooks": {"post_start": ["echo started >> starts.txt"],
+                  "on_failure": ["echo \"failed after $SAC_EVENT\" > failed.txt"]}})
+    sac_env.sac("agents", "start", sac_env.specs / "crasher")
+    work = sac_env.agent_dir("crasher") / "work"
+    sac_env.wait_for(lambda: (work / "failed.txt").exists(), what="the on_failure hook's file")
+    assert (work / "failed.txt").read_text() == "failed after on_failure\n"
+    status = sac_env.sac_json("agents", "status", "crasher")
+    assert status["state"] == "failed" and "engine gave up" in status["last_error"]
+    assert (work / "starts.txt").read_text() == "started\n"  # post_start: once, not at each restart
+    assert [e["hook"] for e in hook_events(sac_env, "crasher")] == ["post_start", "on_failure"]
