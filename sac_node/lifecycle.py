@@ -48,8 +48,7 @@ class Lifecycle:
         is up and on_failure if it fails for good, then post_stop. A failing pre_start fails the agent."""
         reason = await self.run(PRE_START)
         if reason:
-            supervisor.state, supervisor.last_error = states.FAILED, reason
-            self.record(m.ENGINE_FAILED, error=reason)
+            supervisor.state, supervisor.last_error = states.FAILED, reason  # its `hook` event says the rest
             await self.run(ON_FAILURE)
             await supervisor.wait_stop()
             engine_run.close()
