@@ -61,6 +61,10 @@ class Activity:
         self.recent.append({"name": tool["name"], "summary": tool["summary"], "started_at": tool["since"],
                             "duration_s": round(now - tool["since"], 3)})
 
+    def engine_started(self):
+        """A new engine: a tool the last one ran (killed by a timeout, say) runs no more."""
+        self._end_tool(self.clock(), None)
+
     def turn_started(self):
         """A new turn from a human or a program: earlier notifications are answered."""
         self.waiting = []

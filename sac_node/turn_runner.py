@@ -56,6 +56,7 @@ class TurnRunner:
         """Run pending turns until the engine exits (or the agent stops); return its exit code."""
         sup = self.supervisor
         self.engine_spoke, self.last_output_at = False, self.clock()
+        self.activity.engine_started()
         exited = proc.exited
         exited.add_done_callback(self._engine_exited)
         while not exited.done() and not sup.stopping:

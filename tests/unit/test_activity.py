@@ -33,6 +33,13 @@ def test_a_tool_runs_from_its_pre_to_its_post_tool_use_and_joins_the_last_five()
     assert snap["last_activity_at"] == 112.0
 
 
+def test_a_tool_of_an_engine_that_ended_is_not_running_any_more():
+    act = Activity(Clock())
+    act.hook({"hook_event_name": "PreToolUse", "tool_name": "Bash", "summary": "sleep 999"})
+    act.engine_started()
+    assert not act.busy() and act.snapshot(100.0)["recent_tools"][0]["summary"] == "sleep 999"
+
+
 def test_notifications_wait_until_the_next_turn_and_compactions_count():
     act = Activity(Clock())
     act.hook({"hook_event_name": "Notification", "message": "Claude needs your permission to use Bash"})
