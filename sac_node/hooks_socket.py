@@ -2,7 +2,7 @@
 
 - `HooksServer` (the shim's): a unix socket `<agent>/hooks.sock` (0600) taking one JSON line per
   connection from hook_report.py and handing it to `Activity.hook`.
-- `sandbox_sockets` / `socket_env`: the socket bound into the sandbox at INSIDE_SOCKET (like the
+- `engine_side`: the socket bound into the sandbox at INSIDE_SOCKET (like the
   provider relay's net.sock), named to the engine by SAC_HOOKS_SOCKET; unsandboxed, its own path.
 - `home_files(files)`: the agent's `~/.claude/settings.json` with sac's hooks added to the user's
   (from to_home; nothing the user set is changed or removed) and the reporter script beside it.
@@ -31,14 +31,16 @@ def socket_path(agent_dir):
     return os.path.join(agent_dir.path, SOCKET_NAME)
 
 
-def sandbox_sockets(agent_dir, runtime):
-    """((host path, path inside), ...) of the socket to bind into a sandbox of `runtime`."""
-    return () if runtime == "none" else ((socket_path(agent_dir), INSIDE_SOCKET),)
-
-
-def socket_env(agent_dir, runtime):
-    """The engine's variable naming the socket, as its hooks see it."""
-    return {"SAC_HOOKS_SOCKET": socket_path(agent_dir) if runtime == "none" else INSIDE_SOCKET}
+def engine_side(agent_dir, runtime):
+    """(env, sockets) for an engine under `runtime`: the variable naming the socket as its hooks see it,
+    and ((host path, path inside),) to bind into the sandbox. Nothing while the shim does not serve it
+    (its path too long for AF_UNIX, say): a bind of a missing path would keep the sandbox from starting."""
+    path = socket_path(agent_dir)
+    if not os.path.exists(path):
+        return {}, ()
+    if runtime == "none":
+        return {"SAC_HOOKS_SOCKET": path}, ()
+    return {"SAC_HOOKS_SOCKET": INSIDE_SOCKET}, ((path, INSIDE_SOCKET),)
 
 
 def home_files(files):

@@ -63,11 +63,11 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
         secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ, state_dir.secrets_file)
     ro_paths = engine.install_paths(binary) if binary else _command_paths(argv)
     argv = with_startup(spec.startup_commands, argv)
-    env.update(hooks_socket.socket_env(agent_dir, runtime))
+    hooks_env, sockets = hooks_socket.engine_side(agent_dir, runtime)
+    env.update(hooks_env)
     return sandbox.build_launch(
         runtime, argv, workdir=workdir, home=agent_dir.home, env=env, secrets=secrets,
-        isolation=isolation, ro_paths=ro_paths, agent_dir=agent_dir.path,
-        sockets=hooks_socket.sandbox_sockets(agent_dir, runtime))
+        isolation=isolation, ro_paths=ro_paths, agent_dir=agent_dir.path, sockets=sockets)
 
 
 def prepare_command(spec, agent_dir, state_dir, argv, extra_env, environ=None):

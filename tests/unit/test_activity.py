@@ -88,3 +88,18 @@ def test_home_files_add_the_script_and_leave_settings_that_are_not_json_alone():
     assert set(json.loads(files[SETTINGS])["hooks"]) == set(EVENTS)
     assert b"SAC_HOOKS_SOCKET" in files[SCRIPT] and files["CLAUDE.md"] == b"hi"
     assert home_files({SETTINGS: b"{not json"}) == {SETTINGS: b"{not json"}
+
+
+def test_the_engine_is_given_the_socket_only_while_the_shim_serves_it(tmp_path):
+    # Regression: a state dir path too long for AF_UNIX left no socket, and binding the missing path
+    # kept bwrap from starting the engine at all.
+    from sac_node.hooks_socket import INSIDE_SOCKET, engine_side
+    from sac_node.state_dir import StateDir
+
+    agent = StateDir(str(tmp_path)).create().agent("a1")
+    assert engine_side(agent, "bwrap") == ({}, ())
+    (tmp_path / "agents" / "a1").mkdir()
+    (tmp_path / "agents" / "a1" / "hooks.sock").write_text("")
+    path = str(tmp_path / "agents" / "a1" / "hooks.sock")
+    assert engine_side(agent, "bwrap") == ({"SAC_HOOKS_SOCKET": INSIDE_SOCKET}, ((path, INSIDE_SOCKET),))
+    assert engine_side(agent, "none") == ({"SAC_HOOKS_SOCKET": path}, ())
