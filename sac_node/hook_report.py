@@ -34,7 +34,9 @@ def main():
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(2)
         try:
-            sock.connect(path)
+            # from the socket's own dir: an unsandboxed agent's path may be too long for AF_UNIX
+            os.chdir(os.path.dirname(path) or ".")
+            sock.connect(os.path.basename(path))
             sock.sendall(line)
         finally:
             sock.close()

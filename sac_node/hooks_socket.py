@@ -97,6 +97,7 @@ class HooksServer:
         self.path = socket_path(agent_dir)
         self.on_report = on_report
         self._server = None
+        self._dir_fd = None
 
     async def serve(self):
         try:
@@ -104,15 +105,27 @@ class HooksServer:
         except FileNotFoundError:
             pass
         try:
-            self._server = await asyncio.start_unix_server(self._on_client, path=self.path, limit=MAX_LINE)
-        except OSError as exc:  # a state dir path too long for AF_UNIX, say: the agent runs, its status is poorer
+            self._server = await asyncio.start_unix_server(self._on_client, path=self._bind_path(), limit=MAX_LINE)
+        except OSError as exc:  # the agent runs; its status has no activity from hooks
             log.warning("cannot serve %s (%s): status will not show the agent's activity", self.path, exc)
             return
         os.chmod(self.path, 0o600)
 
+    def _bind_path(self):
+        """The path to bind: a path too long for AF_UNIX (~107 bytes; a deep state dir) is reached through
+        /proc/self/fd/<the agent dir>, which Linux resolves (the engine's side is /run/sac/hooks.sock, and
+        hook_report.py connects from the socket's own dir)."""
+        if len(self.path.encode()) < 100 or not os.path.isdir("/proc/self/fd"):
+            return self.path
+        self._dir_fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
+        return "/proc/self/fd/%d/%s" % (self._dir_fd, SOCKET_NAME)
+
     def close(self):
         if self._server is not None:
             self._server.close()
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     async def _on_client(self, reader, writer):
         try:

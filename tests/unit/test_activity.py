@@ -103,3 +103,37 @@ def test_the_engine_is_given_the_socket_only_while_the_shim_serves_it(tmp_path):
     path = str(tmp_path / "agents" / "a1" / "hooks.sock")
     assert engine_side(agent, "bwrap") == ({"SAC_HOOKS_SOCKET": INSIDE_SOCKET}, ((path, INSIDE_SOCKET),))
     assert engine_side(agent, "none") == ({"SAC_HOOKS_SOCKET": path}, ())
+
+
+def test_a_socket_path_too_long_for_af_unix_is_served_and_reached(tmp_path):
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from sac_node import hook_report
+    from sac_node.hooks_socket import HooksServer
+    from sac_node.state_dir import StateDir
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    agent = StateDir(str(deep)).create().agent("a1")
+    os.makedirs(agent.path)
+    assert len(os.path.join(agent.path, "hooks.sock")) > 120
+    got = []
+
+    async def run():
+        server = HooksServer(agent, got.append)
+        await server.serve()
+        env = dict(os.environ, SAC_HOOKS_SOCKET=server.path)
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-I", "-S", hook_report.__file__,
+                                                    stdin=subprocess.PIPE, env=env)
+        await proc.communicate(b'{"hook_event_name": "Stop"}')
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+        server.close()
+        return os.stat(server.path).st_mode & 0o777
+
+    assert asyncio.run(run()) == 0o600
+    assert got == [{"hook_event_name": "Stop", "summary": ""}]
