@@ -65,23 +65,21 @@ def mcp_config(socket, source, python="python3"):
 
 
 def engine_side(spec, agent_dir, workdir, sandboxed):
-    """(isolation, mcp) of an engine start: the spec's isolation with the socket bound in when sandboxed, and
-    build_argv's `mcp` (the --mcp-config JSON, the allow rule); the isolation alone for an agent that does
-    not talk (no `comms.ask` or `comms.tell`) or is not Claude Code.
+    """(sockets, mcp) of an engine start: ((host path, path inside),) to bind into the sandbox when
+    sandboxed (sandbox.build_launch's `sockets`), and build_argv's `mcp` (the --mcp-config JSON, the allow
+    rule); ((), None) for an agent that does not talk (no `comms.ask` or `comms.tell`) or is not Claude Code.
 
     Claude Code still reads the workdir's own .mcp.json; a server there named `sac` would be hidden by
     this one, so it is refused rather than overridden."""
-    isolation = spec.isolation
     if not (spec.comms.talks and spec.engine.is_claude):
-        return isolation, None
+        return (), None
     _check_users_servers(spec, os.path.join(workdir, ".mcp.json"))
-    socket = socket_path(agent_dir)
+    socket, sockets = socket_path(agent_dir), ()
     # The shim serves the socket before it starts the engine; the daemon's check before it spawns the
     # shim finds none yet, and a bind of a missing source would fail that check.
     if sandboxed and os.path.exists(socket):
-        isolation = isolation._replace(binds=isolation.binds + ("%s:%s:ro" % (socket, INSIDE_SOCKET),))
-        socket = INSIDE_SOCKET
-    return isolation, (mcp_config(socket, bridge_source()), ALLOW_RULE)
+        socket, sockets = INSIDE_SOCKET, ((socket, INSIDE_SOCKET),)
+    return sockets, (mcp_config(socket, bridge_source()), ALLOW_RULE)
 
 
 def _check_users_servers(spec, path):

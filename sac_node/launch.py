@@ -10,7 +10,8 @@ import os
 import signal
 import socket
 
-from . import agent_talk, engine, sandbox
+from . import agent_talk, engine, hooks_socket, sandbox
+from .startup import with_startup
 from .protocol.errors import SpecError
 from .state_dir import ensure_private_dir
 
@@ -47,7 +48,8 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
     workdir = make_workdir(spec, agent_dir)
     ensure_private_dir(agent_dir.home)
     sandboxed = runtime != "none"
-    isolation, mcp = agent_talk.engine_side(spec, agent_dir, workdir, sandboxed)
+    isolation = spec.isolation
+    talk_sockets, mcp = agent_talk.engine_side(spec, agent_dir, workdir, sandboxed)
     argv = engine.build_argv(spec, binary, session_id=session_id, sandboxed=sandboxed and is_claude, mcp=mcp)
     env = engine.build_env(spec, agent_dir.home, environ)
     if session_id and not is_claude:
@@ -61,9 +63,28 @@ def prepare(spec, agent_dir, state_dir, session_id=None, environ=None, account=N
     else:
         secrets = engine.resolve_secrets(spec, state_dir.secrets(), environ, state_dir.secrets_file)
     ro_paths = engine.install_paths(binary) if binary else _command_paths(argv)
+    argv = with_startup(spec.startup_commands, argv)
+    hooks_env, hooks_sockets = hooks_socket.engine_side(agent_dir, runtime)
+    env.update(hooks_env)
     return sandbox.build_launch(
         runtime, argv, workdir=workdir, home=agent_dir.home, env=env, secrets=secrets,
-        isolation=isolation, ro_paths=ro_paths, agent_dir=agent_dir.path)
+        isolation=isolation, ro_paths=ro_paths, agent_dir=agent_dir.path, sockets=talk_sockets + hooks_sockets)
+
+
+def prepare_command(spec, agent_dir, state_dir, argv, extra_env, environ=None):
+    """The launch of a command (a hook) in the agent's sandbox: its runtime, binds, home and workdir, the
+    engine's environment without its secrets, and no network but the host's (network: host)."""
+    environ = os.environ if environ is None else environ
+    runtime = sandbox.choose_runtime(spec.isolation.runtime)
+    workdir = make_workdir(spec, agent_dir)
+    ensure_private_dir(agent_dir.home)
+    env = dict(engine.build_env(spec, agent_dir.home, environ), **extra_env)
+    env["SAC_WORKDIR"] = sandbox.APPTAINER_WORKDIR if runtime == "apptainer" else workdir
+    isolation = spec.isolation
+    if isolation.network == "provider":
+        isolation = isolation._replace(network="none")  # the relay serves the engine only
+    return sandbox.build_launch(runtime, argv, workdir=workdir, home=agent_dir.home, env=env, secrets={},
+                                isolation=isolation, ro_paths=_command_paths(argv), agent_dir=agent_dir.path)
 
 
 def _command_paths(argv):

@@ -149,7 +149,7 @@ def _under(path, prefix):
 
 
 def build_launch(runtime, engine_argv, workdir, home, env, secrets, isolation, ro_paths, agent_dir,
-                 host_home=None, binary=None, host_root=None, host_env=None, exists=os.path.exists):
+                 host_home=None, binary=None, host_root=None, host_env=None, exists=os.path.exists, sockets=()):
     """The Launch of `engine_argv` inside `runtime` (apptainer | bwrap | none); pure but for defaults.
 
     workdir, home, agent_dir: host paths (agent_dir is <state_dir>/agents/<name>);
@@ -157,7 +157,8 @@ def build_launch(runtime, engine_argv, workdir, home, env, secrets, isolation, r
     secrets: {NAME: value}, reach the engine's environment but never an argv;
     isolation: the spec's `isolation` (node_spec.Isolation); ro_paths: host paths bound read-only at the same path.
     Optional: host_home (default $HOME), binary (the runtime's executable), host_root
-    (`scan_root()`), host_env (apptainer's own environment, default os.environ), exists.
+    (`scan_root()`), host_env (apptainer's own environment, default os.environ), exists,
+    sockets ((host path, path inside), ...: unix sockets the shim serves, bound into the sandbox).
     """
     host_home = os.path.normpath(host_home or os.path.expanduser("~"))
     binds = [parse_bind(b, host_home) for b in isolation.binds]
@@ -174,12 +175,13 @@ def build_launch(runtime, engine_argv, workdir, home, env, secrets, isolation, r
     state_dir = os.path.dirname(os.path.dirname(os.path.normpath(agent_dir)))
     if runtime != "none":
         _check_sources(workdir, binds, state_dir, exists)
+    served = [Bind(src, dst, "rw") for src, dst in sockets]  # in the state dir, on purpose
     if runtime == "bwrap":
         launch = _bwrap_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, isolation,
-                               binary, host_root or scan_root(), (host_home, state_dir), exists, net)
+                               binary, host_root or scan_root(), (host_home, state_dir), exists, net, served)
     elif runtime == "apptainer":
         launch = _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, isolation,
-                                   binary, agent_dir, host_home, host_env, exists, net)
+                                   binary, agent_dir, host_home, host_env, exists, net, served)
     elif runtime == "none":
         launch = _none_launch(engine_argv, workdir, home, env, secrets, binds, net)
     else:
@@ -224,7 +226,7 @@ def _engine_env(env, home, secrets):
 
 
 def _bwrap_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, isolation, binary,
-                  host_root, hide, exists, net):
+                  host_root, hide, exists, net, served=()):
     """bwrap argv: a tmpfs root with the host's system dirs read-only, homes and state hidden."""
     argv, mounts = [binary or shutil.which("bwrap") or "bwrap"], []
     top = _mirror_root(argv, mounts, host_root)
@@ -239,7 +241,7 @@ def _bwrap_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, iso
     wanted = [Bind(p, p, "ro") for p in ro_paths]
     if host_root.resolv_conf:
         wanted.append(Bind(host_root.resolv_conf, host_root.resolv_conf, "ro"))
-    wanted += binds + [Bind(home, home, "rw"), Bind(workdir, workdir, "rw")] + _egress_binds(net)
+    wanted += binds + [Bind(home, home, "rw"), Bind(workdir, workdir, "rw")] + _egress_binds(net) + list(served)
     for bind in sorted(wanted, key=lambda b: b.dst.rstrip("/").count("/")):  # parents before children
         if not _check_target(bind, mounts, exists):
             continue
@@ -308,7 +310,7 @@ def _check_target(bind, mounts, exists):
 
 
 def _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths, isolation, binary,
-                      agent_dir, host_home, host_env, exists, net):
+                      agent_dir, host_home, host_env, exists, net, served=()):
     image = os.path.normpath(_expand(isolation.image, host_home))
     if not exists(image):
         raise SandboxUnavailable("isolation.image %s does not exist on this host; build or copy the image there "
@@ -318,7 +320,7 @@ def _apptainer_launch(engine_argv, workdir, home, env, secrets, binds, ro_paths,
             "--pwd", APPTAINER_WORKDIR, "--bind", "%s:%s" % (workdir, APPTAINER_WORKDIR)]
     for path in ro_paths:
         argv += ["--bind", "%s:%s:ro" % (path, path)]
-    for bind in binds + _egress_binds(net):
+    for bind in binds + _egress_binds(net) + list(served):
         argv += ["--bind", "%s:%s:%s" % bind]
     if net.network != "host":
         argv += ["--net", "--network", "none"]

@@ -27,9 +27,12 @@ import time
 from . import __version__
 from .accounts import AccountPool
 from .agent_talk import TalkServer
+from .activity import Activity
 from .commit import GroupCommit
 from .handlers import shim_side
+from .hooks_socket import HooksServer
 from .journal import Journal, Retention
+from .lifecycle import Lifecycle
 from .node_spec import NodeSpec
 from .protocol import messages as m
 from .provider_watch import ProviderWatch
@@ -64,10 +67,14 @@ class Shim:
         self.supervisor = Supervisor(self.spec, agent_dir, state_dir, self.accounts, self.record, clock)
         self.quota = QuotaGuard(self.accounts, clock, self.record, self.supervisor)
         self.provider = ProviderWatch()
+        self.activity = Activity(clock)
+        self.hooks = HooksServer(agent_dir, self.activity.hook)
         self.runner = TurnRunner(self.spec, self.journal, self.transcript, self.commit, self.supervisor,
-                                 self.quota, self.provider, RefusalWatch(), clock)
+                                 self.quota, self.provider, RefusalWatch(), clock, self.activity)
+        self.lifecycle = Lifecycle(self.spec, agent_dir, state_dir, self.record, clock)
         self.started_at = clock()
         self._clients = {}  # RpcPeer -> the task serving it
+        self._stopping = None  # the task that runs hooks.pre_stop, then stops the engine
         self.talk = TalkServer(self.name, agent_dir, state_dir.socket, self.spec.comms,
                                (self._depth_of_current, self.record, self.runner.engine_busy),
                                clock) if self.spec.comms.talks else None
@@ -92,10 +99,12 @@ class Shim:
         try:
             if self.talk is not None:
                 await self.talk.serve()  # before the engine starts: its MCP bridge connects at once
-            await self.supervisor.run(self.runner, self.quota.account_ready)
+            await self.hooks.serve()
+            await self.lifecycle.around(self.supervisor, self.supervisor.run(self.runner, self.quota.account_ready))
         finally:
             beat.cancel()
             server.close()
+            self.hooks.close()
             if self.talk is not None:
                 await self.talk.close()
             self.supervisor.relay.close()
@@ -106,8 +115,10 @@ class Shim:
         return 0 if self.supervisor.state == states.STOPPED else 1
 
     def stop(self):
-        """Stop the engine (a running turn ends interrupted; pending turns stay pending) and exit."""
-        self.supervisor.stop()
+        """Run hooks.pre_stop, stop the engine (a running turn ends interrupted; pending turns stay pending)
+        and exit."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self.lifecycle.before_stop(self.supervisor))
 
     # -- heartbeat --------------------------------------------------------------------
 

@@ -14,6 +14,7 @@
         shim.json  shim.sock  shim.log
         net.sock  hosts           isolation.network: provider: the relay's socket, the sandbox's /etc/hosts
         mcp.sock                  comms: the `sac` MCP server's socket (agent_talk.py)
+        hooks.sock                Claude Code's hooks report here (hooks_socket.py), bound into the sandbox
         home/  work/              the agent's HOME and default workdir
 """
 

@@ -10,6 +10,7 @@ to end it on purpose (a timeout, a cancel, a retry), asks `supervisor.restart`.
 import asyncio
 
 from . import egress, engine
+from .activity import Activity
 from .protocol import messages as m
 from .provider_watch import diagnose
 from .supervision import states
@@ -32,11 +33,13 @@ def settle(fut, value):
 class TurnRunner:
     """Runs an agent's turns on the engine the supervisor started; `current` is the running turn's id."""
 
-    def __init__(self, spec, journal, transcript, commit, supervisor, quota, provider, refusals, clock):
+    def __init__(self, spec, journal, transcript, commit, supervisor, quota, provider, refusals, clock,
+                 activity=None):
         self.spec, self.name = spec, spec.name
         self.journal, self.transcript, self.commit = journal, transcript, commit
         self.supervisor, self.quota, self.provider, self.refusals = supervisor, quota, provider, refusals
         self.clock = clock
+        self.activity = activity or Activity(clock)  # what Claude Code's hooks tell (activity.py)
         self.current = None
         self.engine_spoke = False  # the engine printed a line since it started
         self.last_output_at = None
@@ -53,6 +56,7 @@ class TurnRunner:
         """Run pending turns until the engine exits (or the agent stops); return its exit code."""
         sup = self.supervisor
         self.engine_spoke, self.last_output_at = False, self.clock()
+        self.activity.engine_started()
         exited = proc.exited
         exited.add_done_callback(self._engine_exited)
         while not exited.done() and not sup.stopping:
@@ -85,6 +89,7 @@ class TurnRunner:
         self._result_event = None
         self._turn_used_tools = self._turn_spoke = False
         self.refusals.new_turn()
+        self.activity.turn_started()
         self.journal.start(tid)
         origin = {"from": turn["from"], "depth": turn.get("depth")} if turn.get("from") else {}
         self.transcript.append(tid, m.sac_event(m.TURN_STARTED, text=turn["text"], **origin))
@@ -159,7 +164,10 @@ class TurnRunner:
         limit = health.turn_timeout_s
         while True:
             now = self.clock()
-            budget = min(limit - (now - started), stall - (now - self.last_output_at))
+            # A tool that runs (Claude Code's hooks said so) is not a stall, however quiet; a hook's report
+            # is a sign of life like a line of output.
+            quiet = 0 if self.activity.busy() else now - max(self.last_output_at, self.activity.last_at or 0)
+            budget = min(limit - (now - started), stall - quiet)
             if budget <= 0:
                 if now - started >= limit:
                     raise asyncio.TimeoutError("timeout: no result within turn_timeout_s=%gs" % limit)
@@ -206,6 +214,7 @@ class TurnRunner:
         event = engine.parse_event(line)
         if event is None:
             return
+        self.activity.engine_event(event)
         for refusal in self.refusals.feed(event):  # before the event that shows it: the result, a tool error
             self.transcript.append(self.current, refusal)
         # The line as the engine wrote it goes into the transcript: it is JSON already (noise is not).

@@ -49,6 +49,11 @@ def _supervisor_text(stamp, event):
         return None
     if sub == m.COMMS_REFUSED:
         return "%s refused    %s to %s (%s)" % (stamp, event.get("tool"), event.get("to"), event.get("reason"))
+    if sub == m.HOOK:
+        outcome = "timed out" if event.get("code") is None else "exit %s" % event.get("code")
+        said = event.get("error") or _short(event.get("stdout") or "", 120)
+        return "%s hook       %s[%s] %s: %s%s" % (stamp, event.get("hook"), event.get("index"), outcome,
+                                                _short(event.get("run") or "", 120), (" -> " + said) if said else "")
     if sub == m.TOOL_REFUSED:
         return "%s refused    %s %s (%s)" % (stamp, event.get("tool"), event.get("input") or "", event.get("reason"))
     fields = ", ".join("%s=%s" % (k, v) for k, v in event.items() if k not in ("type", "subtype") and v is not None)

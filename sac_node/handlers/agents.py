@@ -1,16 +1,18 @@
 """agents.* on the node daemon: start, stop, restart, delete, list, status."""
 
+import asyncio
 import hashlib
 import json
 import os
 import shutil
 
-from .. import engine, launch
+from .. import engine, hooks_socket, launch, lifecycle
 from ..node_spec import NodeSpec
 from ..protocol.errors import AgentError, AgentNotFound, AgentNotRunning, SpecError
 from ..protocol import messages as m
 from ..protocol.messages import NAME_RE
 from ..state_dir import ensure_private_dir, write_atomic
+from ..supervision import states
 from ..transcript import read_tail
 from ..journal import Journal, Retention
 
@@ -91,14 +93,29 @@ async def start(node, peer, p):
     fresh = read.claude.session == "fresh" or not os.path.exists(agent.session)
     if fresh and os.path.exists(agent.session):
         os.unlink(agent.session)
-    _write_home(agent, files)
+    _write_home(agent, hooks_socket.home_files(files) if read.engine.is_claude else files)
     write_atomic(agent.spec, json.dumps(spec, indent=1, sort_keys=True))
     agent.write_desired("running")
     shim = await node.ensure_shim(name)
+    await _pre_start_done(node, name, read)
     if fresh:
         for prompt in read.startup_prompts:
             await shim.call(m.TURNS_SUBMIT, {"text": prompt, "source": "startup"})
     return {"status": await _status(node, name), "changed": True, "started": True}
+
+
+async def _pre_start_done(node, name, spec):
+    """Wait while the shim runs hooks.pre_start; AgentError with its reason when one failed."""
+    if not spec.hooks.pre_start:
+        return
+    deadline = node.clock() + sum(cmd.timeout_s for cmd in spec.hooks.pre_start) + 10
+    while node.clock() < deadline:
+        status = await _status(node, name)
+        if status["state"] == states.FAILED:
+            raise AgentError("agent %s did not start: %s" % (name, status["last_error"]))
+        if status["state"] != states.STARTING:
+            return
+        await asyncio.sleep(0.1)
 
 
 async def stop(node, peer, p):
@@ -110,7 +127,8 @@ async def stop(node, peer, p):
         await shim.call(m.AGENTS_STOP, {})
     except AgentNotRunning:
         pass
-    await node.wait_shim_exit(agent.name)
+    hooks = _node_spec(agent).hooks  # the shim runs pre_stop and post_stop before it exits
+    await node.wait_shim_exit(agent.name, 15.0 + sum(cmd.timeout_s for cmd in hooks.pre_stop + hooks.post_stop))
     return await _status(node, agent.name)
 
 
@@ -184,7 +202,8 @@ def offline_status(agent, now):
         "pid": None, "shim_pid": None, "uptime_s": None, "restarts": 0, "session_id": session,
         "turns": journal.summary(),
         "current_turn": None, "last_turn_at": journal.last_turn_at(),
-        "last_error": None if desired == "stopped" else "the agent's shim is not running",
+        "last_error": lifecycle.stop_problem(read_tail(agent.transcript, 50)) if desired == "stopped"
+        else "the agent's shim is not running",
         "usage": journal.usage_total(), "isolation": {"runtime": spec.isolation.runtime},
         "heartbeat_age_s": None, "labels": spec.labels,
         "workdir": launch.resolve_workdir(spec, agent), "fleet": spec.fleet,

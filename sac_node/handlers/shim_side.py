@@ -118,4 +118,5 @@ def status_of(shim):
         "fleet": shim.spec.fleet, "generation": shim.spec.generation,
         "account": shim.accounts.current["name"] if shim.accounts.enabled else None,
         "accounts": shim.accounts.snapshot(now),
+        "activity": shim.activity.snapshot(now),
     }

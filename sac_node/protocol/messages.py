@@ -103,6 +103,7 @@ ACCOUNT_LIMITED = "account_limited"  # {account, rest_s, error}
 ACCOUNTS_EXHAUSTED = "accounts_exhausted"  # {wait_s}
 OVERLOADED_BACKOFF = "overloaded_backoff"  # {account, delay_s, error}
 COMMS_REFUSED = "comms_refused"  # {tool, to, reason}: a message this agent tried to send was refused
+HOOK = "hook"  # {hook, index, run, code, duration_s, stdout, stderr, error?}: one command of spec.hooks ran
 
 
 def sac_event(subtype, **fields):

@@ -84,6 +84,9 @@ class Supervisor:
         self._kill_reason = None
         self._wake = asyncio.Event()
         self._stderr_tail = []
+        loop = asyncio.get_event_loop()
+        self.first_start = loop.create_future()  # done once an engine has started (hooks.post_start)
+        self.gave_up = loop.create_future()  # the reason, once the agent is failed for good (hooks.on_failure)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -98,7 +101,7 @@ class Supervisor:
             except SacError as exc:
                 self.state, self.last_error = states.FAILED, exc.message
                 self.record(m.ENGINE_FAILED, error=exc.message)
-                await self.wait_stop()
+                await self.give_up()
                 return
             code = await runner.serve(self.proc)
             if not await self._after_exit(code):
@@ -120,10 +123,16 @@ class Supervisor:
         self.state = decision.state
         if decision.state != states.RESTARTING:
             if decision.state == states.FAILED:
-                await self.wait_stop()
+                await self.give_up()
             return False
         await self.sleep_unless_stopped(decision.delay)
         return True
+
+    async def give_up(self):
+        """The agent is failed for good (state FAILED, last_error says why): say so, and wait for a stop."""
+        if not self.gave_up.done():
+            self.gave_up.set_result(self.last_error)
+        await self.wait_stop()
 
     async def _spawn(self, on_stdout):
         self._forget_unsaved_session()
@@ -140,6 +149,8 @@ class Supervisor:
                                               start_new_session=True, preexec_fn=launch.die_with_parent)
         self.engine_started_at = self.clock()
         self.state = states.IDLE
+        if not self.first_start.done():
+            self.first_start.set_result(None)
         self.record(m.ENGINE_STARTED, pid=self.proc.pid, runtime=plan.properties.get("runtime"),
                     resume=self.session.id, account=self.accounts.current["name"] if self.accounts.enabled else None)
 

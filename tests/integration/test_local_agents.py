@@ -160,7 +160,8 @@ def test_to_home_files_reach_the_agent_home(sac_env):
     sac_env.sac("agents", "start", sac_env.specs / "a1")
     home = sac_env.agent_dir("a1") / "home"
     assert (home / "CLAUDE.md").read_text() == "Be brief.\n"
-    assert (home / ".claude" / "settings.json").read_text() == "{}\n"
+    # the user's (empty) settings, with sac's status hooks added (docs/isolation.md)
+    assert set(json.loads((home / ".claude" / "settings.json").read_text())) == {"hooks"}
 
 
 def test_startup_prompts_run_first(sac_env):

@@ -350,3 +350,19 @@ def test_probe_is_run_once_per_binary():
 def test_short_secret_values_do_not_trip_the_argv_guard():
     # "b" is inside "--bind"; only whole arguments or key-length values count as leaks
     assert launch("bwrap", secrets={"A": "b"}).env["A"] == "b"
+
+
+SOCKETS = ((AGENT + "/hooks.sock", "/run/sac/hooks.sock"),)
+
+
+def test_a_served_socket_from_the_state_dir_is_bound_into_bwrap_and_apptainer_only():
+    # A bind of the state dir is refused (test_refuses_binds_that_expose_the_state_dir); the shim's own
+    # sockets are not binds of the spec: they are bound one by one, read-write (connect needs it).
+    argv = launch("bwrap", sockets=SOCKETS).argv
+    at = argv.index(AGENT + "/hooks.sock")
+    assert argv[at - 1:at + 2] == ["--bind", AGENT + "/hooks.sock", "/run/sac/hooks.sock"]
+    assert argv.index("/run") < at  # the tmpfs on /run first, so bwrap can create the target
+    assert "--bind" in launch("apptainer", sockets=SOCKETS).argv
+    assert "%s/hooks.sock:/run/sac/hooks.sock:rw" % AGENT in launch("apptainer", sockets=SOCKETS).argv
+    assert launch("none", isolation(runtime="none"), sockets=SOCKETS).argv == ENGINE
+    assert launch("bwrap", sockets=SOCKETS).properties["binds"] == 0  # not the spec's binds

@@ -60,7 +60,8 @@ def start(target: str = typer.Argument(..., help="A spec.yaml, an agent director
 def stop(name: str = NAME):
     """Stop an agent; turns not yet started wait in its journal for the next start."""
     s = run(lambda f: f.stop(name))
-    out.print("%s: %s" % (s["name"], s["state"]))
+    # a stopped agent's last_error is a pre_stop or post_stop hook that failed (not fatal, but said)
+    out.print("%s: %s%s" % (s["name"], s["state"], " (%s)" % s["last_error"] if s.get("last_error") else ""))
 
 
 @app.command()

@@ -84,12 +84,42 @@ def network_label(iso):
     return (iso or {}).get("network") or "-"
 
 
+def doing(s):
+    """What the agent does now, from Claude Code's hooks: `Bash 12s`, `idle 3m`, or `-`."""
+    act = s.get("activity") or {}
+    if act.get("tool"):
+        return "%s %s" % (act["tool"]["name"], age(act["tool"].get("running_s")))
+    if act.get("last_activity_at"):
+        return "idle " + age(time.time() - act["last_activity_at"])
+    return "-"
+
+
+def activity_rows(act):
+    """`sac agents status` lines of the agent's activity (docs/http-api.md, `activity`)."""
+    if not act:
+        return []
+    tool, ctx = act.get("tool"), act.get("context") or {}
+    rows = [("now", "%s: %s (for %s)" % (tool["name"], tool["summary"] or "-", age(tool["running_s"]))
+             if tool else "no tool running")]
+    recent = ["%s %s (%s)" % (t["name"], t["summary"][:40], age(t["duration_s"])) for t in act.get("recent_tools") or []]
+    rows.append(("tools", "; ".join(recent) or "-"))
+    if ctx.get("tokens") is not None:
+        window = " of %d (%.2f%%)" % (ctx["window"], ctx["percent"]) if ctx.get("window") else ""
+        rows.append(("context", "%d tokens%s, %d compaction%s" % (
+            ctx["tokens"], window, act.get("compactions", 0), "" if act.get("compactions") == 1 else "s")))
+    for note in act.get("waiting") or []:
+        rows.append(("waiting", "%s (%s ago)" % (note["message"], age(time.time() - note["at"]))))
+    if act.get("last_activity_at"):
+        rows.append(("active", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(act["last_activity_at"]))))
+    return rows
+
+
 def agents_table(statuses):
     from rich.table import Table  # only the tables need it, not a turn's progress lines
 
     table = Table(box=None, header_style="bold")
-    for col in ("AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "TURNS ok/pend/fail", "LAST TURN", "SANDBOX",
-                "NETWORK", "LAST ERROR"):
+    for col in ("AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "TURNS ok/pend/fail", "LAST TURN", "DOING",
+                "SANDBOX", "NETWORK", "LAST ERROR"):
         table.add_column(col, overflow="fold")
     now = time.time()
     for s in statuses:
@@ -99,7 +129,7 @@ def agents_table(statuses):
             s["name"], state_cell(s), str(s.get("pid") or "-"),
             age(s.get("uptime_s")), str(s.get("restarts", 0)),
             "%d/%d/%d" % (turns.get("completed", 0), turns.get("pending", 0), turns.get("failed", 0)),
-            age(now - last) + " ago" if last else "-", isolation_label(s.get("isolation")),
+            age(now - last) + " ago" if last else "-", doing(s), isolation_label(s.get("isolation")),
             network_label(s.get("isolation")), (s.get("last_error") or "")[:120])
     return table
 
@@ -125,7 +155,7 @@ def status_lines(s):
         ("workdir", s.get("workdir") or "-"),
         ("heartbeat", age(s.get("heartbeat_age_s")) + " ago" if s.get("heartbeat_age_s") is not None else "-"),
         ("last error", s.get("last_error") or "-"),
-    ]
+    ] + activity_rows(s.get("activity"))
     if s.get("secrets_behind"):
         rows.append(("secrets", "behind on %s: restart the agent to use the host's new value"
                      % ", ".join(s["secrets_behind"])))

@@ -133,7 +133,8 @@ def _read_tools(tools):
         return await tools.agent_list()
 
     async def agent_status(name: AgentName) -> dict:
-        """One agent's full status: state, pid, uptime, restarts, session, turns, tokens, sandbox, last error."""
+        """One agent's full status: state, pid, uptime, restarts, session, turns, tokens, sandbox, last error,
+        and its activity (the tool running now, the last tools, context used, notifications waiting)."""
         return await tools.agent_status(name)
 
     async def agent_tail(
