@@ -16,13 +16,13 @@ import asyncio
 import logging
 import os
 
-from sac_node.protocol.errors import AgentNotFound, AgentNotRunning, HostUnreachable, SpecError, TurnTimeout
+from sac_node.protocol.errors import AgentNotFound, HostUnreachable, SpecError, TurnTimeout
 from sac_node.protocol.messages import agent_of_turn
 
-from .control import here
+from .control import here, starts
 from .control.here import LOCAL_HOST
 from .control.routing import AgentIndex, locate, not_found, stale
-from .control.turns import DRAIN_S, TERMINAL, follow_turn, records_while, turn_of
+from .control.turns import DRAIN_S, TERMINAL, follow_agent, follow_turn, health_problems, turn_of
 
 log = logging.getLogger("sac_fleet.inventory")
 
@@ -124,30 +124,10 @@ class Fleet:
 
     async def start(self, target, restart=False):
         """Start an agent from a spec file, an agent directory, or the name of a known agent (this machine)."""
-        if self._by_hand is None:
-            raise SpecError("with an inventory, agents start where placement puts them: add %s to %s and run "
-                            "`sac fleet up`" % (target, self.inventory_path))
+        self._by_hand_only("add %s to %s" % (target, self.inventory_path))
         await self._open(provision=True)
-        host = LOCAL_HOST
-        node = self._routes()[host].client
-        path = here.resolve_target(target, self.agents_dir)
-        if path is None:
-            known = {a["name"] for a in await node.list_agents()}
-            if target in known:
-                return await node.restart_agent(target) if restart else {
-                    "status": await self._start_known(node, target), "changed": False, "started": False}
-            raise SpecError("%s: no such spec file or agent directory, and no agent of that name under %s/ "
-                            "or on this host" % (target, self.agents_dir))
-        from .core.spec import parse_spec  # pydantic is slow to import; only `start` needs it
-
-        return await self._start_spec(node, parse_spec(path), restart)
-
-    async def _start_spec(self, node, spec, restart=False):
-        from .core.templates import HostFacts
-
-        started = await node.start_agent(spec.on_host(HostFacts(LOCAL_HOST)).to_node(), restart=restart)
-        self.index.note(LOCAL_HOST, started["status"])
-        return started
+        return await starts.start_target(self._routes()[LOCAL_HOST].client, self.index, target, self.agents_dir,
+                                         restart)
 
     async def start_instances(self, template, params, name=None, restart=False):
         """Start one agent per row of the parameter file `params` from the spec `template` (this machine).
@@ -155,24 +135,16 @@ class Fleet:
         `name` is a pattern such as '{template}-${params.id}' (else the rows' `name` column, else the
         template's metadata.name). Every row is checked before any agent starts. Returns one result per row.
         """
-        if self._by_hand is None:
-            raise SpecError("with an inventory, agents start where placement puts them: add {template: %s, params: "
-                            "%s} to %s and run `sac fleet up`" % (template, params, self.inventory_path))
-        from .core.instances import check_instances
-
-        path = here.resolve_target(template, self.agents_dir)
-        if path is None:
-            raise SpecError("%s: no such spec file or template directory" % template)
-        specs = check_instances(path, params, name, environ=os.environ)
+        self._by_hand_only("add {template: %s, params: %s} to %s" % (template, params, self.inventory_path))
+        specs = starts.instances(template, params, name, self.agents_dir)
         await self._open(provision=True)
         node = self._routes()[LOCAL_HOST].client
-        return [await self._start_spec(node, spec, restart) for spec in specs]
+        return [await starts.start_spec(node, self.index, spec, restart) for spec in specs]
 
-    async def _start_known(self, node, name):
-        status = await node.agent_status(name)
-        if status["state"] in ("stopped", "failed"):
-            return (await node.restart_agent(name))["status"]
-        return status
+    def _by_hand_only(self, fix):
+        if self._by_hand is None:
+            raise SpecError("with an inventory, agents start where placement puts them: %s and run `sac fleet up`"
+                            % fix)
 
     async def stop(self, name):
         return await self._on(name, lambda node: node.stop_agent(name), provision=True)
@@ -202,15 +174,7 @@ class Fleet:
     async def health(self, name):
         """Status plus a verdict: ok, or the reasons it is not."""
         status = await self.status(name)
-        problems = []
-        if status["state"] in ("failed", "stopped", "restarting"):
-            problems.append("state is %s" % status["state"] + (
-                " (%s)" % status["last_error"] if status.get("last_error") else ""))
-        if status.get("degraded"):
-            problems.append("degraded: " + status["degraded"])
-        age = status.get("heartbeat_age_s")
-        if status["state"] != "stopped" and (age is None or age > 10):
-            problems.append("no heartbeat for %ss" % age if age is not None else "no heartbeat")
+        problems = health_problems(status)
         return {"name": name, "ok": not problems, "problems": problems, "status": status}
 
     # -- turns --------------------------------------------------------------------
@@ -300,22 +264,8 @@ class Fleet:
         last record seen, so none is lost) and while it is stopped; it ends when the agent is
         deleted. While no record comes it looks at the agent every `check_every` seconds.
         """
-        last = from_seq
-        while True:
-            try:
-                node = await self.node(name)
-                shim = (await node.agent_status(name)).get("shim_pid")
-                if shim is None:  # stopped, or between the two halves of a restart
-                    await asyncio.sleep(check_every)
-                    continue
-                async for record in records_while(node, name, last, shim, check_every):
-                    last = record["seq"]
-                    yield record
-            except AgentNotFound:
-                return  # deleted
-            except AgentNotRunning:
-                await asyncio.sleep(check_every)
-
+        async for record in follow_agent(self.node, name, from_seq, check_every):
+            yield record
 
     # -- the fleet (inventory) -------------------------------------------------------
 

@@ -5,6 +5,7 @@ Fleet (sac_fleet.api) routes each call to the agent's host; these read what come
 
 import asyncio
 
+from sac_node.protocol.errors import AgentNotFound, AgentNotRunning
 from sac_node.protocol.messages import TERMINAL, TURN_ENDED, is_sac_event
 
 DRAIN_S = 10.0  # how long a streamed turn that ended waits for its last records
@@ -40,3 +41,37 @@ async def follow_turn(sub, on_record):
         event = record.get("event") or {}
         if is_sac_event(event, TURN_ENDED):
             return
+
+
+async def follow_agent(node_of, name, from_seq, check_every):
+    """An agent's records after `from_seq`, across its restarts and while it is stopped, until it is
+    deleted; `node_of(name)` is the node that runs it now."""
+    last = from_seq
+    while True:
+        try:
+            node = await node_of(name)
+            shim = (await node.agent_status(name)).get("shim_pid")
+            if shim is None:  # stopped, or between the two halves of a restart
+                await asyncio.sleep(check_every)
+                continue
+            async for record in records_while(node, name, last, shim, check_every):
+                last = record["seq"]
+                yield record
+        except AgentNotFound:
+            return  # deleted
+        except AgentNotRunning:
+            await asyncio.sleep(check_every)
+
+
+def health_problems(status):
+    """Why an agent with this status is not healthy ([] when it is)."""
+    problems = []
+    if status["state"] in ("failed", "stopped", "restarting"):
+        problems.append("state is %s" % status["state"] + (
+            " (%s)" % status["last_error"] if status.get("last_error") else ""))
+    if status.get("degraded"):
+        problems.append("degraded: " + status["degraded"])
+    age = status.get("heartbeat_age_s")
+    if status["state"] != "stopped" and (age is None or age > 10):
+        problems.append("no heartbeat for %ss" % age if age is not None else "no heartbeat")
+    return problems
