@@ -16,6 +16,7 @@ from typing import Mapping, Optional
 from sac_node.protocol.errors import InventoryError
 
 from .inventory_document import SAC_DEFAULTS
+from .inventory_slurm import SlurmSettings
 from .placement import HostSlot
 from .secret_sources import SecretSource, host_secrets
 from .wording import did_you_mean
@@ -61,6 +62,7 @@ class Host:
     explicit: frozenset
     line: int
     secrets: Mapping[str, SecretSource] = None  # {NAME: source}: the inventory's, its groups', its own
+    slurm: Optional[SlurmSettings] = None  # set: a login node whose agents run in Slurm allocations
 
 
     def is_set(self, field: str) -> bool:
@@ -116,7 +118,8 @@ def resolve_host(doc, model, name, groups) -> Host:
         jump=jump, jump_only=entry.jump_only, labels=dict(entry.labels), capacity=value("capacity"),
         env_preamble=value("env_preamble"),
         groups=frozenset(group for group, members in groups.items() if name in members),
-        explicit=frozenset(own | inherited), line=doc.line_of(loc), secrets=host_secrets(doc, model, name))
+        explicit=frozenset(own | inherited), line=doc.line_of(loc), secrets=host_secrets(doc, model, name),
+        slurm=entry.slurm)
 
 
 
