@@ -20,6 +20,7 @@ from . import __version__
 from .protocol import messages as m
 from .protocol.errors import AgentNotRunning, SacError
 from .rpc import RpcPeer, open_unix_peer
+from .slurm import AgentPending, SlurmAgents, settings_of
 from .state_dir import write_atomic
 
 log = logging.getLogger("sac_node.daemon")
@@ -81,6 +82,7 @@ class Node:
         self._lock_fh = None
         self._server = None
         self._stop = None
+        self.slurm = SlurmAgents(state, node_command(), clock)
 
     # -- shims --------------------------------------------------------------------
 
@@ -150,18 +152,29 @@ class Node:
         except OSError as exc:
             raise ShimRefused("agent %s: its shim does not answer (%s)" % (name, exc)) from exc
 
-    async def ensure_shim(self, name, respawn=False):
+    async def ensure_shim(self, name, respawn=False, wait_s=0.0):
         """The agent's shim, started unless one runs. One spawn at a time per agent, so the supervisor,
-        `agents.start` and a request arriving during a respawn never start two."""
+        `agents.start` and a request arriving during a respawn never start two. An agent placed in
+        Slurm gets its shim in its job instead (waiting up to `wait_s` for it; AgentPending after)."""
         lock = self._spawning.setdefault(name, asyncio.Lock())
         async with lock:
             peer = await self._attach(name)
             if peer is not None:
                 return peer
+            if settings_of(self.state.agent(name)) is not None:
+                return await self._place_in_slurm(name, wait_s)
             if respawn:
                 self.shim_respawns[name] = self.shim_respawns.get(name, 0) + 1
                 log.warning("[agent=%s] shim is gone; respawning (respawn %d)", name, self.shim_respawns[name])
             return await self._spawn_shim(name)
+
+    async def _place_in_slurm(self, name, wait_s):
+        """A Slurm agent's shim runs in its job, never here: make sure a job holds it, then attach."""
+        await self.slurm.place(name, wait_s)
+        peer = await self._attach(name)
+        if peer is None:
+            raise AgentPending("agent %s: its Slurm job runs but its shim is not serving yet" % name)
+        return peer
 
     async def _spawn_shim(self, name):
         """Start the agent's shim and wait until it serves its socket."""
@@ -225,6 +238,8 @@ class Node:
                     continue
                 try:
                     await self.ensure_shim(name, respawn=True)
+                except AgentPending:
+                    pass  # its job waits in the queue, or is starting its shim
                 except SacError as exc:
                     log.error("[agent=%s] %s", name, exc.message)
             await asyncio.sleep(SUPERVISE_EVERY_S)

@@ -225,4 +225,5 @@ def _agent_row(status):
             "secrets_behind": status.get("secrets_behind") or [],
             "degraded": status.get("degraded"),
             "restarts": status.get("restarts", 0), "pid": status.get("pid"),
-            "sandbox": (status.get("isolation") or {}).get("runtime"), "generation": status.get("generation")}
+            "sandbox": (status.get("isolation") or {}).get("runtime"), "generation": status.get("generation"),
+            "slurm": status.get("slurm")}  # {job_id, state, reason, node, time_left} on a Slurm host

@@ -13,7 +13,7 @@ from ..core.placement import HostState, place
 from ..core.plan import Action, ActionKind, Plan
 from . import secrets
 
-LIVE_STATES = ("starting", "idle", "working", "restarting", "failed")
+LIVE_STATES = ("starting", "idle", "working", "restarting", "failed", "pending")
 
 
 async def observe(links, timeout, index=None):

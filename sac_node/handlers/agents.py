@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 
-from .. import engine, launch
+from .. import engine, launch, slurm
 from ..node_spec import NodeSpec
 from ..protocol.errors import AgentError, AgentNotFound, AgentNotRunning, SpecError
 from ..protocol import messages as m
@@ -94,7 +94,10 @@ async def start(node, peer, p):
     _write_home(agent, files)
     write_atomic(agent.spec, json.dumps(spec, indent=1, sort_keys=True))
     agent.write_desired("running")
-    shim = await node.ensure_shim(name)
+    try:
+        shim = await node.ensure_shim(name, wait_s=slurm.START_WAIT_S)
+    except slurm.AgentPending:  # queued in Slurm: `pending (Resources)`, not failed
+        return {"status": await _status(node, name), "changed": True, "started": True}
     if fresh:
         for prompt in read.startup_prompts:
             await shim.call(m.TURNS_SUBMIT, {"text": prompt, "source": "startup"})
@@ -111,6 +114,8 @@ async def stop(node, peer, p):
     except AgentNotRunning:
         pass
     await node.wait_shim_exit(agent.name)
+    if slurm.settings_of(agent) is not None:
+        await node.slurm.release(agent.name)
     return await _status(node, agent.name)
 
 
@@ -164,9 +169,13 @@ async def _status(node, name):
         result = await shim.call(m.AGENTS_STATUS, {}, timeout=10)
         result["desired"] = node.state.agent(name).read_desired()
         result["shim_respawns"] = node.shim_respawns.get(name, 0)
-        return result
-    except AgentNotRunning:
-        return offline_status(node.state.agent(name), node.clock())
+    except AgentNotRunning as exc:
+        result = offline_status(node.state.agent(name), node.clock())
+        if isinstance(exc, slurm.AgentPending):
+            result["last_error"] = exc.message
+    if slurm.settings_of(node.state.agent(name)) is not None:
+        result = await node.slurm.annotate(name, result)
+    return result
 
 
 def offline_status(agent, now):

@@ -1,7 +1,10 @@
 """Agents in Slurm allocations: a real slurmctld and two slurmds (tests/fixtures/slurm.py), the login node a
 loopback sshd host, real Claude Code on the built-in provider."""
 
+import json
 import time
+
+from tests.fixtures import procs
 
 
 def test_the_cluster_fixture_runs_a_job_on_a_compute_node_and_leaves_nothing(slurm_cluster, tmp_path):
@@ -23,3 +26,89 @@ def test_the_cluster_fixture_runs_a_job_on_a_compute_node_and_leaves_nothing(slu
         time.sleep(0.2)
     assert slurm_cluster.squeue() == []
     assert slurm_cluster.job_processes(marker) == []
+
+
+def by_name(rows):
+    return {r["name"]: r for r in rows}
+
+
+def slurm_login(fleet_env, slurm_cluster, **slurm):
+    """One loopback sshd host as the cluster's login node: its preamble points Slurm's commands at the test
+    cluster, and its agents run in allocations."""
+    login, = fleet_env.sshd.start(1)
+    fleet_env.add_host(login, slurm=dict({"time": "10:00", "resubmit_before_s": 30}, **slurm),
+                       env_preamble="export SAC_CLAUDE_BIN=%s SLURM_CONF=%s"
+                       % (fleet_env.claude_bin, slurm_cluster.env["SLURM_CONF"]))
+    return login
+
+
+def wait_for(what, probe, timeout=60.0):
+    deadline = time.time() + timeout
+    while True:
+        found = probe()
+        if found or time.time() > deadline:
+            assert found, "timed out waiting for %s" % what
+            return found
+        time.sleep(0.5)
+
+
+def ancestors(pid):
+    table = procs.processes()
+    found = []
+    while pid in table and pid > 1:
+        found.append(table[pid])
+        pid = table[pid].ppid
+    return found
+
+
+def test_agents_answer_from_inside_allocations_and_a_cancelled_job_is_resubmitted(fleet_env, slurm_cluster):
+    login = slurm_login(fleet_env, slurm_cluster, agents_per_job=2)
+    fleet_env.add_agent("alpha", {"hosts": [login.name]})
+    fleet_env.add_agent("beta", {"hosts": [login.name]})
+    inventory = fleet_env.write()
+    assert fleet_env.sac_json("fleet", "up", inventory)["ok"]
+
+    for name in ("alpha", "beta"):
+        assert fleet_env.sac("fleet", "send", name, "hi %s" % name, "-i", inventory).stdout.strip() == \
+            "echo: hi %s" % name
+    agents = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])
+    jobs = {j["id"]: j for j in slurm_cluster.squeue()}
+    job = agents["alpha"]["slurm"]
+    assert agents["beta"]["slurm"]["job_id"] == job["job_id"] and list(jobs) == [job["job_id"]]  # one job, packed
+    assert job["state"] == "RUNNING" and job["node"] == jobs[job["job_id"]]["node"] in ("n1", "n2")
+    for name in ("alpha", "beta"):  # the engine runs under the job's slurmstepd, not under the login daemon
+        assert any(p.argv and p.argv[0].startswith("slurmstepd") for p in ancestors(agents[name]["pid"]))
+    table = fleet_env.sac("fleet", "status", inventory).stdout
+    assert "job %s RUNNING on %s" % (job["job_id"], job["node"]) in table
+
+    session = json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"]
+    slurm_cluster.run("scancel", job["job_id"])
+    cancelled_at = time.time()
+    fresh = wait_for("a new job", lambda: [a for a in fleet_env.sac_json("fleet", "status", inventory)["agents"]
+                                           if a["slurm"]["job_id"] != job["job_id"]
+                                           and a["slurm"]["state"] == "RUNNING" and a["state"] == "idle"])
+    seen_s = time.time() - cancelled_at
+    assert seen_s < 30, seen_s
+    assert fleet_env.sac("fleet", "send", "alpha", "again", "-i", inventory).stdout.strip() == "echo: again"
+    agents = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])
+    assert agents["alpha"]["slurm"]["resubmits"] == 1 and agents["alpha"]["turns"]["completed"] == 2
+    # the new job's engine resumed the same conversation
+    assert json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"] == session
+
+    down = fleet_env.sac_json("fleet", "down", inventory)
+    assert all(r["ok"] for r in down["stopped"])
+    wait_for("an empty queue", lambda: slurm_cluster.squeue() == [], timeout=20)
+    wait_for("no process of the job", lambda: not slurm_cluster.job_processes(str(login.state_dir / "slurm")),
+             timeout=20)
+    assert not slurm_cluster.job_processes(str(login.state_dir / "agents"))
+
+
+def test_sbatch_refusing_is_one_line_with_slurms_error_and_the_field(fleet_env, slurm_cluster):
+    login = slurm_login(fleet_env, slurm_cluster, partition="gpu-huge")
+    fleet_env.add_agent("alpha", {"hosts": [login.name]})
+    inventory = fleet_env.write()
+    up = fleet_env.sac("fleet", "up", inventory, check=False)
+    assert up.returncode != 0
+    line = [l for l in up.stdout.splitlines() + up.stderr.splitlines() if "invalid partition" in l.lower()]
+    assert line and "slurm.partition" in line[0] and "Traceback" not in up.stderr, up.stdout + up.stderr
+    assert slurm_cluster.squeue() == []

@@ -1,0 +1,253 @@
+"""The login node's side of Slurm: which job runs each agent, submitting it, watching the queue, cancelling.
+
+An agent whose spec carries `slurm` (the inventory host's `slurm:` section) never gets a shim on the
+login node: the daemon submits a batch job for it (packed `agents_per_job` to a job), and the job runs
+`node.pyz job <job dir>` on a compute node (slurm_job.py), which starts the agents' shims there. The
+shims' files (socket, journal, session) live in the agent's dir under the shared state dir, so the
+daemon reaches a shim as it reaches any other, and a later job resumes the same session. The daemon
+asks the queue with one `squeue` per QUEUE_TTL_S for all its jobs, never one per agent.
+
+Files: <state>/slurm/<key>/{job.sh, agents.json, job.json, slurm-<id>.out} for each job, and
+<agent>/slurm.json {job_id, key, submitted_at, resubmits} for the job that runs (or will run) an agent.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import shlex
+import subprocess
+import time
+import uuid
+
+from .node_spec import NodeSpec
+from .protocol.errors import AgentError, AgentNotRunning
+from .state_dir import ensure_private_dir, write_atomic
+from .supervision import states
+
+log = logging.getLogger("sac_node.slurm")
+
+QUEUE_TTL_S = 2.0  # how old an answer of squeue may be (etiquette: the controller is shared)
+BATCH_S = 0.3  # starts arriving this close together share a job (up to agents_per_job)
+LIVE = ("PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "REQUEUED", "RESIZING")
+START_WAIT_S = 20.0  # how long agents.start waits for a job to run and its shim to serve
+# Slurm's error words -> the inventory field to change.
+FIELD_HINTS = (("partition", "partition"), ("account", "account"), ("time limit", "time"),
+               ("memory", "mem_per_agent"), ("gres", "gres"), ("generic resource", "gres"), ("qos", "extra"),
+               ("cpu", "cpus_per_agent"), ("node configuration", "cpus_per_agent"))
+
+
+class AgentPending(AgentNotRunning):
+    """The agent's job waits in the queue (its reason, e.g. Resources, in the message)."""
+
+
+class SlurmRefused(AgentError):
+    """sbatch refused the job, or Slurm's commands are missing on this host."""
+
+
+def settings_of(agent):
+    """The `slurm` section of the agent's spec.json, or None for an agent that runs here."""
+    try:
+        with open(agent.spec) as fh:
+            return json.load(fh).get("slurm")
+    except (OSError, ValueError):
+        return None
+
+
+def read_record(agent):
+    try:
+        with open(os.path.join(agent.path, "slurm.json")) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _mem_mb(text, count):
+    units = {"K": 1.0 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+    unit = text[-1] if text[-1] in units else "M"
+    number = int(text[:-1] if text[-1] in units else text)
+    return max(1, int(number * units[unit] * count))
+
+
+def job_script(settings, names, job_dir, command):
+    """The batch script of a job that runs `names`: Slurm's options as #SBATCH lines, then node.pyz."""
+    n = len(names)
+    lines = ["#!/bin/sh", "#SBATCH --job-name=sac-%s" % (names[0] if n == 1 else "%s+%d" % (names[0], n - 1)),
+             "#SBATCH --output=%s" % os.path.join(job_dir, "slurm-%j.out"),
+             "#SBATCH --time=%s" % settings["time"], "#SBATCH --nodes=1 --ntasks=1",
+             "#SBATCH --cpus-per-task=%d" % (settings.get("cpus_per_agent", 1) * n)]
+    for option, key in (("--partition", "partition"), ("--account", "account"), ("--gres", "gres")):
+        if settings.get(key):
+            lines.append("#SBATCH %s=%s" % (option, settings[key]))
+    if settings.get("mem_per_agent"):
+        lines.append("#SBATCH --mem=%dM" % _mem_mb(settings["mem_per_agent"], n))
+    if settings.get("resubmit_before_s"):
+        # The backstop of the hand-over: Slurm tells the job itself when its end is this near.
+        lines.append("#SBATCH --signal=B:USR1@%d" % settings["resubmit_before_s"])
+    lines.append("# agents: %s" % " ".join(names))
+    lines.append("exec %s job %s" % (" ".join(shlex.quote(a) for a in command), shlex.quote(job_dir)))
+    return "\n".join(lines) + "\n"
+
+
+def refusal(stderr, rc):
+    """sbatch's own error in one line, with the inventory field that most likely needs a change."""
+    text = " ".join(line.strip() for line in stderr.splitlines() if line.strip()) or "exit code %s" % rc
+    field = next((f for words, f in FIELD_HINTS if words in text.lower()), None)
+    fix = "change slurm.%s of this host in the inventory" % field if field else \
+        "check the host's slurm: section in the inventory"
+    return SlurmRefused("Slurm refused the job: %s (%s)" % (text[:300], fix))
+
+
+class SlurmAgents:
+    """The daemon's Slurm side. `command` runs node.pyz (daemon.node_command()); `clock` is injected."""
+
+    def __init__(self, state, command, clock=time.time):
+        self.state = state
+        self.command = command
+        self.clock = clock
+        self.root = os.path.join(state.root, "slurm")
+        self._queue = (0.0, {})
+        self._batches = {}
+
+    # -- the queue --------------------------------------------------------------
+
+    async def _run(self, argv):
+        try:
+            proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                        stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise SlurmRefused("%s is not on this host's PATH: Slurm's client is missing here (load it in the "
+                               "host's env_preamble, e.g. `module load slurm`, or remove slurm: from the host)"
+                               % argv[0]) from None
+        out, err = await proc.communicate()
+        return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    async def queue(self, fresh=False):
+        """{job id: {state, reason, node, time_left}} of this user's jobs, at most QUEUE_TTL_S old."""
+        at, jobs = self._queue
+        if fresh or self.clock() - at > QUEUE_TTL_S:
+            rc, out, err = await self._run(["squeue", "-h", "--me", "-o", "%i|%T|%r|%N|%L"])
+            if rc != 0:
+                raise SlurmRefused("squeue failed: %s" % (err.strip() or rc))
+            jobs = {}
+            for line in out.splitlines():
+                parts = line.strip().split("|")
+                if len(parts) == 5:
+                    jobs[parts[0]] = {"state": parts[1], "reason": parts[2], "node": parts[3] or None,
+                                      "time_left": parts[4]}
+            self._queue = (self.clock(), jobs)
+        return jobs
+
+    async def job_of(self, agent):
+        """(record, queue entry or None) of the job that runs or will run the agent."""
+        record = read_record(agent)
+        if record is None:
+            return None, None
+        return record, (await self.queue()).get(record["job_id"])
+
+    # -- submitting -------------------------------------------------------------
+
+    async def submit(self, settings, names):
+        """Write the job's dir and script, `sbatch --parsable` it; the job id."""
+        key = uuid.uuid4().hex[:12]
+        job_dir = ensure_private_dir(os.path.join(ensure_private_dir(self.root), key))
+        write_atomic(os.path.join(job_dir, "agents.json"), json.dumps({"state_dir": self.state.root,
+                                                                      "agents": names}))
+        script = os.path.join(job_dir, "job.sh")
+        write_atomic(script, job_script(settings, names, job_dir, self.command), 0o700)
+        rc, out, err = await self._run(["sbatch", "--parsable"] + list(settings.get("extra") or ()) + [script])
+        if rc != 0:
+            raise refusal(err, rc)
+        job_id = out.strip().split(";")[0]
+        write_atomic(os.path.join(job_dir, "job.json"), json.dumps({"job_id": job_id, "at": self.clock()}))
+        for name in names:
+            agent = self.state.agent(name)
+            old = read_record(agent) or {}
+            write_atomic(os.path.join(agent.path, "slurm.json"), json.dumps({
+                "job_id": job_id, "key": key, "submitted_at": self.clock(),
+                "resubmits": old.get("resubmits", -1) + 1}))
+        self._queue = (0.0, {})
+        log.info("[agents=%s] submitted Slurm job %s", ",".join(names), job_id)
+        return job_id
+
+    async def submit_soon(self, name, settings):
+        """Submit the agent with those that arrive within BATCH_S (same settings), agents_per_job a job."""
+        key = json.dumps(settings, sort_keys=True)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = ([], asyncio.get_event_loop().create_future())
+            asyncio.ensure_future(self._submit_batch(key, settings))
+        if name not in batch[0]:
+            batch[0].append(name)
+        return await asyncio.shield(batch[1])
+
+    async def _submit_batch(self, key, settings):
+        await asyncio.sleep(BATCH_S)
+        names, done = self._batches.pop(key)
+        per_job = settings.get("agents_per_job") or 1
+        try:
+            for first in range(0, len(names), per_job):
+                await self.submit(settings, names[first:first + per_job])
+            done.set_result(True)
+        except AgentError as exc:
+            done.set_exception(exc)
+
+    # -- placing, watching, releasing ------------------------------------------
+
+    async def place(self, name, wait_s=0.0):
+        """Make sure a live job holds the agent (submitting one when none does, per its restart policy);
+        return once its shim serves, or raise AgentPending while the job is not running yet."""
+        agent = self.state.agent(name)
+        record, job = await self.job_of(agent)
+        if job is None or job["state"] not in LIVE:
+            self._may_resubmit(agent, record)
+            await self.submit_soon(name, settings_of(agent))
+            record, job = await self.job_of(agent)
+        deadline = self.clock() + wait_s
+        while True:
+            if job is not None and job["state"] == "RUNNING" and os.path.exists(agent.shim_info) \
+                    and os.path.exists(agent.socket):
+                return
+            if self.clock() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+            job = (await self.queue()).get(record["job_id"])
+        state = job["state"].lower() if job else "submitted"
+        reason = job["reason"] if job and job["reason"] not in ("None", "") else None
+        raise AgentPending("agent %s waits in Slurm job %s: %s%s" % (
+            name, record["job_id"], state, " (%s)" % reason if reason else ""))
+
+    def _may_resubmit(self, agent, record):
+        if record is None:
+            return
+        with open(agent.spec) as fh:
+            restart = NodeSpec.from_wire(json.load(fh)).restart
+        if restart.policy == "never" or record.get("resubmits", 0) >= restart.max_retries > 0 \
+                and restart.policy != "always":
+            raise AgentNotRunning("agent %s: its Slurm job %s ended and its restart policy (%s) does not "
+                                  "resubmit it" % (agent.name, record["job_id"], restart.policy))
+        log.warning("[agent=%s] Slurm job %s is gone; resubmitting", agent.name, record["job_id"])
+
+    async def release(self, name):
+        """After an agent stopped: cancel its job when no agent of that job still wants to run."""
+        record = read_record(self.state.agent(name))
+        if record is None:
+            return
+        mates = [n for n in self.state.agent_names() if (read_record(self.state.agent(n)) or {}).get("job_id")
+                 == record["job_id"]]
+        if all(self.state.agent(n).read_desired() != "running" for n in mates):
+            await self._run(["scancel", record["job_id"]])
+            self._queue = (0.0, {})
+
+    async def annotate(self, name, status):
+        """Add the agent's job to its status: {job_id, state, reason, node, time_left}; a pending job
+        makes the agent `pending`, not failed."""
+        record, job = await self.job_of(self.state.agent(name))
+        if record is None:
+            return status
+        status["slurm"] = dict(job or {"state": "GONE", "reason": None, "node": None, "time_left": None},
+                               job_id=record["job_id"], resubmits=record.get("resubmits", 0))
+        if job is not None and job["state"] in LIVE and status.get("state") == "failed":
+            status["state"] = states.PENDING
+            status["last_error"] = None
+        return status

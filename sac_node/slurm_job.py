@@ -1,0 +1,110 @@
+"""`node.pyz job <job dir>`: the compute node's side of a Slurm job (the batch script execs it).
+
+It starts the shim of each agent the job holds (the usual shim, sandbox and engine, on this node),
+respawns one that dies while its agent should run, and exits when none of its agents is left to run
+here. It waits for its shims, so nothing of the job outlives it (proctrack/linuxproc kills only what
+it can see). On SIGTERM (scancel, the walltime's end) it stops its shims, each of which ends its engine
+and leaves turns in flight to the journal's rules; the next job resumes the same session.
+
+SIGUSR1 (`--signal=B:USR1@resubmit_before_s`) marks the job as ending, in <job dir>/ending.json: the
+login node's daemon then queues the next job for these agents; their shims move to it once it runs.
+"""
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from .state_dir import StateDir, write_atomic
+
+log = logging.getLogger("sac_node.slurm_job")
+
+TICK_S = 0.5
+STOP_GRACE_S = 4.0  # under the cluster's KillWait, so shims end their engines before SIGKILL
+
+
+def node_command():
+    from .daemon import node_command as command  # one home for "how to run this node's code again"
+    return command()
+
+
+class Job:
+    def __init__(self, job_dir):
+        self.job_dir = job_dir
+        with open(os.path.join(job_dir, "agents.json")) as fh:
+            spec = json.load(fh)
+        self.state = StateDir(spec["state_dir"])
+        self.names = spec["agents"]
+        self.job_id = os.environ.get("SLURM_JOB_ID", "?")
+        self.shims = {}
+        self.stopping = False
+
+    def _mine(self, name):
+        """True while the agent should run in this job (a later job takes it over at a hand-over)."""
+        agent = self.state.agent(name)
+        try:
+            with open(os.path.join(agent.path, "slurm.json")) as fh:
+                job_id = json.load(fh).get("job_id")
+        except (OSError, ValueError):
+            return False
+        return job_id == self.job_id and agent.read_desired() == "running"
+
+    def _spawn(self, name):
+        agent = self.state.agent(name)
+        logf = open(agent.shim_log, "ab")
+        self.shims[name] = subprocess.Popen(node_command() + ["shim", agent.path], stdin=subprocess.DEVNULL,
+                                            stdout=logf, stderr=subprocess.STDOUT, close_fds=True)
+        logf.close()
+        log.info("[agent=%s job=%s] shim %d started on %s", name, self.job_id, self.shims[name].pid,
+                 socket.gethostname())
+
+    def tick(self):
+        """Reap, respawn and retire shims; False once nothing is left to run in this job."""
+        for name in self.names:
+            proc = self.shims.get(name)
+            if proc is not None and proc.poll() is not None:
+                del self.shims[name]
+                proc = None
+            mine = self._mine(name)
+            if mine and proc is None and not self.stopping:
+                self._spawn(name)
+            elif not mine and proc is not None:
+                proc.terminate()  # stopped, or moved to the next job
+        return bool(self.shims) or (not self.stopping and any(self._mine(n) for n in self.names))
+
+    def stop(self, *_):
+        self.stopping = True
+        for proc in self.shims.values():
+            if proc.poll() is None:
+                proc.terminate()
+
+    def ending(self, *_):
+        write_atomic(os.path.join(self.job_dir, "ending.json"), json.dumps({"job_id": self.job_id,
+                                                                            "at": time.time()}))
+
+    def run(self):
+        write_atomic(os.path.join(self.job_dir, "node-%s.json" % self.job_id), json.dumps({
+            "job_id": self.job_id, "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+            "pid": os.getpid(), "started_at": time.time()}))
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGUSR1, self.ending)
+        stop_at = None
+        while self.tick():
+            if self.stopping and stop_at is None:
+                stop_at = time.time() + STOP_GRACE_S
+            if stop_at is not None and time.time() > stop_at:
+                for proc in self.shims.values():
+                    proc.kill()
+            time.sleep(TICK_S)
+        return 0
+
+
+def main(job_dir):
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return Job(os.path.abspath(job_dir)).run()
