@@ -98,6 +98,10 @@ def refusal(stderr, rc):
     return SlurmRefused("Slurm refused the job: %s (%s)" % (text[:300], fix))
 
 
+def _queued_for_a_reason(job):
+    return job is not None and job["state"] == "PENDING" and job["reason"] not in ("None", "")
+
+
 class SlurmAgents:
     """The daemon's Slurm side. `command` runs node.pyz (daemon.node_command()); `clock` is injected."""
 
@@ -208,8 +212,8 @@ class SlurmAgents:
             if job is not None and job["state"] == "RUNNING" and os.path.exists(agent.shim_info) \
                     and os.path.exists(agent.socket):
                 return
-            if self.clock() >= deadline:
-                break
+            if self.clock() >= deadline or _queued_for_a_reason(job):
+                break  # Resources, Priority...: it may wait for hours; the supervisor attaches it later
             await asyncio.sleep(0.1)
             job = (await self.queue()).get(record["job_id"])
         state = job["state"].lower() if job else "submitted"

@@ -112,3 +112,31 @@ def test_sbatch_refusing_is_one_line_with_slurms_error_and_the_field(fleet_env, 
     line = [l for l in up.stdout.splitlines() + up.stderr.splitlines() if "invalid partition" in l.lower()]
     assert line and "slurm.partition" in line[0] and "Traceback" not in up.stderr, up.stdout + up.stderr
     assert slurm_cluster.squeue() == []
+
+
+def test_an_agent_waiting_for_resources_is_pending_not_failed_and_runs_when_they_free(fleet_env, slurm_cluster,
+                                                                                      tmp_path):
+    blocker = tmp_path / "blocker.sh"
+    blocker.write_text("#!/bin/sh\nsleep 600\n")
+    blocking = slurm_cluster.run("sbatch", "--parsable", "--exclusive", "--nodes=2", "--output=/dev/null",
+                                 str(blocker)).strip()
+    wait_for("the blocker to run", lambda: [j for j in slurm_cluster.squeue() if j["state"] == "RUNNING"])
+    login = slurm_login(fleet_env, slurm_cluster)
+    fleet_env.add_agent("alpha", {"hosts": [login.name]})
+    inventory = fleet_env.write()
+    up = fleet_env.sac_json("fleet", "up", inventory)
+    assert up["ok"]
+
+    status = fleet_env.sac_json("fleet", "status", inventory)
+    alpha = by_name(status["agents"])["alpha"]
+    assert alpha["state"] == "pending" and alpha["slurm"]["state"] == "PENDING"
+    assert alpha["slurm"]["reason"] == "Resources" and status["ok"], alpha
+    table = fleet_env.sac("fleet", "status", inventory).stdout
+    assert "pending (Resources)" in table and "failed" not in table
+
+    slurm_cluster.run("scancel", blocking)
+    wait_for("alpha to run", lambda: by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])
+             ["alpha"]["state"] == "idle")
+    assert fleet_env.sac("fleet", "send", "alpha", "at last", "-i", inventory).stdout.strip() == "echo: at last"
+    fleet_env.sac("fleet", "down", inventory)
+    wait_for("an empty queue", lambda: slurm_cluster.squeue() == [], timeout=20)
