@@ -228,8 +228,13 @@ class Node:
         return False
 
     async def supervise(self):
-        """Reap exited shims and respawn those of agents that should be running."""
+        """Reap exited shims and respawn those of agents that should be running; queue the next Slurm
+        job of those whose allocation ends soon."""
         while True:
+            try:
+                await self.slurm.hand_over()
+            except SacError as exc:
+                log.error("Slurm hand-over: %s", exc.message)
             for handle in list(self.shims.values()):
                 if handle.popen is not None:
                     handle.popen.poll()

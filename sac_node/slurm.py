@@ -32,7 +32,7 @@ BATCH_S = 0.3  # starts arriving this close together share a job (up to agents_p
 LIVE = ("PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "REQUEUED", "RESIZING")
 START_WAIT_S = 20.0  # how long agents.start waits for a job to run and its shim to serve
 # Slurm's error words -> the inventory field to change.
-FIELD_HINTS = (("partition", "partition"), ("account", "account"), ("time limit", "time"),
+FIELD_HINTS = (("account", "account"), ("partition", "partition"), ("time limit", "time"),
                ("memory", "mem_per_agent"), ("gres", "gres"), ("generic resource", "gres"), ("qos", "extra"),
                ("cpu", "cpus_per_agent"), ("node configuration", "cpus_per_agent"))
 
@@ -60,6 +60,18 @@ def read_record(agent):
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def seconds_left(text):
+    """Seconds in squeue's %L (`59:59`, `1:00:00`, `1-00:00:00`); None for UNLIMITED, NOT_SET, INVALID."""
+    days, _, rest = text.rpartition("-")
+    parts = rest.split(":")
+    if not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3 or (days and not days.isdigit()):
+        return None
+    value = 0
+    for part in parts:
+        value = value * 60 + int(part)
+    return value + int(days or 0) * 86400
 
 
 def _mem_mb(text, count):
@@ -151,12 +163,13 @@ class SlurmAgents:
 
     # -- submitting -------------------------------------------------------------
 
-    async def submit(self, settings, names):
-        """Write the job's dir and script, `sbatch --parsable` it; the job id."""
+    async def submit(self, settings, names, after=None):
+        """Write the job's dir and script, `sbatch --parsable` it; the job id. `after` (job id, job dir):
+        the job is that one's successor, and takes its agents over once it runs (slurm_job.py)."""
         key = uuid.uuid4().hex[:12]
         job_dir = ensure_private_dir(os.path.join(ensure_private_dir(self.root), key))
-        write_atomic(os.path.join(job_dir, "agents.json"), json.dumps({"state_dir": self.state.root,
-                                                                      "agents": names}))
+        write_atomic(os.path.join(job_dir, "agents.json"), json.dumps({
+            "state_dir": self.state.root, "agents": names, "after": after[0] if after else None}))
         script = os.path.join(job_dir, "job.sh")
         write_atomic(script, job_script(settings, names, job_dir, self.command), 0o700)
         rc, out, err = await self._run(["sbatch", "--parsable"] + list(settings.get("extra") or ()) + [script])
@@ -164,6 +177,11 @@ class SlurmAgents:
             raise refusal(err, rc)
         job_id = out.strip().split(";")[0]
         write_atomic(os.path.join(job_dir, "job.json"), json.dumps({"job_id": job_id, "at": self.clock()}))
+        self._queue = (0.0, {})
+        if after is not None:
+            write_atomic(os.path.join(after[1], "successor.json"), json.dumps({"job_id": job_id, "key": key}))
+            log.info("[agents=%s] queued Slurm job %s to take over from job %s", ",".join(names), job_id, after[0])
+            return job_id
         for name in names:
             agent = self.state.agent(name)
             old = read_record(agent) or {}
@@ -204,6 +222,8 @@ class SlurmAgents:
         agent = self.state.agent(name)
         record, job = await self.job_of(agent)
         if job is None or job["state"] not in LIVE:
+            record, job = await self._successor(agent, record)
+        if job is None or job["state"] not in LIVE:
             self._may_resubmit(agent, record)
             await self.submit_soon(name, settings_of(agent))
             record, job = await self.job_of(agent)
@@ -220,6 +240,41 @@ class SlurmAgents:
         reason = job["reason"] if job and job["reason"] not in ("None", "") else None
         raise AgentPending("agent %s waits in Slurm job %s: %s%s" % (
             name, record["job_id"], state, " (%s)" % reason if reason else ""))
+
+    async def _successor(self, agent, record):
+        """The job queued to take over from the agent's ended one, adopted as its own; or as it was."""
+        try:
+            with open(os.path.join(self.root, record["key"], "successor.json")) as fh:
+                successor = json.load(fh)
+        except (OSError, ValueError, TypeError, KeyError):
+            return record, None
+        job = (await self.queue(fresh=True)).get(successor["job_id"])
+        if job is None or job["state"] not in LIVE:
+            return record, None
+        record = dict(record, job_id=successor["job_id"], key=successor["key"])
+        write_atomic(os.path.join(agent.path, "slurm.json"), json.dumps(record))
+        return record, job
+
+    async def hand_over(self):
+        """Queue the next job of each running job whose walltime ends within resubmit_before_s (or that
+        Slurm's --signal told so); its agents move to it once it runs, and resume their sessions there."""
+        jobs = {}
+        for name in self.state.agent_names():
+            agent = self.state.agent(name)
+            settings, record = settings_of(agent), read_record(agent)
+            if settings and record and agent.read_desired() == "running":
+                jobs.setdefault(record["job_id"], (record["key"], settings, []))[2].append(name)
+        if not jobs:
+            return
+        queue = await self.queue()
+        for job_id, (key, settings, names) in sorted(jobs.items()):
+            job, job_dir = queue.get(job_id), os.path.join(self.root, key)
+            if job is None or job["state"] != "RUNNING" or os.path.exists(os.path.join(job_dir, "successor.json")):
+                continue
+            left = seconds_left(job["time_left"])
+            if os.path.exists(os.path.join(job_dir, "ending.json")) or (
+                    left is not None and left <= settings.get("resubmit_before_s", 0)):
+                await self.submit(settings, names, after=(job_id, job_dir))
 
     def _may_resubmit(self, agent, record):
         if record is None:

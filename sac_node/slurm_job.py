@@ -10,6 +10,7 @@ SIGUSR1 (`--signal=B:USR1@resubmit_before_s`) marks the job as ending, in <job d
 login node's daemon then queues the next job for these agents; their shims move to it once it runs.
 """
 
+import fcntl
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ class Job:
             spec = json.load(fh)
         self.state = StateDir(spec["state_dir"])
         self.names = spec["agents"]
+        self.after = spec.get("after")  # the job this one takes over from at its walltime's end
         self.job_id = os.environ.get("SLURM_JOB_ID", "?")
         self.shims = {}
         self.stopping = False
@@ -70,11 +72,43 @@ class Job:
                 del self.shims[name]
                 proc = None
             mine = self._mine(name)
-            if mine and proc is None and not self.stopping:
+            if mine and proc is None and not self.stopping and self._lock_free(name):
                 self._spawn(name)
-            elif not mine and proc is not None:
-                proc.terminate()  # stopped, or moved to the next job
+            elif not mine and proc is not None and not self._working(name):
+                proc.terminate()  # stopped, or moved to the next job once its turn in flight ended
         return bool(self.shims) or (not self.stopping and any(self._mine(n) for n in self.names))
+
+    def _lock_free(self, name):
+        """False while another shim (the previous job's, finishing its turn) holds the agent's lock."""
+        try:
+            with open(os.path.join(self.state.agent(name).path, "shim.lock"), "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                return True
+        except OSError:
+            return False
+
+    def _working(self, name):
+        """True while the agent's engine runs a turn (its shim's heartbeat says so)."""
+        try:
+            with open(self.state.agent(name).heartbeat) as fh:
+                return json.load(fh).get("state") == "working"
+        except (OSError, ValueError):
+            return False
+
+    def take_over(self):
+        """A successor job: point the agents still held by the job it follows at this one."""
+        key = os.path.basename(self.job_dir)
+        for name in self.names:
+            path = os.path.join(self.state.agent(name).path, "slurm.json")
+            try:
+                with open(path) as fh:
+                    record = json.load(fh)
+            except (OSError, ValueError):
+                continue
+            if record.get("job_id") == self.after:
+                write_atomic(path, json.dumps(dict(record, job_id=self.job_id, key=key)))
+                log.info("[agent=%s] taken over from job %s by job %s", name, self.after, self.job_id)
 
     def stop(self, *_):
         self.stopping = True
@@ -93,6 +127,8 @@ class Job:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGUSR1, self.ending)
+        if self.after:
+            self.take_over()
         stop_at = None
         while self.tick():
             if self.stopping and stop_at is None:

@@ -140,3 +140,29 @@ def test_an_agent_waiting_for_resources_is_pending_not_failed_and_runs_when_they
     assert fleet_env.sac("fleet", "send", "alpha", "at last", "-i", inventory).stdout.strip() == "echo: at last"
     fleet_env.sac("fleet", "down", inventory)
     wait_for("an empty queue", lambda: slurm_cluster.squeue() == [], timeout=20)
+
+
+def test_walltime_hands_the_conversation_over_to_the_next_job(fleet_env, slurm_cluster):
+    login = slurm_login(fleet_env, slurm_cluster, time="2:00", resubmit_before_s=60)
+    fleet_env.add_agent("alpha", {"hosts": [login.name]})
+    inventory = fleet_env.write()
+    assert fleet_env.sac_json("fleet", "up", inventory)["ok"]
+    assert fleet_env.sac("fleet", "send", "alpha", "before", "-i", inventory).stdout.strip() == "echo: before"
+    first = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["alpha"]["slurm"]
+    session = json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"]
+
+    # 60 s before the 2-minute walltime ends, the next job is queued; the agent moves to it and answers there
+    after = wait_for("the next job", lambda: [a for a in fleet_env.sac_json("fleet", "status", inventory)["agents"]
+                                              if a["slurm"]["job_id"] != first["job_id"] and a["state"] == "idle"],
+                     timeout=110)[0]
+    assert after["slurm"]["state"] == "RUNNING" and after["slurm"]["resubmits"] == 0  # handed over, not resubmitted
+    assert fleet_env.sac("fleet", "send", "alpha", "after", "-i", inventory).stdout.strip() == "echo: after"
+    # the engine in the new allocation resumed the conversation: the provider saw the turn before it
+    assert "before" in json.dumps(fleet_env.provider.requests[-1]["messages"])
+    alpha = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["alpha"]
+    assert alpha["turns"]["completed"] == 2 and alpha["turns"]["failed"] == 0 and alpha["turns"]["pending"] == 0
+    assert json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"] == session
+    wait_for("the first job to end", lambda: first["job_id"] not in [j["id"] for j in slurm_cluster.squeue()],
+             timeout=20)
+    fleet_env.sac("fleet", "down", inventory)
+    wait_for("an empty queue", lambda: slurm_cluster.squeue() == [], timeout=20)
