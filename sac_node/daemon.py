@@ -103,6 +103,8 @@ class Node:
                 client.notify(method, {"sub": client_sub, "agent": agent, "record": params["record"]})
 
     def live_shim_pid(self, name):
+        if settings_of(self.state.agent(name)) is not None:
+            return self.slurm.shim_pid(name)  # its shim runs in a Slurm job, maybe on another machine
         try:
             with open(self.state.agent(name).shim_info) as fh:
                 pid = json.load(fh).get("pid")
@@ -146,6 +148,12 @@ class Node:
 
     async def _connect_shim(self, name):
         from .handlers import turns  # the handlers import this module
+        if settings_of(self.state.agent(name)) is not None:
+            reader, writer = await self.slurm.open_shim(name)
+            peer = RpcPeer(reader, writer, None, self._on_shim_event, "shim:%s" % name, prefixed=True,
+                           relay_lost=turns.relay_lost)
+            peer.context["runner"] = asyncio.ensure_future(peer.run())
+            return peer
         try:
             return await open_unix_peer(self.state.agent(name).socket, on_notification=self._on_shim_event,
                                         name="shim:%s" % name, prefixed=True, relay_lost=turns.relay_lost)
@@ -238,16 +246,24 @@ class Node:
             for handle in list(self.shims.values()):
                 if handle.popen is not None:
                     handle.popen.poll()
+            in_slurm = []
             for name in self.state.agent_names():
                 if self.state.agent(name).read_desired() != "running" or self.live_shim_pid(name):
                     continue
-                try:
-                    await self.ensure_shim(name, respawn=True)
-                except AgentPending:
-                    pass  # its job waits in the queue, or is starting its shim
-                except SacError as exc:
-                    log.error("[agent=%s] %s", name, exc.message)
+                if settings_of(self.state.agent(name)) is not None:
+                    in_slurm.append(name)  # placed together below, so a resubmission packs them again
+                else:
+                    await self._respawn(name)
+            await asyncio.gather(*(self._respawn(name) for name in in_slurm))
             await asyncio.sleep(SUPERVISE_EVERY_S)
+
+    async def _respawn(self, name):
+        try:
+            await self.ensure_shim(name, respawn=True)
+        except AgentPending:
+            pass  # its job waits in the queue, or is starting its shim
+        except SacError as exc:
+            log.error("[agent=%s] %s", name, exc.message)
 
     # -- serving ------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import uuid
 
 from .node_spec import NodeSpec
 from .protocol.errors import AgentError, AgentNotRunning
+from .slurm_link import JobLinks, write_token
 from .state_dir import ensure_private_dir, write_atomic
 from .supervision import states
 
@@ -124,6 +125,19 @@ class SlurmAgents:
         self.root = os.path.join(state.root, "slurm")
         self._queue = (0.0, {})
         self._batches = {}
+        self.links = JobLinks(self.root)
+
+    def shim_pid(self, name):
+        """The pid of the agent's shim as its job reports it (the shim runs on another machine)."""
+        record = read_record(self.state.agent(name))
+        return self.links.shim_pid(record["key"], name) if record else None
+
+    async def open_shim(self, name):
+        """(reader, writer): a stream to the agent's shim, bridged by its job over the link it dialled."""
+        record = read_record(self.state.agent(name))
+        if record is None:
+            raise AgentNotRunning("agent %s has no Slurm job" % name)
+        return await self.links.open_stream(record["key"], name)
 
     # -- the queue --------------------------------------------------------------
 
@@ -170,6 +184,8 @@ class SlurmAgents:
         job_dir = ensure_private_dir(os.path.join(ensure_private_dir(self.root), key))
         write_atomic(os.path.join(job_dir, "agents.json"), json.dumps({
             "state_dir": self.state.root, "agents": names, "after": after[0] if after else None}))
+        await self.links.listen(settings.get("login_address"))
+        write_token(job_dir)
         script = os.path.join(job_dir, "job.sh")
         write_atomic(script, job_script(settings, names, job_dir, self.command), 0o700)
         rc, out, err = await self._run(["sbatch", "--parsable"] + list(settings.get("extra") or ()) + [script])
@@ -229,8 +245,7 @@ class SlurmAgents:
             record, job = await self.job_of(agent)
         deadline = self.clock() + wait_s
         while True:
-            if job is not None and job["state"] == "RUNNING" and os.path.exists(agent.shim_info) \
-                    and os.path.exists(agent.socket):
+            if job is not None and job["state"] == "RUNNING" and self.shim_pid(name):
                 return
             if self.clock() >= deadline or _queued_for_a_reason(job):
                 break  # Resources, Priority...: it may wait for hours; the supervisor attaches it later
@@ -266,6 +281,7 @@ class SlurmAgents:
                 jobs.setdefault(record["job_id"], (record["key"], settings, []))[2].append(name)
         if not jobs:
             return
+        await self.links.listen(next(iter(jobs.values()))[1].get("login_address"))  # a restarted daemon
         queue = await self.queue()
         for job_id, (key, settings, names) in sorted(jobs.items()):
             job, job_dir = queue.get(job_id), os.path.join(self.root, key)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from .slurm_link import LinkClient
 from .state_dir import StateDir, write_atomic
 
 log = logging.getLogger("sac_node.slurm_job")
@@ -44,6 +45,7 @@ class Job:
         self.job_id = os.environ.get("SLURM_JOB_ID", "?")
         self.shims = {}
         self.stopping = False
+        self.link = LinkClient(self.state.root, job_dir, lambda name: self.state.agent(name).socket)
 
     def _mine(self, name):
         """True while the agent should run in this job (a later job takes it over at a hand-over)."""
@@ -76,7 +78,21 @@ class Job:
                 self._spawn(name)
             elif not mine and proc is not None and not self._working(name):
                 proc.terminate()  # stopped, or moved to the next job once its turn in flight ended
+        self.link.report(self._serving())
         return bool(self.shims) or (not self.stopping and any(self._mine(n) for n in self.names))
+
+    def _serving(self):
+        """{agent: pid} of the shims that serve their socket (they write shim.json once they do)."""
+        serving = {}
+        for name, proc in self.shims.items():
+            try:
+                with open(self.state.agent(name).shim_info) as fh:
+                    pid = json.load(fh).get("pid")
+            except (OSError, ValueError):
+                continue
+            if pid == proc.pid and proc.poll() is None:
+                serving[name] = pid
+        return serving
 
     def _lock_free(self, name):
         """False while another shim (the previous job's, finishing its turn) holds the agent's lock."""
@@ -137,6 +153,7 @@ class Job:
                 for proc in self.shims.values():
                     proc.kill()
             time.sleep(TICK_S)
+        self.link.close()
         return 0
 
 

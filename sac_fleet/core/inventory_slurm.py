@@ -77,6 +77,8 @@ class SlurmSettings(ConfigModel):
     agents_per_job: Annotated[int, Field(strict=True, ge=1)] = 1
     resubmit_before_s: Annotated[int, Field(strict=True, ge=0)] = 600
     extra: Annotated[list[NonEmpty], AfterValidator(_extra)] = []
+    # The login node's address as compute nodes reach it (jobs connect back to its daemon there).
+    login_address: NonEmpty | None = Field(None, json_schema_extra={"example": "10.1.0.5"})
 
     @model_validator(mode="after")
     def _handover_fits(self):

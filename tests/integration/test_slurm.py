@@ -36,7 +36,8 @@ def slurm_login(fleet_env, slurm_cluster, **slurm):
     """One loopback sshd host as the cluster's login node: its preamble points Slurm's commands at the test
     cluster, and its agents run in allocations."""
     login, = fleet_env.sshd.start(1)
-    fleet_env.add_host(login, slurm=dict({"time": "10:00", "resubmit_before_s": 30}, **slurm),
+    slurm = dict({"time": "10:00", "resubmit_before_s": 30, "login_address": login.address}, **slurm)
+    fleet_env.add_host(login, slurm=slurm,
                        env_preamble="export SAC_CLAUDE_BIN=%s SLURM_CONF=%s"
                        % (fleet_env.claude_bin, slurm_cluster.env["SLURM_CONF"]))
     return login
@@ -92,6 +93,7 @@ def test_agents_answer_from_inside_allocations_and_a_cancelled_job_is_resubmitte
     assert fleet_env.sac("fleet", "send", "alpha", "again", "-i", inventory).stdout.strip() == "echo: again"
     agents = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])
     assert agents["alpha"]["slurm"]["resubmits"] == 1 and agents["alpha"]["turns"]["completed"] == 2
+    assert agents["beta"]["slurm"]["job_id"] == agents["alpha"]["slurm"]["job_id"]  # packed again
     # the new job's engine resumed the same conversation
     assert json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"] == session
 
