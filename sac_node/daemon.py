@@ -28,6 +28,7 @@ log = logging.getLogger("sac_node.daemon")
 SUPERVISE_EVERY_S = 1.0
 SHIM_START_TIMEOUT_S = 15.0
 SHIM_GOING_S = 5.0  # how long a killed shim's process may outlive its socket before we call it hung
+SLURM_ATTACH_WAIT_S = 5.0  # how long a request waits for a running Slurm job to report its agent's shim
 SHIM_ALREADY_RUNNING = 3  # the exit code of a shim that found another holding the agent's lock
 
 
@@ -118,7 +119,9 @@ class Node:
         if peer is not None:
             return peer
         if self.state.agent(name).exists() and self.state.agent(name).read_desired() == "running":
-            return await self.ensure_shim(name, respawn=True)  # it died a moment ago: back now, not in a second
+            # it died a moment ago: back now, not in a second (a Slurm job's shim: once its job reports it,
+            # e.g. after this daemon restarted and the job dials it again)
+            return await self.ensure_shim(name, respawn=True, wait_s=SLURM_ATTACH_WAIT_S)
         raise AgentNotRunning("agent %s is not running; start it with `sac agents start %s`" % (name, name))
 
     async def _attach_unless_dying(self, name):

@@ -43,6 +43,7 @@ class Job:
         self.names = spec["agents"]
         self.after = spec.get("after")  # the job this one takes over from at its walltime's end
         self.job_id = os.environ.get("SLURM_JOB_ID", "?")
+        self.node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
         self.shims = {}
         self.stopping = False
         self.link = LinkClient(self.state.root, job_dir, lambda name: self.state.agent(name).socket)
@@ -63,8 +64,7 @@ class Job:
         self.shims[name] = subprocess.Popen(node_command() + ["shim", agent.path], stdin=subprocess.DEVNULL,
                                             stdout=logf, stderr=subprocess.STDOUT, close_fds=True)
         logf.close()
-        log.info("[agent=%s job=%s] shim %d started on %s", name, self.job_id, self.shims[name].pid,
-                 socket.gethostname())
+        log.info("[agent=%s job=%s] shim %d started on %s", name, self.job_id, self.shims[name].pid, self.node)
 
     def tick(self):
         """Reap, respawn and retire shims; False once nothing is left to run in this job."""
@@ -138,7 +138,7 @@ class Job:
 
     def run(self):
         write_atomic(os.path.join(self.job_dir, "node-%s.json" % self.job_id), json.dumps({
-            "job_id": self.job_id, "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+            "job_id": self.job_id, "node": self.node,
             "pid": os.getpid(), "started_at": time.time()}))
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)

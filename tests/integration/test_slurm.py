@@ -97,6 +97,15 @@ def test_agents_answer_from_inside_allocations_and_a_cancelled_job_is_resubmitte
     # the new job's engine resumed the same conversation
     assert json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"] == session
 
+    # a new login daemon takes the agents over: the jobs dial it again and keep running
+    old_daemon = json.loads((login.state_dir / "daemon.json").read_text())["pid"]
+    fleet_env.sac("node", "restart", login.name, "-i", inventory)
+    assert json.loads((login.state_dir / "daemon.json").read_text())["pid"] != old_daemon
+    assert fleet_env.sac("fleet", "send", "beta", "still there", "-i", inventory).stdout.strip() == \
+        "echo: still there"
+    assert by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["beta"]["slurm"]["job_id"] == \
+        agents["beta"]["slurm"]["job_id"]
+
     down = fleet_env.sac_json("fleet", "down", inventory)
     assert all(r["ok"] for r in down["stopped"])
     wait_for("an empty queue", lambda: slurm_cluster.squeue() == [], timeout=20)
