@@ -20,7 +20,7 @@ from . import __version__
 from .protocol import messages as m
 from .protocol.errors import AgentNotRunning, SacError
 from .rpc import RpcPeer, open_unix_peer
-from .slurm import AgentPending, SlurmAgents, settings_of
+from .slurm import AgentPending, SlurmAgents, settings_of, submit_startup_prompts
 from .state_dir import write_atomic
 
 log = logging.getLogger("sac_node.daemon")
@@ -147,6 +147,7 @@ class Node:
             return None
         peer = await self._connect_shim(name)
         self.shims[name] = ShimHandle(name, pid, peer, handle.popen if handle else None)
+        await submit_startup_prompts(self.state.agent(name), peer, m.TURNS_SUBMIT)  # a Slurm agent's, kept
         return peer
 
     async def _connect_shim(self, name):

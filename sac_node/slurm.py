@@ -75,6 +75,24 @@ def seconds_left(text):
     return value + int(days or 0) * 86400
 
 
+def keep_startup_prompts(agent, prompts):
+    """A fresh agent's startup prompts, kept until its job runs (the daemon submits them then)."""
+    write_atomic(os.path.join(agent.path, "startup.json"), json.dumps(list(prompts)))
+
+
+async def submit_startup_prompts(agent, shim, submit_method):
+    """Submit the prompts `keep_startup_prompts` kept, once, through the agent's now serving shim."""
+    path = os.path.join(agent.path, "startup.json")
+    try:
+        with open(path) as fh:
+            prompts = json.load(fh)
+        os.unlink(path)  # before submitting: a prompt lost to a crash here beats one run twice
+    except (OSError, ValueError):
+        return
+    for prompt in prompts:
+        await shim.call(submit_method, {"text": prompt, "source": "startup"})
+
+
 def _mem_mb(text, count):
     units = {"K": 1.0 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
     unit = text[-1] if text[-1] in units else "M"

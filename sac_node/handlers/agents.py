@@ -97,6 +97,8 @@ async def start(node, peer, p):
     try:
         shim = await node.ensure_shim(name, wait_s=slurm.START_WAIT_S)
     except slurm.AgentPending:  # queued in Slurm: `pending (Resources)`, not failed
+        if fresh and read.startup_prompts:  # submitted by the daemon once its job runs (slurm.py)
+            slurm.keep_startup_prompts(agent, read.startup_prompts)
         return {"status": await _status(node, name), "changed": True, "started": True}
     if fresh:
         for prompt in read.startup_prompts:

@@ -133,7 +133,7 @@ def test_an_agent_waiting_for_resources_is_pending_not_failed_and_runs_when_they
                                  str(blocker)).strip()
     wait_for("the blocker to run", lambda: [j for j in slurm_cluster.squeue() if j["state"] == "RUNNING"])
     login = slurm_login(fleet_env, slurm_cluster)
-    fleet_env.add_agent("alpha", {"hosts": [login.name]})
+    fleet_env.add_agent("alpha", {"hosts": [login.name]}, extra={"startup_prompts": ["warm up"]})
     inventory = fleet_env.write()
     up = fleet_env.sac_json("fleet", "up", inventory)
     assert up["ok"]
@@ -149,6 +149,10 @@ def test_an_agent_waiting_for_resources_is_pending_not_failed_and_runs_when_they
     wait_for("alpha to run", lambda: by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])
              ["alpha"]["state"] == "idle")
     assert fleet_env.sac("fleet", "send", "alpha", "at last", "-i", inventory).stdout.strip() == "echo: at last"
+    # the startup prompt waited for the job and ran once, before the turn
+    assert by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["alpha"]["turns"]["completed"] == 2
+    conversations = [json.dumps(r["messages"]) for r in fleet_env.provider.requests]
+    assert sum("warm up" in c and "at last" not in c for c in conversations) == 1
     fleet_env.sac("fleet", "down", inventory)
     wait_for("an empty queue", lambda: slurm_cluster.squeue() == [], timeout=20)
 
