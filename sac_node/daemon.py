@@ -28,7 +28,7 @@ log = logging.getLogger("sac_node.daemon")
 SUPERVISE_EVERY_S = 1.0
 SHIM_START_TIMEOUT_S = 15.0
 SHIM_GOING_S = 5.0  # how long a killed shim's process may outlive its socket before we call it hung
-SLURM_ATTACH_WAIT_S = 5.0  # how long a request waits for a running Slurm job to report its agent's shim
+SLURM_ATTACH_WAIT_S = 5.0  # how long a request waits for a Slurm job to report its agent's shim
 SHIM_ALREADY_RUNNING = 3  # the exit code of a shim that found another holding the agent's lock
 
 
@@ -119,8 +119,7 @@ class Node:
         if peer is not None:
             return peer
         if self.state.agent(name).exists() and self.state.agent(name).read_desired() == "running":
-            # it died a moment ago: back now, not in a second (a Slurm job's shim: once its job reports it,
-            # e.g. after this daemon restarted and the job dials it again)
+            # it died a moment ago: back now, not in a second (in Slurm: once its job reports it)
             return await self.ensure_shim(name, respawn=True, wait_s=SLURM_ATTACH_WAIT_S)
         raise AgentNotRunning("agent %s is not running; start it with `sac agents start %s`" % (name, name))
 
@@ -164,28 +163,28 @@ class Node:
         except OSError as exc:
             raise ShimRefused("agent %s: its shim does not answer (%s)" % (name, exc)) from exc
 
-    async def ensure_shim(self, name, respawn=False, wait_s=0.0):
+    async def ensure_shim(self, name, respawn=False, wait_s=0.0, queued=False):
         """The agent's shim, started unless one runs. One spawn at a time per agent, so the supervisor,
-        `agents.start` and a request arriving during a respawn never start two. An agent placed in
-        Slurm gets its shim in its job instead (waiting up to `wait_s` for it; AgentPending after)."""
+        `agents.start` and a request arriving during a respawn never start two. A Slurm agent's shim
+        runs in its job (see SlurmAgents.place)."""
         lock = self._spawning.setdefault(name, asyncio.Lock())
         async with lock:
             peer = await self._attach(name)
             if peer is not None:
                 return peer
             if settings_of(self.state.agent(name)) is not None:
-                return await self._place_in_slurm(name, wait_s)
+                return await self._place_in_slurm(name, wait_s, queued)
             if respawn:
                 self.shim_respawns[name] = self.shim_respawns.get(name, 0) + 1
                 log.warning("[agent=%s] shim is gone; respawning (respawn %d)", name, self.shim_respawns[name])
             return await self._spawn_shim(name)
 
-    async def _place_in_slurm(self, name, wait_s):
+    async def _place_in_slurm(self, name, wait_s, queued):
         """A Slurm agent's shim runs in its job, never here: make sure a job holds it, then attach."""
-        await self.slurm.place(name, wait_s)
+        await self.slurm.place(name, wait_s, queued)
         peer = await self._attach(name)
         if peer is None:
-            raise AgentPending("agent %s: its Slurm job runs but its shim is not serving yet" % name)
+            raise AgentPending("agent %s: its shim is not serving yet" % name)
         return peer
 
     async def _spawn_shim(self, name):
@@ -255,7 +254,7 @@ class Node:
                 if self.state.agent(name).read_desired() != "running" or self.live_shim_pid(name):
                     continue
                 if settings_of(self.state.agent(name)) is not None:
-                    in_slurm.append(name)  # placed together below, so a resubmission packs them again
+                    in_slurm.append(name)  # placed at once below: a resubmission packs them again
                 else:
                     await self._respawn(name)
             await asyncio.gather(*(self._respawn(name) for name in in_slurm))

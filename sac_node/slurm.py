@@ -1,14 +1,8 @@
-"""The login node's side of Slurm: which job runs each agent, submitting it, watching the queue, cancelling.
+"""The login node's side of Slurm (docs/slurm.md): which job runs each agent, sbatch, squeue, scancel.
 
-An agent whose spec carries `slurm` (the inventory host's `slurm:` section) never gets a shim on the
-login node: the daemon submits a batch job for it (packed `agents_per_job` to a job), and the job runs
-`node.pyz job <job dir>` on a compute node (slurm_job.py), which starts the agents' shims there. The
-shims' files (socket, journal, session) live in the agent's dir under the shared state dir, so the
-daemon reaches a shim as it reaches any other, and a later job resumes the same session. The daemon
-asks the queue with one `squeue` per QUEUE_TTL_S for all its jobs, never one per agent.
-
-Files: <state>/slurm/<key>/{job.sh, agents.json, job.json, slurm-<id>.out} for each job, and
-<agent>/slurm.json {job_id, key, submitted_at, resubmits} for the job that runs (or will run) an agent.
+An agent whose spec carries `slurm` gets no shim here: its job runs `node.pyz job` (slurm_job.py) on a
+compute node. Files: <state>/slurm/<key>/ per job (job.sh, agents.json, link.json, job.json,
+slurm-<id>.out, successor.json), <agent>/slurm.json {job_id, key, submitted_at, resubmits}.
 """
 
 import asyncio
@@ -28,22 +22,18 @@ from .supervision import states
 
 log = logging.getLogger("sac_node.slurm")
 
-QUEUE_TTL_S = 2.0  # how old an answer of squeue may be (etiquette: the controller is shared)
-BATCH_S = 0.3  # starts arriving this close together share a job (up to agents_per_job)
+QUEUE_TTL_S = 2.0  # the oldest squeue answer used (etiquette: the controller is shared)
+BATCH_S = 0.3  # starts this close together share a job
 LIVE = ("PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "REQUEUED", "RESIZING")
-START_WAIT_S = 20.0  # how long agents.start waits for a job to run and its shim to serve
+START_WAIT_S = 20.0  # agents.start waits this long for the job and its shim
 # Slurm's error words -> the inventory field to change.
 FIELD_HINTS = (("account", "account"), ("partition", "partition"), ("time limit", "time"),
-               ("memory", "mem_per_agent"), ("gres", "gres"), ("generic resource", "gres"), ("qos", "extra"),
+               ("memory", "mem_per_agent"), ("gres", "gres"), ("qos", "extra"),
                ("cpu", "cpus_per_agent"), ("node configuration", "cpus_per_agent"))
 
 
 class AgentPending(AgentNotRunning):
-    """The agent's job waits in the queue (its reason, e.g. Resources, in the message)."""
-
-
-class SlurmRefused(AgentError):
-    """sbatch refused the job, or Slurm's commands are missing on this host."""
+    """The agent's job waits in the queue."""
 
 
 def settings_of(agent):
@@ -76,12 +66,12 @@ def seconds_left(text):
 
 
 def keep_startup_prompts(agent, prompts):
-    """A fresh agent's startup prompts, kept until its job runs (the daemon submits them then)."""
+    """Kept until the agent's job runs."""
     write_atomic(os.path.join(agent.path, "startup.json"), json.dumps(list(prompts)))
 
 
 async def submit_startup_prompts(agent, shim, submit_method):
-    """Submit the prompts `keep_startup_prompts` kept, once, through the agent's now serving shim."""
+    """Submit the kept prompts, once, through the agent's shim."""
     path = os.path.join(agent.path, "startup.json")
     try:
         with open(path) as fh:
@@ -113,9 +103,7 @@ def job_script(settings, names, job_dir, command):
     if settings.get("mem_per_agent"):
         lines.append("#SBATCH --mem=%dM" % _mem_mb(settings["mem_per_agent"], n))
     if settings.get("resubmit_before_s"):
-        # The backstop of the hand-over: Slurm tells the job itself when its end is this near.
         lines.append("#SBATCH --signal=B:USR1@%d" % settings["resubmit_before_s"])
-    lines.append("# agents: %s" % " ".join(names))
     lines.append("exec %s job %s" % (" ".join(shlex.quote(a) for a in command), shlex.quote(job_dir)))
     return "\n".join(lines) + "\n"
 
@@ -126,11 +114,22 @@ def refusal(stderr, rc):
     field = next((f for words, f in FIELD_HINTS if words in text.lower()), None)
     fix = "change slurm.%s of this host in the inventory" % field if field else \
         "check the host's slurm: section in the inventory"
-    return SlurmRefused("Slurm refused the job: %s (%s)" % (text[:300], fix))
+    return AgentError("Slurm refused the job: %s (%s)" % (text[:300], fix))
 
 
 def _queued_for_a_reason(job):
     return job is not None and job["state"] == "PENDING" and job["reason"] not in ("None", "")
+
+
+def _refusal_to_resubmit(agent, record):
+    """Why the agent's restart policy does not resubmit its ended job, or None."""
+    with open(agent.spec) as fh:
+        restart = NodeSpec.from_wire(json.load(fh)).restart
+    if restart.policy == "never" or record.get("resubmits", 0) >= restart.max_retries > 0 \
+            and restart.policy != "always":
+        return "agent %s: its Slurm job %s ended and its restart policy (%s) does not resubmit it" % (
+            agent.name, record["job_id"], restart.policy)
+    return None
 
 
 class SlurmAgents:
@@ -142,6 +141,7 @@ class SlurmAgents:
         self.clock = clock
         self.root = os.path.join(state.root, "slurm")
         self._queue = (0.0, {})
+        self._queue_lock = None  # made in the loop (Python 3.8's locks bind to the loop current at creation)
         self._batches = {}
         self.links = JobLinks(self.root)
 
@@ -164,19 +164,23 @@ class SlurmAgents:
             proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                                         stderr=subprocess.PIPE)
         except FileNotFoundError:
-            raise SlurmRefused("%s is not on this host's PATH: Slurm's client is missing here (load it in the "
-                               "host's env_preamble, e.g. `module load slurm`, or remove slurm: from the host)"
-                               % argv[0]) from None
+            raise AgentError("%s is not on this host's PATH (load Slurm in the host's env_preamble, e.g. "
+                             "`module load slurm`)" % argv[0]) from None
         out, err = await proc.communicate()
         return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
-    async def queue(self, fresh=False):
+    async def queue(self):
         """{job id: {state, reason, node, time_left}} of this user's jobs, at most QUEUE_TTL_S old."""
+        self._queue_lock = self._queue_lock or asyncio.Lock()
+        async with self._queue_lock:  # callers at once share one squeue (and so submit together)
+            return await self._read_queue()
+
+    async def _read_queue(self):
         at, jobs = self._queue
-        if fresh or self.clock() - at > QUEUE_TTL_S:
+        if self.clock() - at > QUEUE_TTL_S:
             rc, out, err = await self._run(["squeue", "-h", "--me", "-o", "%i|%T|%r|%N|%L"])
             if rc != 0:
-                raise SlurmRefused("squeue failed: %s" % (err.strip() or rc))
+                raise AgentError("squeue failed: %s" % (err.strip() or rc))
             jobs = {}
             for line in out.splitlines():
                 parts = line.strip().split("|")
@@ -214,7 +218,7 @@ class SlurmAgents:
         self._queue = (0.0, {})
         if after is not None:
             write_atomic(os.path.join(after[1], "successor.json"), json.dumps({"job_id": job_id, "key": key}))
-            log.info("[agents=%s] queued Slurm job %s to take over from job %s", ",".join(names), job_id, after[0])
+            log.info("[agents=%s] job %s queued after job %s", ",".join(names), job_id, after[0])
             return job_id
         for name in names:
             agent = self.state.agent(name)
@@ -222,7 +226,6 @@ class SlurmAgents:
             write_atomic(os.path.join(agent.path, "slurm.json"), json.dumps({
                 "job_id": job_id, "key": key, "submitted_at": self.clock(),
                 "resubmits": old.get("resubmits", -1) + 1}))
-        self._queue = (0.0, {})
         log.info("[agents=%s] submitted Slurm job %s", ",".join(names), job_id)
         return job_id
 
@@ -245,14 +248,14 @@ class SlurmAgents:
             for first in range(0, len(names), per_job):
                 await self.submit(settings, names[first:first + per_job])
             done.set_result(True)
-        except AgentError as exc:
+        except Exception as exc:  # every waiter holds its agent's spawn lock: none may wait forever
             done.set_exception(exc)
 
     # -- placing, watching, releasing ------------------------------------------
 
-    async def place(self, name, wait_s=0.0):
-        """Make sure a live job holds the agent (submitting one when none does, per its restart policy);
-        return once its shim serves, or raise AgentPending while the job is not running yet."""
+    async def place(self, name, wait_s=0.0, queued=False):
+        """Make sure a live job holds the agent (per its restart policy); return once its shim serves
+        (waited for up to `wait_s`; with `queued` through the queue too), or raise AgentPending."""
         agent = self.state.agent(name)
         record, job = await self.job_of(agent)
         if job is None or job["state"] not in LIVE:
@@ -265,8 +268,9 @@ class SlurmAgents:
         while True:
             if job is not None and job["state"] == "RUNNING" and self.shim_pid(name):
                 return
-            if self.clock() >= deadline or _queued_for_a_reason(job):
-                break  # Resources, Priority...: it may wait for hours; the supervisor attaches it later
+            running = job is not None and job["state"] == "RUNNING"
+            if self.clock() >= deadline or _queued_for_a_reason(job) or not (queued or running):
+                break  # (Resources: maybe for hours) the supervisor attaches it later
             await asyncio.sleep(0.1)
             job = (await self.queue()).get(record["job_id"])
         state = job["state"].lower() if job else "submitted"
@@ -275,13 +279,13 @@ class SlurmAgents:
             name, record["job_id"], state, " (%s)" % reason if reason else ""))
 
     async def _successor(self, agent, record):
-        """The job queued to take over from the agent's ended one, adopted as its own; or as it was."""
+        """The successor of the agent's ended job, adopted; or as it was."""
         try:
             with open(os.path.join(self.root, record["key"], "successor.json")) as fh:
                 successor = json.load(fh)
         except (OSError, ValueError, TypeError, KeyError):
             return record, None
-        job = (await self.queue(fresh=True)).get(successor["job_id"])
+        job = (await self.queue()).get(successor["job_id"])
         if job is None or job["state"] not in LIVE:
             return record, None
         record = dict(record, job_id=successor["job_id"], key=successor["key"])
@@ -289,8 +293,8 @@ class SlurmAgents:
         return record, job
 
     async def hand_over(self):
-        """Queue the next job of each running job whose walltime ends within resubmit_before_s (or that
-        Slurm's --signal told so); its agents move to it once it runs, and resume their sessions there."""
+        """Queue the next job of each running job within resubmit_before_s of its end (or told so by
+        --signal); its agents move to it once it runs."""
         jobs = {}
         for name in self.state.agent_names():
             agent = self.state.agent(name)
@@ -313,13 +317,17 @@ class SlurmAgents:
     def _may_resubmit(self, agent, record):
         if record is None:
             return
-        with open(agent.spec) as fh:
-            restart = NodeSpec.from_wire(json.load(fh)).restart
-        if restart.policy == "never" or record.get("resubmits", 0) >= restart.max_retries > 0 \
-                and restart.policy != "always":
-            raise AgentNotRunning("agent %s: its Slurm job %s ended and its restart policy (%s) does not "
-                                  "resubmit it" % (agent.name, record["job_id"], restart.policy))
+        refused = _refusal_to_resubmit(agent, record)
+        if refused:
+            raise AgentNotRunning(refused)
         log.warning("[agent=%s] Slurm job %s is gone; resubmitting", agent.name, record["job_id"])
+
+    async def forget_ended(self, name):
+        """A deliberate start: an ended job is history, not a failure for the restart policy."""
+        agent = self.state.agent(name)
+        record, job = await self.job_of(agent)
+        if record is not None and (job is None or job["state"] not in LIVE):
+            os.unlink(os.path.join(agent.path, "slurm.json"))
 
     async def release(self, name):
         """After an agent stopped: cancel its job when no agent of that job still wants to run."""
@@ -333,14 +341,18 @@ class SlurmAgents:
             self._queue = (0.0, {})
 
     async def annotate(self, name, status):
-        """Add the agent's job to its status: {job_id, state, reason, node, time_left}; a pending job
-        makes the agent `pending`, not failed."""
-        record, job = await self.job_of(self.state.agent(name))
+        """Add the agent's job {job_id, state, reason, node, time_left} to its status; pending, not failed."""
+        agent = self.state.agent(name)
+        record, job = await self.job_of(agent)
         if record is None:
             return status
         status["slurm"] = dict(job or {"state": "GONE", "reason": None, "node": None, "time_left": None},
                                job_id=record["job_id"], resubmits=record.get("resubmits", 0))
-        if job is not None and job["state"] in LIVE and status.get("state") == "failed":
-            status["state"] = states.PENDING
-            status["last_error"] = None
+        if status.get("state") != "failed":
+            return status
+        if job is not None and job["state"] in LIVE:
+            status["state"], status["last_error"] = states.PENDING, None
+        elif agent.read_desired() == "running" and not _refusal_to_resubmit(agent, record):
+            status["state"] = states.RESTARTING
+            status["last_error"] = "its Slurm job %s ended; resubmitting" % record["job_id"]
         return status

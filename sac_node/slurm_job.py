@@ -1,13 +1,8 @@
-"""`node.pyz job <job dir>`: the compute node's side of a Slurm job (the batch script execs it).
+"""`node.pyz job <job dir>`: a Slurm job's side on its compute node (docs/slurm.md).
 
-It starts the shim of each agent the job holds (the usual shim, sandbox and engine, on this node),
-respawns one that dies while its agent should run, and exits when none of its agents is left to run
-here. It waits for its shims, so nothing of the job outlives it (proctrack/linuxproc kills only what
-it can see). On SIGTERM (scancel, the walltime's end) it stops its shims, each of which ends its engine
-and leaves turns in flight to the journal's rules; the next job resumes the same session.
-
-SIGUSR1 (`--signal=B:USR1@resubmit_before_s`) marks the job as ending, in <job dir>/ending.json: the
-login node's daemon then queues the next job for these agents; their shims move to it once it runs.
+Starts, respawns and waits for the shims of the agents it holds; stops them on SIGTERM; SIGUSR1 (the
+walltime's end near) writes ending.json. A successor job takes the agents over when it runs, and the
+old one lets each finish its running turn first.
 """
 
 import fcntl
@@ -15,11 +10,12 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
+from .daemon import node_command
+from .slurm import read_record
 from .slurm_link import LinkClient
 from .state_dir import StateDir, write_atomic
 
@@ -27,11 +23,6 @@ log = logging.getLogger("sac_node.slurm_job")
 
 TICK_S = 0.5
 STOP_GRACE_S = 4.0  # under the cluster's KillWait, so shims end their engines before SIGKILL
-
-
-def node_command():
-    from .daemon import node_command as command  # one home for "how to run this node's code again"
-    return command()
 
 
 class Job:
@@ -43,20 +34,14 @@ class Job:
         self.names = spec["agents"]
         self.after = spec.get("after")  # the job this one takes over from at its walltime's end
         self.job_id = os.environ.get("SLURM_JOB_ID", "?")
-        self.node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
         self.shims = {}
         self.stopping = False
         self.link = LinkClient(self.state.root, job_dir, lambda name: self.state.agent(name).socket)
 
     def _mine(self, name):
-        """True while the agent should run in this job (a later job takes it over at a hand-over)."""
+        """True while the agent should run in this job (not stopped, not taken over)."""
         agent = self.state.agent(name)
-        try:
-            with open(os.path.join(agent.path, "slurm.json")) as fh:
-                job_id = json.load(fh).get("job_id")
-        except (OSError, ValueError):
-            return False
-        return job_id == self.job_id and agent.read_desired() == "running"
+        return (read_record(agent) or {}).get("job_id") == self.job_id and agent.read_desired() == "running"
 
     def _spawn(self, name):
         agent = self.state.agent(name)
@@ -64,7 +49,8 @@ class Job:
         self.shims[name] = subprocess.Popen(node_command() + ["shim", agent.path], stdin=subprocess.DEVNULL,
                                             stdout=logf, stderr=subprocess.STDOUT, close_fds=True)
         logf.close()
-        log.info("[agent=%s job=%s] shim %d started on %s", name, self.job_id, self.shims[name].pid, self.node)
+        log.info("[agent=%s job=%s] shim %d started on %s", name, self.job_id, self.shims[name].pid,
+                 os.environ.get("SLURMD_NODENAME"))
 
     def tick(self):
         """Reap, respawn and retire shims; False once nothing is left to run in this job."""
@@ -95,7 +81,7 @@ class Job:
         return serving
 
     def _lock_free(self, name):
-        """False while another shim (the previous job's, finishing its turn) holds the agent's lock."""
+        """False while another shim (the previous job's) holds the agent's lock."""
         try:
             with open(os.path.join(self.state.agent(name).path, "shim.lock"), "a") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -105,7 +91,7 @@ class Job:
             return False
 
     def _working(self, name):
-        """True while the agent's engine runs a turn (its shim's heartbeat says so)."""
+        """True while the agent's engine runs a turn (says its heartbeat)."""
         try:
             with open(self.state.agent(name).heartbeat) as fh:
                 return json.load(fh).get("state") == "working"
@@ -116,15 +102,11 @@ class Job:
         """A successor job: point the agents still held by the job it follows at this one."""
         key = os.path.basename(self.job_dir)
         for name in self.names:
-            path = os.path.join(self.state.agent(name).path, "slurm.json")
-            try:
-                with open(path) as fh:
-                    record = json.load(fh)
-            except (OSError, ValueError):
-                continue
+            record = read_record(self.state.agent(name)) or {}
             if record.get("job_id") == self.after:
+                path = os.path.join(self.state.agent(name).path, "slurm.json")
                 write_atomic(path, json.dumps(dict(record, job_id=self.job_id, key=key)))
-                log.info("[agent=%s] taken over from job %s by job %s", name, self.after, self.job_id)
+                log.info("[agent=%s] taken over from job %s", name, self.after)
 
     def stop(self, *_):
         self.stopping = True
@@ -137,9 +119,6 @@ class Job:
                                                                             "at": time.time()}))
 
     def run(self):
-        write_atomic(os.path.join(self.job_dir, "node-%s.json" % self.job_id), json.dumps({
-            "job_id": self.job_id, "node": self.node,
-            "pid": os.getpid(), "started_at": time.time()}))
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGUSR1, self.ending)

@@ -1,17 +1,9 @@
-"""The link a Slurm job opens back to its login node's daemon: nothing listens on a compute node.
+"""The link a Slurm job dials back to the login daemon (docs/slurm.md): nothing listens on a compute node.
 
-A unix socket cannot be connected to from another machine, even when its file is on a shared file
-system, so the login daemon reaches the shims of a job through connections the job dials:
-
-- the daemon listens on TCP at the login node's address (`slurm.login_address`, else its host name's),
-  port kept in <state>/slurm/listen.json so a restarted daemon takes it again;
-- each job has a token in its job dir's link.json (0600, in the user's 0700 state dir: never in argv);
-- the job keeps one control connection: `{"job": key, "token", "kind": "control"}`, then JSON lines
-  both ways: the job reports `{"shims": {agent: pid}}` (shims that serve), the daemon asks
-  `{"open": agent, "cookie": c}`;
-- for each `open` the job dials a stream connection `{"job", "token", "kind": "stream", "cookie"}` and
-  bridges it to the shim's local socket, so the daemon gets a byte stream to the shim as if it had
-  connected to its socket itself (every handler, the turn relay and events are unchanged).
+A unix socket cannot be reached from another machine, even on a shared file system. The daemon listens
+on TCP (its address in <state>/slurm/listen.json); a job proves itself with the token in its job dir's
+link.json and keeps a control line (it reports `{"shims": {agent: pid}}`, the daemon asks `{"open":
+agent, "cookie"}`); for each open it dials a stream and bridges it to the shim's local socket.
 """
 
 import asyncio
@@ -37,7 +29,7 @@ def link_file(job_dir):
 
 
 def write_token(job_dir):
-    """A fresh token for the job in its dir (0600); the job and the daemon read it from there."""
+    """A fresh token for the job in its dir (0600)."""
     write_atomic(link_file(job_dir), json.dumps({"token": secrets.token_hex(16)}), 0o600)
 
 
@@ -60,24 +52,13 @@ class JobLinks:
         self._waiting = {}  # cookie -> future of (reader, writer)
 
     async def listen(self, address):
-        """Listen (once) on `address`, on the port of the last daemon when it is free."""
+        """Listen (once) on `address`; jobs read where from listen.json each time they dial."""
         if self.server is not None:
             return
         host = address or socket.gethostbyname(socket.gethostname())
-        listen_json = os.path.join(self.root, "listen.json")
-        try:
-            with open(listen_json) as fh:
-                old = json.load(fh)
-        except (OSError, ValueError):
-            old = {}
-        for port in ([old["port"]] if old.get("address") == host else []) + [0]:
-            try:
-                self.server = await asyncio.start_server(self._on_connection, host, port, limit=256 * 1024)
-                break
-            except OSError:
-                continue
+        self.server = await asyncio.start_server(self._on_connection, host, 0, limit=256 * 1024)
         bound = self.server.sockets[0].getsockname()
-        write_atomic(listen_json, json.dumps({"address": bound[0], "port": bound[1]}))
+        write_atomic(os.path.join(self.root, "listen.json"), json.dumps({"address": bound[0], "port": bound[1]}))
         log.info("Slurm jobs connect back to %s:%d", bound[0], bound[1])
 
     def shim_pid(self, key, agent):
@@ -137,7 +118,7 @@ class JobLinks:
 
 
 class LinkClient:
-    """The job's end (threads, so the job's own loop stays a plain one): dial, report, bridge."""
+    """The job's end (threads): dial, report, bridge."""
 
     def __init__(self, state_root, job_dir, shim_socket):
         self.listen_json = os.path.join(state_root, "slurm", "listen.json")
@@ -165,7 +146,7 @@ class LinkClient:
                     self.reported = None
                     threading.Thread(target=self._read_control, args=(self.control,), daemon=True).start()
                 except (OSError, ValueError, KeyError) as exc:
-                    log.warning("cannot reach the login node's daemon: %s", exc)
+                    log.warning("cannot reach the login daemon: %s", exc)
                     return
             if shims == self.reported:
                 return

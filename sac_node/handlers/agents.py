@@ -94,8 +94,10 @@ async def start(node, peer, p):
     _write_home(agent, files)
     write_atomic(agent.spec, json.dumps(spec, indent=1, sort_keys=True))
     agent.write_desired("running")
+    if slurm.settings_of(agent) is not None:
+        await node.slurm.forget_ended(name)
     try:
-        shim = await node.ensure_shim(name, wait_s=slurm.START_WAIT_S)
+        shim = await node.ensure_shim(name, wait_s=slurm.START_WAIT_S, queued=True)
     except slurm.AgentPending:  # queued in Slurm: `pending (Resources)`, not failed
         if fresh and read.startup_prompts:  # submitted by the daemon once its job runs (slurm.py)
             slurm.keep_startup_prompts(agent, read.startup_prompts)

@@ -43,6 +43,11 @@ def slurm_login(fleet_env, slurm_cluster, **slurm):
     return login
 
 
+def fleet_status(fleet_env, inventory):
+    """`sac fleet status --json` (it exits 1 while an agent is not running yet, which is no error here)."""
+    return fleet_env.sac_json("fleet", "status", inventory, check=False)
+
+
 def wait_for(what, probe, timeout=60.0):
     deadline = time.time() + timeout
     while True:
@@ -72,7 +77,7 @@ def test_agents_answer_from_inside_allocations_and_a_cancelled_job_is_resubmitte
     for name in ("alpha", "beta"):
         assert fleet_env.sac("fleet", "send", name, "hi %s" % name, "-i", inventory).stdout.strip() == \
             "echo: hi %s" % name
-    agents = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])
+    agents = by_name(fleet_status(fleet_env, inventory)["agents"])
     jobs = {j["id"]: j for j in slurm_cluster.squeue()}
     job = agents["alpha"]["slurm"]
     assert agents["beta"]["slurm"]["job_id"] == job["job_id"] and list(jobs) == [job["job_id"]]  # one job, packed
@@ -85,13 +90,13 @@ def test_agents_answer_from_inside_allocations_and_a_cancelled_job_is_resubmitte
     session = json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"]
     slurm_cluster.run("scancel", job["job_id"])
     cancelled_at = time.time()
-    fresh = wait_for("a new job", lambda: [a for a in fleet_env.sac_json("fleet", "status", inventory)["agents"]
+    fresh = wait_for("a new job", lambda: [a for a in fleet_status(fleet_env, inventory)["agents"]
                                            if a["slurm"]["job_id"] != job["job_id"]
                                            and a["slurm"]["state"] == "RUNNING" and a["state"] == "idle"])
     seen_s = time.time() - cancelled_at
     assert seen_s < 30, seen_s
     assert fleet_env.sac("fleet", "send", "alpha", "again", "-i", inventory).stdout.strip() == "echo: again"
-    agents = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])
+    agents = by_name(fleet_status(fleet_env, inventory)["agents"])
     assert agents["alpha"]["slurm"]["resubmits"] == 1 and agents["alpha"]["turns"]["completed"] == 2
     assert agents["beta"]["slurm"]["job_id"] == agents["alpha"]["slurm"]["job_id"]  # packed again
     # the new job's engine resumed the same conversation
@@ -103,7 +108,7 @@ def test_agents_answer_from_inside_allocations_and_a_cancelled_job_is_resubmitte
     assert json.loads((login.state_dir / "daemon.json").read_text())["pid"] != old_daemon
     assert fleet_env.sac("fleet", "send", "beta", "still there", "-i", inventory).stdout.strip() == \
         "echo: still there"
-    assert by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["beta"]["slurm"]["job_id"] == \
+    assert by_name(fleet_status(fleet_env, inventory)["agents"])["beta"]["slurm"]["job_id"] == \
         agents["beta"]["slurm"]["job_id"]
 
     down = fleet_env.sac_json("fleet", "down", inventory)
@@ -138,7 +143,7 @@ def test_an_agent_waiting_for_resources_is_pending_not_failed_and_runs_when_they
     up = fleet_env.sac_json("fleet", "up", inventory)
     assert up["ok"]
 
-    status = fleet_env.sac_json("fleet", "status", inventory)
+    status = fleet_status(fleet_env, inventory)
     alpha = by_name(status["agents"])["alpha"]
     assert alpha["state"] == "pending" and alpha["slurm"]["state"] == "PENDING"
     assert alpha["slurm"]["reason"] == "Resources" and status["ok"], alpha
@@ -146,11 +151,11 @@ def test_an_agent_waiting_for_resources_is_pending_not_failed_and_runs_when_they
     assert "pending (Resources)" in table and "failed" not in table
 
     slurm_cluster.run("scancel", blocking)
-    wait_for("alpha to run", lambda: by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])
+    wait_for("alpha to run", lambda: by_name(fleet_status(fleet_env, inventory)["agents"])
              ["alpha"]["state"] == "idle")
     assert fleet_env.sac("fleet", "send", "alpha", "at last", "-i", inventory).stdout.strip() == "echo: at last"
     # the startup prompt waited for the job and ran once, before the turn
-    assert by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["alpha"]["turns"]["completed"] == 2
+    assert by_name(fleet_status(fleet_env, inventory)["agents"])["alpha"]["turns"]["completed"] == 2
     conversations = [json.dumps(r["messages"]) for r in fleet_env.provider.requests]
     assert sum("warm up" in c and "at last" not in c for c in conversations) == 1
     fleet_env.sac("fleet", "down", inventory)
@@ -163,18 +168,18 @@ def test_walltime_hands_the_conversation_over_to_the_next_job(fleet_env, slurm_c
     inventory = fleet_env.write()
     assert fleet_env.sac_json("fleet", "up", inventory)["ok"]
     assert fleet_env.sac("fleet", "send", "alpha", "before", "-i", inventory).stdout.strip() == "echo: before"
-    first = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["alpha"]["slurm"]
+    first = by_name(fleet_status(fleet_env, inventory)["agents"])["alpha"]["slurm"]
     session = json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"]
 
     # 60 s before the 2-minute walltime ends, the next job is queued; the agent moves to it and answers there
-    after = wait_for("the next job", lambda: [a for a in fleet_env.sac_json("fleet", "status", inventory)["agents"]
+    after = wait_for("the next job", lambda: [a for a in fleet_status(fleet_env, inventory)["agents"]
                                               if a["slurm"]["job_id"] != first["job_id"] and a["state"] == "idle"],
                      timeout=110)[0]
     assert after["slurm"]["state"] == "RUNNING" and after["slurm"]["resubmits"] == 0  # handed over, not resubmitted
     assert fleet_env.sac("fleet", "send", "alpha", "after", "-i", inventory).stdout.strip() == "echo: after"
     # the engine in the new allocation resumed the conversation: the provider saw the turn before it
     assert "before" in json.dumps(fleet_env.provider.requests[-1]["messages"])
-    alpha = by_name(fleet_env.sac_json("fleet", "status", inventory)["agents"])["alpha"]
+    alpha = by_name(fleet_status(fleet_env, inventory)["agents"])["alpha"]
     assert alpha["turns"]["completed"] == 2 and alpha["turns"]["failed"] == 0 and alpha["turns"]["pending"] == 0
     assert json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"] == session
     wait_for("the first job to end", lambda: first["job_id"] not in [j["id"] for j in slurm_cluster.squeue()],
