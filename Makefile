@@ -8,7 +8,8 @@
 #           (redone when pyproject.toml changes)
 #   tools   the pinned Claude Code CLI, npm-installed into .tools/
 #           (skipped when .tools/node_modules/.bin/claude already reports that version)
-#   system  Debian's openssh-server and bubblewrap (installed when root and missing)
+#   system  Debian's openssh-server, bubblewrap and Slurm (slurmctld slurmd slurm-client), installed
+#           when root and missing
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -33,7 +34,7 @@ help:
 	@echo "make test       install what is missing, then run the test suite (PYTEST_ARGS=... to narrow)"
 	@echo "make venv       .venv with the package and its test extras"
 	@echo "make tools      Claude Code CLI $(CLAUDE_CODE_VERSION) into $(TOOLS)/"
-	@echo "make system     openssh-server and bubblewrap (apt-get, when root)"
+	@echo "make system     openssh-server, bubblewrap and Slurm (apt-get, when root)"
 	@echo "make lint       import contracts (import-linter) and sac_node's Python 3.8 check (vermin)"
 	@echo "make clean      remove .venv and caches;  make distclean  also removes $(TOOLS)/"
 
@@ -75,12 +76,14 @@ tools:
 # --- Debian packages ----------------------------------------------------------------------
 
 system:
-	@if [ -x /usr/sbin/sshd ] && command -v bwrap >/dev/null; then exit 0; fi; \
+	@if [ -x /usr/sbin/sshd ] && command -v bwrap >/dev/null && [ -x /usr/sbin/slurmctld ] \
+	    && [ -x /usr/sbin/slurmd ] && command -v sbatch >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -q; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server bubblewrap; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server bubblewrap slurmctld slurmd slurm-client; \
 	else \
-	    echo "not root: please install openssh-server and bubblewrap (sudo apt-get install -y openssh-server bubblewrap);"; \
+	    echo "not root: please install openssh-server, bubblewrap and Slurm"; \
+	    echo "(sudo apt-get install -y openssh-server bubblewrap slurmctld slurmd slurm-client);"; \
 	    echo "tests that need them skip outside CI"; \
 	fi
 

@@ -4,7 +4,7 @@ import sys
 
 # Daemons and shims never speak TLS (unix sockets only); keeping OpenSSL out of
 # them saves ~4 MB RSS per process. asyncio copes with ssl being unavailable.
-if len(sys.argv) > 1 and sys.argv[1] in ("daemon", "shim", "attach"):
+if len(sys.argv) > 1 and sys.argv[1] in ("daemon", "shim", "attach", "job"):
     sys.modules.setdefault("ssl", None)
 
 import argparse  # noqa: E402
@@ -111,6 +111,8 @@ def main(argv=None):
             cmd.add_argument("--detach", action="store_true", help="start in the background and return")
     shim = sub.add_parser("shim")
     shim.add_argument("agent_dir")
+    job = sub.add_parser("job", help="run in a Slurm job: the shims of the agents it holds (slurm_job.py)")
+    job.add_argument("job_dir")
     sub.add_parser("version")
     receive = sub.add_parser("engine-receive", help="take the head's engine on stdin (see engine_store.py)")
     receive.add_argument("--state-dir", default=default_state_dir())
@@ -129,6 +131,10 @@ def main(argv=None):
         from .shim import main as shim_main
 
         return shim_main(args.agent_dir)
+    if args.command == "job":
+        from .slurm_job import main as job_main
+
+        return job_main(args.job_dir)
     if args.command in ("daemon", "attach"):
         state = StateDir(args.state_dir)
         if args.command == "attach":

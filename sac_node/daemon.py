@@ -20,6 +20,7 @@ from . import __version__
 from .protocol import messages as m
 from .protocol.errors import AgentNotRunning, SacError
 from .rpc import RpcPeer, open_unix_peer
+from .slurm import AgentPending, SlurmAgents, settings_of, submit_startup_prompts
 from .state_dir import write_atomic
 
 log = logging.getLogger("sac_node.daemon")
@@ -27,6 +28,7 @@ log = logging.getLogger("sac_node.daemon")
 SUPERVISE_EVERY_S = 1.0
 SHIM_START_TIMEOUT_S = 15.0
 SHIM_GOING_S = 5.0  # how long a killed shim's process may outlive its socket before we call it hung
+SLURM_ATTACH_WAIT_S = 5.0  # how long a request waits for a Slurm job to report its agent's shim
 SHIM_ALREADY_RUNNING = 3  # the exit code of a shim that found another holding the agent's lock
 
 
@@ -92,6 +94,7 @@ class Node:
         self._lock_fh = None
         self._server = None
         self._stop = None
+        self.slurm = SlurmAgents(state, node_command(), clock)
 
     # -- shims --------------------------------------------------------------------
 
@@ -112,6 +115,8 @@ class Node:
                 client.notify(method, {"sub": client_sub, "agent": agent, "record": params["record"]})
 
     def live_shim_pid(self, name):
+        if settings_of(self.state.agent(name)) is not None:
+            return self.slurm.shim_pid(name)  # its shim runs in a Slurm job, maybe on another machine
         try:
             with open(self.state.agent(name).shim_info) as fh:
                 pid = json.load(fh).get("pid")
@@ -125,7 +130,8 @@ class Node:
         if peer is not None:
             return peer
         if self.state.agent(name).exists() and self.state.agent(name).read_desired() == "running":
-            return await self.ensure_shim(name, respawn=True)  # it died a moment ago: back now, not in a second
+            # it died a moment ago: back now, not in a second (in Slurm: once its job reports it)
+            return await self.ensure_shim(name, respawn=True, wait_s=SLURM_ATTACH_WAIT_S)
         raise AgentNotRunning("agent %s is not running; start it with `sac agents start %s`" % (name, name))
 
     async def _attach_unless_dying(self, name):
@@ -151,28 +157,46 @@ class Node:
             return None
         peer = await self._connect_shim(name)
         self.shims[name] = ShimHandle(name, pid, peer, handle.popen if handle else None)
+        await submit_startup_prompts(self.state.agent(name), peer, m.TURNS_SUBMIT)  # a Slurm agent's, kept
         return peer
 
     async def _connect_shim(self, name):
         from .handlers import turns  # the handlers import this module
+        if settings_of(self.state.agent(name)) is not None:
+            reader, writer = await self.slurm.open_shim(name)
+            peer = RpcPeer(reader, writer, None, self._on_shim_event, "shim:%s" % name, prefixed=True,
+                           relay_lost=turns.relay_lost)
+            peer.context["runner"] = asyncio.ensure_future(peer.run())
+            return peer
         try:
             return await open_unix_peer(self.state.agent(name).socket, on_notification=self._on_shim_event,
                                         name="shim:%s" % name, prefixed=True, relay_lost=turns.relay_lost)
         except OSError as exc:
             raise ShimRefused("agent %s: its shim does not answer (%s)" % (name, exc)) from exc
 
-    async def ensure_shim(self, name, respawn=False):
+    async def ensure_shim(self, name, respawn=False, wait_s=0.0, queued=False):
         """The agent's shim, started unless one runs. One spawn at a time per agent, so the supervisor,
-        `agents.start` and a request arriving during a respawn never start two."""
+        `agents.start` and a request arriving during a respawn never start two. A Slurm agent's shim
+        runs in its job (see SlurmAgents.place)."""
         lock = self._spawning.setdefault(name, asyncio.Lock())
         async with lock:
             peer = await self._attach(name)
             if peer is not None:
                 return peer
+            if settings_of(self.state.agent(name)) is not None:
+                return await self._place_in_slurm(name, wait_s, queued)
             if respawn:
                 self.shim_respawns[name] = self.shim_respawns.get(name, 0) + 1
                 log.warning("[agent=%s] shim is gone; respawning (respawn %d)", name, self.shim_respawns[name])
             return await self._spawn_shim(name)
+
+    async def _place_in_slurm(self, name, wait_s, queued):
+        """A Slurm agent's shim runs in its job, never here: make sure a job holds it, then attach."""
+        await self.slurm.place(name, wait_s, queued)
+        peer = await self._attach(name)
+        if peer is None:
+            raise AgentPending("agent %s: its shim is not serving yet" % name)
+        return peer
 
     async def _spawn_shim(self, name):
         """Start the agent's shim and wait until it serves its socket."""
@@ -226,19 +250,34 @@ class Node:
         return False
 
     async def supervise(self):
-        """Reap exited shims and respawn those of agents that should be running."""
+        """Reap exited shims and respawn those of agents that should be running; queue the next Slurm
+        job of those whose allocation ends soon."""
         while True:
+            try:
+                await self.slurm.hand_over()
+            except SacError as exc:
+                log.error("Slurm hand-over: %s", exc.message)
             for handle in list(self.shims.values()):
                 if handle.popen is not None:
                     handle.popen.poll()
+            in_slurm = []
             for name in self.state.agent_names():
                 if self.state.agent(name).read_desired() != "running" or self.live_shim_pid(name):
                     continue
-                try:
-                    await self.ensure_shim(name, respawn=True)
-                except SacError as exc:
-                    log.error("[agent=%s] %s", name, exc.message)
+                if settings_of(self.state.agent(name)) is not None:
+                    in_slurm.append(name)  # placed at once below: a resubmission packs them again
+                else:
+                    await self._respawn(name)
+            await asyncio.gather(*(self._respawn(name) for name in in_slurm))
             await asyncio.sleep(SUPERVISE_EVERY_S)
+
+    async def _respawn(self, name):
+        try:
+            await self.ensure_shim(name, respawn=True)
+        except AgentPending:
+            pass  # its job waits in the queue, or is starting its shim
+        except SacError as exc:
+            log.error("[agent=%s] %s", name, exc.message)
 
     # -- serving ------------------------------------------------------------------
 

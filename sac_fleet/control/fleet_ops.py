@@ -234,4 +234,5 @@ def _agent_row(status):
             "degraded": status.get("degraded"),
             "restarts": status.get("restarts", 0), "pid": status.get("pid"),
             "sandbox": (status.get("isolation") or {}).get("runtime"), "generation": status.get("generation"),
-            "activity": status.get("activity")}
+            "activity": status.get("activity"),
+            "slurm": status.get("slurm")}  # {job_id, state, reason, node, time_left} on a Slurm host

@@ -13,7 +13,7 @@ from ..core.placement import HostState, place
 from ..core.plan import Action, ActionKind, Plan
 from . import node_restarts, secrets
 
-LIVE_STATES = ("starting", "idle", "working", "restarting", "failed")
+LIVE_STATES = ("starting", "idle", "working", "restarting", "failed", "pending")
 
 
 async def observe(links, timeout, index=None):
@@ -163,6 +163,8 @@ async def apply_plan(plan, inventory, links, observed=None, secret_values=None):
                 await link.client.stop_agent(action.agent)
                 return {"action": action.to_dict(), "ok": True, "changed": True}
             spec = node_spec(inventory, action.agent, _generation(inventory, observed, action), action.host)
+            if inventory.hosts[action.host].slurm is not None:  # the login node submits it to Slurm
+                spec["slurm"] = inventory.hosts[action.host].slurm.to_node()
             reply = await link.client.start_agent(spec)
             return {"action": action.to_dict(), "ok": True, "changed": reply["changed"],
                     "status": reply["status"]}

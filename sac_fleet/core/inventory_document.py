@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StringConstraints, model_validator
 
 from .host_engine import EngineSetting
+from .inventory_slurm import SlurmSettings
 from .secret_sources import Secrets
 from .spec import LabelKey, NonEmpty, Placement, Text
 from .validation import ConfigModel, invalid, null_as_empty
@@ -72,6 +73,7 @@ class HostEntry(Defaults):
     jump_only: StrictBool = False
     labels: dict[LabelKey, Text] = {}
     secrets: Secrets = {}
+    slurm: SlurmSettings | None = None  # agents run in Slurm allocations submitted from this login node
 
 
 class AgentEntry(ConfigModel):

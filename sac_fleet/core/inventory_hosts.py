@@ -17,6 +17,7 @@ from sac_node.protocol.errors import InventoryError
 
 from .host_engine import EngineSetting, host_engine
 from .inventory_document import SAC_DEFAULTS
+from .inventory_slurm import SlurmSettings
 from .placement import HostSlot
 from .secret_sources import SecretSource, host_secrets
 from .wording import did_you_mean
@@ -63,6 +64,7 @@ class Host:
     line: int
     secrets: Mapping[str, SecretSource] = None  # {NAME: source}: the inventory's, its groups', its own
     engine: EngineSetting = EngineSetting()  # which Claude Code it runs: defaults', its groups', its own
+    slurm: Optional[SlurmSettings] = None  # set: a login node whose agents run in Slurm allocations
 
 
     def is_set(self, field: str) -> bool:
@@ -119,7 +121,8 @@ def resolve_host(doc, model, name, groups) -> Host:
         env_preamble=value("env_preamble"),
         groups=frozenset(group for group, members in groups.items() if name in members),
         explicit=frozenset(own | inherited), line=doc.line_of(loc), secrets=host_secrets(doc, model, name),
-        engine=host_engine(doc, model, name))
+        engine=host_engine(doc, model, name),
+        slurm=entry.slurm)
 
 
 

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 
-from .. import engine, hooks_socket, launch, lifecycle
+from .. import engine, hooks_socket, launch, lifecycle, slurm
 from ..node_spec import NodeSpec
 from ..protocol.errors import AgentError, AgentNotFound, AgentNotRunning, SpecError
 from ..protocol import messages as m
@@ -96,7 +96,14 @@ async def start(node, peer, p):
     _write_home(agent, hooks_socket.home_files(files) if read.engine.is_claude else files)
     write_atomic(agent.spec, json.dumps(spec, indent=1, sort_keys=True))
     agent.write_desired("running")
-    shim = await node.ensure_shim(name)
+    if slurm.settings_of(agent) is not None:
+        await node.slurm.forget_ended(name)
+    try:
+        shim = await node.ensure_shim(name, wait_s=slurm.START_WAIT_S, queued=True)
+    except slurm.AgentPending:  # queued in Slurm: `pending (Resources)`, not failed
+        if fresh and read.startup_prompts:  # submitted by the daemon once its job runs (slurm.py)
+            slurm.keep_startup_prompts(agent, read.startup_prompts)
+        return {"status": await _status(node, name), "changed": True, "started": True}
     await _pre_start_done(node, name, read)
     if fresh:
         for prompt in read.startup_prompts:
@@ -129,6 +136,8 @@ async def stop(node, peer, p):
         pass
     hooks = _node_spec(agent).hooks  # the shim runs pre_stop and post_stop before it exits
     await node.wait_shim_exit(agent.name, 15.0 + sum(cmd.timeout_s for cmd in hooks.pre_stop + hooks.post_stop))
+    if slurm.settings_of(agent) is not None:
+        await node.slurm.release(agent.name)
     return await _status(node, agent.name)
 
 
@@ -182,9 +191,13 @@ async def _status(node, name):
         result = await shim.call(m.AGENTS_STATUS, {}, timeout=10)
         result["desired"] = node.state.agent(name).read_desired()
         result["shim_respawns"] = node.shim_respawns.get(name, 0)
-        return result
-    except AgentNotRunning:
-        return offline_status(node.state.agent(name), node.clock())
+    except AgentNotRunning as exc:
+        result = offline_status(node.state.agent(name), node.clock())
+        if isinstance(exc, slurm.AgentPending):
+            result["last_error"] = exc.message
+    if slurm.settings_of(node.state.agent(name)) is not None:
+        result = await node.slurm.annotate(name, result)
+    return result
 
 
 def offline_status(agent, now):

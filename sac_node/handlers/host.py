@@ -28,8 +28,7 @@ def engine_facts(path):
     if not path:
         return {"bin": None, "intact": False}
     try:
-        with open(path + probe.VERIFIED_SUFFIX) as fh:
-            return {"bin": path, "intact": fh.read() == probe.stamp(path)}
+        return {"bin": path, "intact": probe.mark_matches(path)}
     except OSError:
         return {"bin": path, "intact": os.access(path, os.X_OK)}  # not one the head sent
 

@@ -6,5 +6,6 @@ WORKING = "working"
 RESTARTING = "restarting"
 STOPPED = "stopped"
 FAILED = "failed"
+PENDING = "pending"  # waits in a scheduler's queue (Slurm): placed, not failed
 
-ALL = (STARTING, IDLE, WORKING, RESTARTING, STOPPED, FAILED)
+ALL = (STARTING, IDLE, WORKING, RESTARTING, STOPPED, FAILED, PENDING)

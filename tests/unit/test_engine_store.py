@@ -121,3 +121,25 @@ def test_a_receiver_that_finds_the_engine_finished_or_its_part_shorter_asks_for_
 
 
 CHUNK_OF_TEST = 4096
+
+
+def test_a_verified_engine_is_trusted_by_its_mark_without_hashing_until_it_is_written(tmp_path, monkeypatch):
+    data = os.urandom(10_000)
+    sha = hashlib.sha256(data).hexdigest()
+    path = engine_store.receive(str(tmp_path), sha, 0, "none", io.BytesIO(_frames(data, 4_000, bytes)))
+    hashed = []
+    real = probe.file_sha256
+    monkeypatch.setattr(probe, "file_sha256", lambda p: hashed.append(p) or real(p))
+    assert probe.verified(path, sha) and hashed == []  # the mark made at receipt is trusted at once
+    with open(path, "r+b") as fh:  # within the same clock tick as the mark: the mtime still moves
+        fh.write(b"\0")
+    assert probe.verified(path, sha) is False and hashed == [path] and not os.path.exists(path)
+
+
+def test_a_mark_made_as_the_file_was_written_is_not_trusted(tmp_path):
+    path = str(tmp_path / "claude")
+    with open(path, "wb") as fh:
+        fh.write(b"x")
+    with open(path + probe.VERIFIED_SUFFIX, "w") as fh:  # marked in the same instant as the write
+        fh.write("%s %d" % (probe.stamp(path), os.stat(path).st_mtime_ns))
+    assert probe.mark_matches(path) and not probe.mark_trusted(path)

@@ -67,13 +67,16 @@ def fleet_agents_table(rows):
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", title="agents", title_justify="left")
-    for col in ("AGENT", "HOST", "STATE", "TURNS ok/pend/fail", "DOING", "HEARTBEAT", "RESTARTS", "LAST ERROR"):
+    slurm = any(a.get("slurm") for a in rows)  # a SLURM column only for fleets with a Slurm host
+    for col in ("AGENT", "HOST", "STATE") + (("SLURM",) if slurm else ()) + (
+            "TURNS ok/pend/fail", "DOING", "HEARTBEAT", "RESTARTS", "LAST ERROR"):
         table.add_column(col, overflow="fold")
     for a in rows:
         t = a["turns"]
-        table.add_row(a["name"], a["host"], render.state_cell(a),
+        table.add_row(a["name"], a["host"], render.state_cell(a), *((render.slurm_cell(a),) if slurm else ()),
                       "%d/%d/%d" % (t.get("completed", 0), t.get("pending", 0), t.get("failed", 0)),
-                      render.doing(a), render.age(a["heartbeat_age_s"]), str(a["restarts"]), (a["last_error"] or "")[:100])
+                      render.doing(a), render.age(a["heartbeat_age_s"]), str(a["restarts"]),
+                      (a["last_error"] or "")[:100])
     return table
 
 

@@ -50,7 +50,7 @@ def print_error(exc, console):
 
 
 STATE_STYLE = {"idle": "green", "working": "cyan", "starting": "yellow", "restarting": "yellow",
-               "stopped": "dim", "failed": "red"}
+               "stopped": "dim", "failed": "red", "pending": "yellow"}
 
 
 def age(seconds):
@@ -76,7 +76,23 @@ def state_cell(s):
     cell = Text(s["state"], style=STATE_STYLE.get(s["state"], ""))
     if s.get("degraded"):
         cell.append(" (degraded)", style="yellow")
+    job = s.get("slurm") or {}
+    if s["state"] == "pending" and job.get("reason") not in (None, "", "None"):
+        cell.append(" (%s)" % job["reason"])  # Slurm's reason: Resources, Priority, ...
     return cell
+
+
+def slurm_cell(s):
+    """The agent's Slurm job: `job 12 RUNNING on n1, 1:58:00 left`, `job 13 PENDING`; "" off Slurm."""
+    job = s.get("slurm")
+    if not job:
+        return ""
+    text = "job %s %s" % (job["job_id"], job["state"])
+    if job.get("node") and job["state"] != "PENDING":
+        text += " on %s" % job["node"]
+    if job.get("time_left") and job["state"] == "RUNNING":
+        text += ", %s left" % job["time_left"]
+    return text
 
 
 def network_label(iso):
