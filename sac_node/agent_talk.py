@@ -24,6 +24,7 @@ from . import comms as policy
 from .protocol import messages as m
 from .protocol.errors import AgentError, CommsRefused, SacError, SpecError
 from .rpc import open_unix_peer
+from .served_socket import ServedSocket
 
 log = logging.getLogger("sac_node.agent_talk")
 
@@ -110,23 +111,16 @@ class TalkServer:
         self.name, self.path, self.node_socket, self.comms = name, socket_path(agent_dir), node_socket, comms
         self.depth_of_current, self.record, self.alive = shim_side
         self.rate = policy.RateLimit(comms.rate_per_min, clock)
-        self._server, self._node, self._tasks = None, None, set()
+        self._socket, self._node, self._tasks = ServedSocket(self.path), None, set()
 
     async def serve(self):
         try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        try:
-            self._server = await asyncio.start_unix_server(self._on_client, path=self.path, limit=LINE_LIMIT)
+            await self._socket.serve(self._on_client, LINE_LIMIT)
         except OSError as exc:
-            raise AgentError("cannot serve the sac MCP server on %s (%s); comms needs it (a shorter state dir path "
-                             "helps)" % (self.path, exc)) from exc
-        os.chmod(self.path, 0o600)
+            raise AgentError("cannot serve the sac MCP server on %s (%s); comms needs it" % (self.path, exc)) from exc
 
     async def close(self):
-        if self._server is not None:
-            self._server.close()
+        self._socket.close()
         for task in list(self._tasks):
             task.cancel()
         if self._node is not None:

@@ -15,6 +15,8 @@ import logging
 import os
 import pkgutil
 
+from .served_socket import ServedSocket
+
 log = logging.getLogger("sac_node.hooks_socket")
 
 SOCKET_NAME = "hooks.sock"  # in the agent's dir, outside the sandbox
@@ -96,36 +98,16 @@ class HooksServer:
     def __init__(self, agent_dir, on_report):
         self.path = socket_path(agent_dir)
         self.on_report = on_report
-        self._server = None
-        self._dir_fd = None
+        self._socket = ServedSocket(self.path)
 
     async def serve(self):
         try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        try:
-            self._server = await asyncio.start_unix_server(self._on_client, path=self._bind_path(), limit=MAX_LINE)
+            await self._socket.serve(self._on_client, MAX_LINE)
         except OSError as exc:  # the agent runs; its status has no activity from hooks
             log.warning("cannot serve %s (%s): status will not show the agent's activity", self.path, exc)
-            return
-        os.chmod(self.path, 0o600)
-
-    def _bind_path(self):
-        """The path to bind: a path too long for AF_UNIX (~107 bytes; a deep state dir) is reached through
-        /proc/self/fd/<the agent dir>, which Linux resolves (the engine's side is /run/sac/hooks.sock, and
-        hook_report.py connects from the socket's own dir)."""
-        if len(self.path.encode()) < 100 or not os.path.isdir("/proc/self/fd"):
-            return self.path
-        self._dir_fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
-        return "/proc/self/fd/%d/%s" % (self._dir_fd, SOCKET_NAME)
 
     def close(self):
-        if self._server is not None:
-            self._server.close()
-        if self._dir_fd is not None:
-            os.close(self._dir_fd)
-            self._dir_fd = None
+        self._socket.close()
 
     async def _on_client(self, reader, writer):
         try:

@@ -32,7 +32,9 @@ def _to_socket(sock):
 def main(argv):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(argv[1])
+        # from the socket's own dir: an unsandboxed agent's path may be too long for AF_UNIX
+        os.chdir(os.path.dirname(argv[1]) or ".")
+        sock.connect(os.path.basename(argv[1]))
     except OSError as exc:
         sys.stderr.write("sac MCP bridge: cannot reach %s: %s\n" % (argv[1], exc))
         return 1

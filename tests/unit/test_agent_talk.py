@@ -71,3 +71,33 @@ def test_mcp_methods(tmp_path):
         assert down["isError"] and "node daemon does not answer" in down["content"][0]["text"]
 
     asyncio.run(scenario())
+
+
+def test_the_mcp_bridge_reaches_a_socket_whose_path_is_too_long_for_af_unix(tmp_path):
+    """An unsandboxed agent's bridge connects to <agent>/mcp.sock itself; under a deep state dir that path
+    is longer than AF_UNIX takes, and the shim still serves it and the bridge still reaches it."""
+    import subprocess
+    import sys
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    agent = StateDir(str(deep)).create().agent("lead")
+    os.makedirs(agent.path)
+    server = agent_talk.TalkServer("lead", agent, str(tmp_path / "none.sock"), spec().comms,
+                                   (lambda: 0, lambda *a, **k: None, lambda: None), lambda: 0.0)
+    assert len(server.path) > 120
+
+    async def scenario():
+        await server.serve()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-S", "-c", agent_talk.bridge_source(), server.path,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+            out, err = await asyncio.wait_for(proc.communicate(json.dumps(request).encode() + b"\n"), 20)
+            return json.loads(out.decode().splitlines()[0]), err
+        finally:
+            await server.close()
+
+    reply, err = asyncio.run(scenario())
+    assert [t["name"] for t in reply["result"]["tools"]] == ["agents", "ask", "turn", "tell"], err
+    assert os.stat(server.path).st_mode & 0o777 == 0o600
