@@ -141,9 +141,16 @@ class SlurmAgents:
         self.clock = clock
         self.root = os.path.join(state.root, "slurm")
         self._queue = (0.0, {})
+        self._queue_epoch = 0  # moves at each forget_queue: an squeue already running then is not kept
         self._queue_lock = None  # made in the loop (Python 3.8's locks bind to the loop current at creation)
         self._batches = {}
-        self.links = JobLinks(self.root)
+        self.links = JobLinks(self.root, on_change=self.forget_queue)
+
+    def forget_queue(self):
+        """The next status reads squeue anew: a job was submitted or cancelled, or dialled in or hung up
+        (a job that dials in runs: an answer read before it would still say PENDING)."""
+        self._queue = (0.0, {})
+        self._queue_epoch += 1
 
     def shim_pid(self, name):
         """The pid of the agent's shim as its job reports it (the shim runs on another machine)."""
@@ -178,6 +185,7 @@ class SlurmAgents:
     async def _read_queue(self):
         at, jobs = self._queue
         if self.clock() - at > QUEUE_TTL_S:
+            epoch = self._queue_epoch
             rc, out, err = await self._run(["squeue", "-h", "--me", "-o", "%i|%T|%r|%N|%L"])
             if rc != 0:
                 raise AgentError("squeue failed: %s" % (err.strip() or rc))
@@ -187,7 +195,8 @@ class SlurmAgents:
                 if len(parts) == 5:
                     jobs[parts[0]] = {"state": parts[1], "reason": parts[2], "node": parts[3] or None,
                                       "time_left": parts[4]}
-            self._queue = (self.clock(), jobs)
+            if epoch == self._queue_epoch:
+                self._queue = (self.clock(), jobs)
         return jobs
 
     async def job_of(self, agent):
@@ -215,7 +224,7 @@ class SlurmAgents:
             raise refusal(err, rc)
         job_id = out.strip().split(";")[0]
         write_atomic(os.path.join(job_dir, "job.json"), json.dumps({"job_id": job_id, "at": self.clock()}))
-        self._queue = (0.0, {})
+        self.forget_queue()
         if after is not None:
             write_atomic(os.path.join(after[1], "successor.json"), json.dumps({"job_id": job_id, "key": key}))
             log.info("[agents=%s] job %s queued after job %s", ",".join(names), job_id, after[0])
@@ -338,7 +347,7 @@ class SlurmAgents:
                  == record["job_id"]]
         if all(self.state.agent(n).read_desired() != "running" for n in mates):
             await self._run(["scancel", record["job_id"]])
-            self._queue = (0.0, {})
+            self.forget_queue()
 
     async def annotate(self, name, status):
         """Add the agent's job {job_id, state, reason, node, time_left} to its status; pending, not failed."""

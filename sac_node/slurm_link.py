@@ -44,8 +44,9 @@ def read_token(job_dir):
 class JobLinks:
     """The login daemon's end: the listening socket and each connected job's control line."""
 
-    def __init__(self, root):
+    def __init__(self, root, on_change=lambda: None):
         self.root = root  # <state>/slurm
+        self.on_change = on_change  # called when a job's control line connects or closes
         self.server = None
         self.controls = {}  # job key -> asyncio writer of its control connection
         self.shims = {}  # job key -> {agent: pid} as the job last reported
@@ -101,6 +102,7 @@ class JobLinks:
 
     async def _serve_control(self, key, reader, writer):
         self.controls[key] = writer
+        self.on_change()
         try:
             while True:
                 line = await reader.readline()
@@ -115,6 +117,7 @@ class JobLinks:
                 del self.controls[key]
                 self.shims.pop(key, None)
             writer.close()
+            self.on_change()
 
 
 class LinkClient:

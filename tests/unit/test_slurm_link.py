@@ -29,7 +29,8 @@ def test_a_job_with_its_token_is_heard_and_bridges_a_stream_to_its_shim(tmp_path
     threading.Thread(target=echo_shim, daemon=True).start()
 
     async def main():
-        links = JobLinks(str(root))
+        changes = []
+        links = JobLinks(str(root), on_change=lambda: changes.append(len(links.controls)))
         await links.listen("127.0.0.1")
         client = LinkClient(str(tmp_path / "state"), str(job_dir), lambda agent: shim_path)
         await asyncio.get_event_loop().run_in_executor(None, client.report, {"alpha": 4242})
@@ -38,6 +39,7 @@ def test_a_job_with_its_token_is_heard_and_bridges_a_stream_to_its_shim(tmp_path
                 break
             await asyncio.sleep(0.02)
         assert links.shim_pid("k1", "alpha") == 4242 and links.shim_pid("k2", "alpha") is None
+        assert changes == [1]  # a job dialled in: the login daemon's squeue answer is stale
         reader, writer = await links.open_stream("k1", "alpha")
         writer.write(b"hello")
         assert await asyncio.wait_for(reader.read(100), 5) == b"shim got: hello"
@@ -48,6 +50,7 @@ def test_a_job_with_its_token_is_heard_and_bridges_a_stream_to_its_shim(tmp_path
                 break
             await asyncio.sleep(0.02)
         assert links.shim_pid("k1", "alpha") is None  # the job's link closed: its shims are not reachable
+        assert changes == [1, 0]
 
         where = json.loads((root / "listen.json").read_text())
         reader, writer = await asyncio.open_connection(where["address"], where["port"])

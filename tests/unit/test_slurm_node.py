@@ -41,3 +41,54 @@ def test_sbatch_refusing_is_one_line_with_its_words_and_the_field(stderr, field)
                                            ("0:05", 5), ("UNLIMITED", None), ("NOT_SET", None), ("INVALID", None)])
 def test_time_left_reads_squeue_forms(text, seconds):
     assert seconds_left(text) == seconds
+
+
+def test_a_job_that_dials_in_makes_the_next_status_read_squeue_anew(tmp_path):
+    """The job takes its agents over as it starts; an squeue answer read just before still said PENDING,
+    and status showed the agent idle in a PENDING job (the walltime test caught it)."""
+    import asyncio
+
+    from sac_node.slurm import SlurmAgents
+    from sac_node.state_dir import StateDir
+
+    slurm = SlurmAgents(StateDir(str(tmp_path / "state")).create(), command=None, clock=lambda: 100.0)
+    answers = iter(["7|PENDING|Resources||2:00\n", "7|RUNNING|None|n1|1:59\n"])
+    asked = []
+
+    async def run(argv, *args, **kwargs):
+        asked.append(argv[0])
+        return 0, next(answers), ""
+
+    slurm._run = run
+
+    async def scenario():
+        assert (await slurm.queue())["7"]["state"] == "PENDING"
+        assert (await slurm.queue())["7"]["state"] == "PENDING" and asked == ["squeue"]  # cached
+        slurm.links.on_change()  # job 7's control line connected
+        return (await slurm.queue())["7"]
+
+    assert asyncio.run(scenario()) == {"state": "RUNNING", "reason": "None", "node": "n1", "time_left": "1:59"}
+
+
+def test_an_squeue_answer_read_while_a_job_dialled_in_is_not_kept(tmp_path):
+    import asyncio
+
+    from sac_node.slurm import SlurmAgents
+    from sac_node.state_dir import StateDir
+
+    slurm = SlurmAgents(StateDir(str(tmp_path / "state")).create(), command=None, clock=lambda: 100.0)
+    answers = iter(["7|PENDING|Resources||2:00\n", "7|RUNNING|None|n1|1:59\n"])
+
+    async def run(argv, *args, **kwargs):
+        answer = next(answers)
+        if "PENDING" in answer:
+            slurm.links.on_change()  # the job dials in while this squeue runs
+        return 0, answer, ""
+
+    slurm._run = run
+
+    async def scenario():
+        assert (await slurm.queue())["7"]["state"] == "PENDING"  # what squeue said when asked
+        return (await slurm.queue())["7"]["state"]
+
+    assert asyncio.run(scenario()) == "RUNNING"
