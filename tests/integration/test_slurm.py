@@ -177,11 +177,13 @@ def test_walltime_hands_the_conversation_over_to_the_next_job(fleet_env, slurm_c
                      timeout=110)[0]
     assert after["slurm"]["state"] == "RUNNING" and after["slurm"]["resubmits"] == 0  # handed over, not resubmitted
     assert fleet_env.sac("fleet", "send", "alpha", "after", "-i", inventory).stdout.strip() == "echo: after"
-    # the engine in the new allocation resumed the conversation: the provider saw the turn before it
-    assert "before" in json.dumps(fleet_env.provider.requests[-1]["messages"])
+    # the engine in the new allocation resumed the conversation: its request for "after" carried "before"
+    sent = [json.dumps(r["messages"]) for r in fleet_env.provider.requests]
+    assert any('"after"' in body and '"before"' in body for body in sent), sent[-3:]
     alpha = by_name(fleet_status(fleet_env, inventory)["agents"])["alpha"]
-    assert alpha["turns"]["completed"] == 2 and alpha["turns"]["failed"] == 0 and alpha["turns"]["pending"] == 0
-    assert json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())["session_id"] == session
+    assert alpha["turns"]["completed"] == 2 and alpha["turns"]["failed"] == 0 and alpha["turns"]["pending"] == 0, alpha
+    saved = json.loads((login.state_dir / "agents" / "alpha" / "session.json").read_text())
+    assert saved["session_id"] == session, saved
     wait_for("the first job to end", lambda: first["job_id"] not in [j["id"] for j in slurm_cluster.squeue()],
              timeout=20)
     fleet_env.sac("fleet", "down", inventory)
