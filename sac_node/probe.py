@@ -99,20 +99,26 @@ def mark_verified(path):
         fh.write("%s %d" % (stamp(path), time.time_ns()))
 
 
+def _read_mark(path):
+    """(size, mtime_ns, marked_ns) of `path`'s `.verified` mark, as ints; OSError without one, None for a
+    mark that is not three numbers."""
+    with open(path + VERIFIED_SUFFIX) as fh:
+        fields = fh.read().split()
+    return tuple(int(f) for f in fields) if len(fields) == 3 and all(f.isdigit() for f in fields) else None
+
+
 def mark_matches(path):
     """The `.verified` mark's stamp is the file's (OSError when there is no mark)."""
-    with open(path + VERIFIED_SUFFIX) as fh:
-        return fh.read().rsplit(" ", 1)[0] == stamp(path)
+    mark = _read_mark(path)
+    return mark is not None and "%d %d" % mark[:2] == stamp(path)
 
 
 def mark_trusted(path):
     """The mark matches, and the file had been written well before it was marked. Timestamps are coarse
     (a tick of a few ms, or a file server's clock), so a write in the same tick as the mark's hashing keeps
     the stamp; such a file is hashed again (as git does for a racy index), and then marked anew."""
-    with open(path + VERIFIED_SUFFIX) as fh:
-        size, mtime_ns, marked_ns = (fh.read().split() + ["", "", ""])[:3]
-    return "%s %s" % (size, mtime_ns) == stamp(path) and marked_ns.isdigit() and \
-        int(mtime_ns) < int(marked_ns) - RACY_NS
+    mark = _read_mark(path)
+    return mark is not None and "%d %d" % mark[:2] == stamp(path) and mark[1] < mark[2] - RACY_NS
 
 
 def verified(path, sha, repair=True):

@@ -143,3 +143,15 @@ def test_a_mark_made_as_the_file_was_written_is_not_trusted(tmp_path):
     with open(path + probe.VERIFIED_SUFFIX, "w") as fh:  # marked in the same instant as the write
         fh.write("%s %d" % (probe.stamp(path), os.stat(path).st_mtime_ns))
     assert probe.mark_matches(path) and not probe.mark_trusted(path)
+
+
+def test_a_mark_that_is_not_three_numbers_is_hashed_again_not_a_crash(tmp_path):
+    data = b"engine"
+    path = str(tmp_path / "claude")
+    with open(path, "wb") as fh:
+        fh.write(data)
+    with open(path + probe.VERIFIED_SUFFIX, "w") as fh:
+        fh.write("6 garbage 12")
+    assert not probe.mark_matches(path) and not probe.mark_trusted(path)
+    assert probe.verified(path, hashlib.sha256(data).hexdigest())  # hashed, then marked anew
+    assert probe.mark_trusted(path)
